@@ -1,0 +1,122 @@
+"""The node's HTTP control surface: status, metrics, flags and linearizable KV operations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from nodes.consensus import LeadershipLost, NotLeader, RaftConsensus
+from nodes.flags import FlagError
+from nodes.http import HttpResponse, json_response
+from nodes.kv import KvError, validate_op
+from nodes.service import ConsensusService
+
+
+class NodeApi:
+    """Routes one HTTP request; runs on the node's event loop, so it reads consistent state."""
+
+    def __init__(self, c: RaftConsensus, service: ConsensusService) -> None:
+        self.c = c
+        self.service = service
+
+    def status(self) -> dict[str, Any]:
+        doc = self.c.status()
+        doc["proxy"] = self.service.proxy_counters.as_dict()
+        doc["flags"] = self.c.flags.as_dict()
+        return doc
+
+    async def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> HttpResponse:
+        if method == "GET" and path == "/health":
+            return json_response(200, {"ok": True, "uuid": self.c.uuid})
+        if method == "GET" and path == "/status":
+            return json_response(200, self.status())
+        if method == "GET" and path == "/metrics":
+            return HttpResponse(200, render_metrics(self.status()).encode(),
+                                "text/plain; version=0.0.4")
+        if method == "GET" and path == "/flags":
+            return json_response(200, {"flags": self.c.flags.as_dict()})
+        if path.startswith("/flags/"):
+            if method != "PUT":
+                return json_response(405, {"error": "use PUT /flags/<name> with {\"value\": v}"})
+            return self._set_flag(path[len("/flags/"):], body)
+        if method == "POST" and path.startswith("/kv/"):
+            return await self._kv(path[len("/kv/"):], body)
+        if method == "POST" and path == "/admin/step_down":
+            try:
+                self.c.step_down()
+            except NotLeader as e:
+                return self._not_leader(e)
+            return json_response(200, {"ok": True, "term": self.c.term})
+        return json_response(404, {"error": f"no route for {method} {path}"})
+
+    def _set_flag(self, name: str, body: bytes) -> HttpResponse:
+        if not self.c.flags.known(name):
+            return json_response(404, {"error": f"unknown flag {name!r}"})
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return json_response(400, {"error": "body must be JSON {\"value\": v}"})
+        if not isinstance(payload, dict) or "value" not in payload:
+            return json_response(400, {"error": "body must be JSON {\"value\": v}"})
+        try:
+            value = self.c.flags.set(name, payload["value"])
+        except FlagError as e:
+            return json_response(400, {"error": str(e)})
+        self.c.logger.info("flag %s set to %r", name, value)
+        return json_response(200, {"name": name, "value": value})
+
+    def _not_leader(self, e: NotLeader) -> HttpResponse:
+        hint = e.leader
+        addr = str(self.c.config.nodes[hint].http) if hint in self.c.config.nodes else None
+        return json_response(421, {"ok": False, "error": "not_leader", "leader": hint,
+                                   "leader_http": addr})
+
+    async def _kv(self, verb: str, body: bytes) -> HttpResponse:
+        try:
+            payload = json.loads(body or b"{}")
+            if not isinstance(payload, dict):
+                raise KvError("body must be a JSON object")
+            op = {"op": verb, **{k: payload[k] for k in ("key", "value", "from", "to") if k in payload}}
+            validate_op(op)
+        except (ValueError, KvError) as e:
+            return json_response(400, {"ok": False, "error": "bad_request", "message": str(e)})
+        try:
+            fut = self.c.replicate(op)
+        except NotLeader as e:
+            return self._not_leader(e)
+        timeout_s = float(self.c.flags["kv_op_timeout_ms"]) / 1000.0
+        try:
+            result = await asyncio.wait_for(asyncio.shield(fut), timeout=timeout_s)
+        except TimeoutError:
+            return json_response(503, {"ok": False, "error": "timeout", "indeterminate": True})
+        except LeadershipLost as e:
+            return json_response(503, {"ok": False, "error": "leadership_lost", "message": str(e),
+                                       "indeterminate": True})
+        return json_response(200, {"ok": True, **result})
+
+
+def _metric_lines(prefix: str, doc: dict[str, Any], labels: str) -> list[str]:
+    out = []
+    for k, v in doc.items():
+        if isinstance(v, bool):
+            v = int(v)
+        if isinstance(v, int | float):
+            out.append(f"raftchaos_{prefix}{k}{{{labels}}} {v}")
+    return out
+
+
+def render_metrics(status: dict[str, Any]) -> str:
+    """Prometheus text exposition of /status numbers (per-peer counters labelled by peer)."""
+    node = f'node="{status["uuid"]}"'
+    lines = _metric_lines("", status, node)
+    lines.append(f'raftchaos_is_leader{{{node}}} {int(status["role"] == "LEADER")}')
+    for flag, n in status.get("crash_flag_draws", {}).items():
+        lines.append(f'raftchaos_crash_flag_draws{{{node},flag="{flag}"}} {n}')
+    for k, v in status.get("proxy", {}).items():
+        lines.append(f"raftchaos_proxy_{k}{{{node}}} {v}")
+    for peer, view in status.get("peers", {}).items():
+        labels = f'{node},peer="{peer}"'
+        lines += _metric_lines("peer_", {k: v for k, v in view.items() if k != "counters"}, labels)
+        lines += _metric_lines("peer_", view.get("counters", {}), labels)
+    return "\n".join(lines) + "\n"

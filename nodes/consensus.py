@@ -1,0 +1,330 @@
+"""RaftConsensus: the one owner of term, vote, log and role; leader write path and commit/apply."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nodes.clock import Clock
+from nodes.config import ClusterConfig
+from nodes.faultpoints import FaultPoints
+from nodes.flags import Flags
+from nodes.kv import KvStore
+from nodes.log import MIN_OPID, OpId, RaftLog
+from nodes.meta import MetadataStore
+from nodes.peer import Peer, PeerTransport
+from nodes.queue import PeerMessageQueue
+from nodes.routing import RoutingTable
+from nodes.storage import WalWriter
+from nodes.timer import PeriodicTimer
+from nodes.wal import LogEntry
+
+
+class Role(enum.Enum):
+    LEADER = "LEADER"
+    FOLLOWER = "FOLLOWER"
+    CANDIDATE = "CANDIDATE"
+
+
+class NotLeader(Exception):
+    """Definitely not executed: this node is not the leader (carries the leader hint)."""
+
+    def __init__(self, leader: str | None) -> None:
+        super().__init__(f"not the leader (leader: {leader})")
+        self.leader = leader
+
+
+class LeadershipLost(Exception):
+    """Indeterminate: the op was appended but leadership changed before it committed here."""
+
+
+class RpcCaller(Protocol):
+    async def call(self, uuid: str, rpc: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        ...
+
+
+@dataclass
+class ConsensusCounters:
+    elections_started: int = 0
+    pre_elections_started: int = 0
+    elections_won: int = 0
+    updates_received: int = 0
+    updates_rejected: int = 0
+    step_downs: int = 0
+
+
+class RaftConsensus:
+    """State owner. Elections (election.py), follower updates (update.py) and proxying
+    (proxy.py) act on it through its methods; nothing else mutates term, vote, log or role.
+    """
+
+    def __init__(self, uuid: str, config: ClusterConfig, flags: Flags, clock: Clock,
+                 rng: random.Random, meta: MetadataStore, writer: WalWriter, log: RaftLog,
+                 peer_transport: PeerTransport, rpc: RpcCaller, faults: FaultPoints,
+                 logger: logging.Logger) -> None:
+        self.uuid = uuid
+        self.config = config
+        self.flags = flags
+        self.clock = clock
+        self.rng = rng
+        self.meta = meta
+        self.writer = writer
+        self.log = log
+        self.peer_transport = peer_transport
+        self.rpc = rpc
+        self.faults = faults
+        self.logger = logger
+        self.kv = KvStore()
+        self.term, self.voted_for = meta.load()
+        self.role = Role.FOLLOWER
+        self.leader_uuid: str | None = None
+        self.commit_index = 0
+        self.applied_index = 0
+        self.durable_index = log.last_index
+        self.last_received_cur_leader: OpId = MIN_OPID
+        self.withhold_votes_until = 0.0
+        self.last_leader_contact: float | None = None
+        self.failed_elections = 0
+        self.counters = ConsensusCounters()
+        self.update_lock = asyncio.Lock()
+        self.peers: dict[str, Peer] = {}
+        self.queue = PeerMessageQueue(uuid, log, clock, flags, self.routing_table,
+                                      self._on_queue_commit, self._on_queue_higher_term, logger)
+        self._waiters: dict[int, tuple[int, asyncio.Future[dict[str, Any]]]] = {}
+        self._notify_at = 0.0
+        self.fd = PeriodicTimer(clock, flags.failure_timeout_s, self._on_fd_expired, rng)
+        self.elections: Any = None  # set by election.Elections (it needs this object first)
+
+    # ----- membership and routing -----
+    @property
+    def voters(self) -> list[str]:
+        return self.config.voters
+
+    @property
+    def majority(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    def routing_table(self) -> RoutingTable:
+        return RoutingTable(self.voters, self.config.topology, self.leader_uuid)
+
+    # ----- durable state -----
+    def persist(self) -> None:
+        """Flush term and vote before anything that depends on them is acknowledged."""
+        self.faults.maybe_fault("fault_crash_before_cmeta_flush")
+        self.meta.save(self.term, self.voted_for)
+
+    def adopt_term(self, term: int, *, reason: str) -> None:
+        """Move to a higher term: clear the vote, step down if leading, flush."""
+        if term <= self.term:
+            return
+        self.logger.info("advancing to term %d (%s)", term, reason)
+        was_leader = self.role is Role.LEADER
+        self.term = term
+        self.voted_for = None
+        self.leader_uuid = None
+        self.last_received_cur_leader = MIN_OPID
+        self.persist()
+        if was_leader or self.role is Role.CANDIDATE:
+            self.become_follower(reason)
+
+    # ----- roles -----
+    def become_follower(self, reason: str) -> None:
+        was_leader = self.role is Role.LEADER
+        self.role = Role.FOLLOWER
+        if was_leader:
+            self.logger.info("stepping down in term %d: %s", self.term, reason)
+            self.counters.step_downs += 1
+            self._close_peers()
+            self.queue.set_non_leader_mode()
+            self._fail_waiters(LeadershipLost(f"leadership lost: {reason}"))
+        if self.uuid in self.voters and self.flags["enable_leader_failure_detection"]:
+            self.fd.start()
+
+    def become_leader(self) -> None:
+        self.logger.info("became leader in term %d (log %s, commit %d)", self.term,
+                         tuple(self.log.last_opid), self.commit_index)
+        self.role = Role.LEADER
+        self.leader_uuid = self.uuid
+        self.counters.elections_won += 1
+        self.failed_elections = 0
+        self.fd.stop()
+        self._close_peers()
+        self.queue.set_leader_mode(self.commit_index, self.term, set(self.voters))
+        self.queue.local_peer_appended(OpId(self.log.term_at(self.durable_index) or 0,
+                                            self.durable_index))
+        for uuid in self.voters:
+            if uuid == self.uuid:
+                continue
+            peer = Peer(uuid, self.uuid, self.queue, self.peer_transport, self.clock, self.flags,
+                        self.rng, self.faults, self.logger)
+            self.peers[uuid] = peer
+            peer.init()
+        entry = self._append_local("NO_OP", None)
+        self.queue.note_first_index_in_term(entry.index)
+        self.signal_peers()
+
+    def _close_peers(self) -> None:
+        for peer in self.peers.values():
+            peer.close()
+        self.peers.clear()
+
+    def step_down(self) -> None:
+        """Leader-only: term + 1, follower, no election of our own for 2 x MET (B41)."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_uuid)
+        self.term += 1
+        self.voted_for = None
+        self.leader_uuid = None
+        self.persist()
+        self.become_follower("step down requested")
+        self.fd.snooze(2 * self.flags.failure_timeout_s)
+
+    # ----- leader write path -----
+    def _append_local(self, kind: str, payload: dict[str, Any] | None) -> LogEntry:
+        entry = LogEntry(term=self.term, index=self.log.last_index + 1, kind=kind, payload=payload)
+        self.log.append(entry)
+        fut = self.writer.append([entry])
+        term = self.term
+        fut.add_done_callback(lambda f: self._local_durable(entry, term, f))
+        return entry
+
+    def _local_durable(self, entry: LogEntry, term: int, fut: asyncio.Future[None]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        self.durable_index = max(self.durable_index, entry.index)
+        if self.role is Role.LEADER and self.term == term and self.log.has(OpId(entry.term, entry.index)):
+            self.queue.local_peer_appended(OpId(entry.term, entry.index))
+
+    def replicate(self, op: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Append a client op; the future resolves with its result once applied."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_uuid)
+        entry = self._append_local("WRITE", op)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters[entry.index] = (entry.term, fut)
+        self.signal_peers()
+        return fut
+
+    def signal_peers(self) -> None:
+        for peer in list(self.peers.values()):
+            peer.signal_request(False)
+
+    # ----- notifications (kuduraft's serial observer token) -----
+    def notify(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` later, in order, delayed by consensus_inject_latency_ms_in_notifications."""
+        max_ms = int(self.flags["consensus_inject_latency_ms_in_notifications"])
+        delay = self.rng.uniform(0, max_ms) / 1000.0 if max_ms > 0 else 0.0
+        now = self.clock.now()
+        self._notify_at = max(self._notify_at, now) + delay
+        self.clock.call_later(self._notify_at - now, fn)
+
+    def _on_queue_commit(self, index: int) -> None:
+        term = self.term
+
+        def deliver() -> None:
+            if self.role is Role.LEADER and self.term == term:
+                self.advance_commit(index)
+                self.signal_peers()
+        self.notify(deliver)
+
+    def _on_queue_higher_term(self, term: int) -> None:
+        self.notify(lambda: self.adopt_term(term, reason="a peer answered with a higher term"))
+
+    # ----- commit and apply -----
+    def advance_commit(self, index: int) -> None:
+        index = min(index, self.log.last_index)
+        if index <= self.commit_index:
+            return
+        self.commit_index = index
+        self._apply()
+
+    def _apply(self) -> None:
+        while self.applied_index < self.commit_index:
+            self.faults.maybe_fault("fault_crash_before_append_commit")
+            idx = self.applied_index + 1
+            entry = self.log.get(idx)
+            result: dict[str, Any] = {}
+            if entry.kind == "WRITE" and entry.payload is not None:
+                result = self.kv.apply(entry.payload)
+            self.applied_index = idx
+            waiter = self._waiters.pop(idx, None)
+            if waiter is not None:
+                term, fut = waiter
+                if fut.done():
+                    continue
+                if term == entry.term:
+                    result["index"] = idx
+                    fut.set_result(result)
+                else:
+                    fut.set_exception(LeadershipLost("entry replaced by another leader's"))
+
+    def _fail_waiters(self, exc: Exception) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for _, fut in waiters.values():
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def truncate_after(self, index: int) -> None:
+        """Drop a conflicting uncommitted suffix, in memory and durably (in WAL order)."""
+        if index < self.commit_index:
+            raise AssertionError(f"refusing to truncate committed entries ({index} < {self.commit_index})")
+        dropped = self.log.truncate_after(index)
+        if not dropped:
+            return
+        self.logger.info("truncated %d uncommitted entries after index %d", len(dropped), index)
+        self.durable_index = min(self.durable_index, index)
+        if self.last_received_cur_leader.index > index:
+            self.last_received_cur_leader = self.log.last_opid
+        self.writer.truncate_after(index)
+        for e in dropped:
+            waiter = self._waiters.pop(e.index, None)
+            if waiter is not None and not waiter[1].done():
+                waiter[1].set_exception(LeadershipLost("entry truncated"))
+
+    # ----- failure detector -----
+    def start_failure_detector(self) -> None:
+        if self.uuid not in self.voters or not self.flags["enable_leader_failure_detection"]:
+            return
+        if self.term == 0:
+            self.fd.start(self.rng.uniform(0, self.flags.heartbeat_s))
+        else:
+            self.fd.start()
+
+    def snooze_fd_after_update(self) -> None:
+        met = self.flags.failure_timeout_s
+        ratio = float(self.flags["snooze_for_leader_ban_ratio"])
+        self.fd.snooze(self.rng.uniform(met, 1.5 * met) if ratio == 1.0 else met * ratio)
+
+    def _on_fd_expired(self) -> None:
+        if self.role is Role.LEADER or not self.flags["enable_leader_failure_detection"]:
+            return
+        if self.elections is not None:
+            self.elections.on_failure_detected()
+
+    # ----- status -----
+    def status(self) -> dict[str, Any]:
+        last = self.log.last_opid
+        c = self.counters
+        return {
+            "uuid": self.uuid, "role": self.role.value, "term": self.term,
+            "voted_for": self.voted_for, "leader": self.leader_uuid,
+            "last_index": last.index, "last_term": last.term,
+            "commit_index": self.commit_index, "applied_index": self.applied_index,
+            "durable_index": self.durable_index,
+            "elections_started": c.elections_started,
+            "pre_elections_started": c.pre_elections_started,
+            "elections_won": c.elections_won, "step_downs": c.step_downs,
+            "failed_elections": self.failed_elections,
+            "updates_received": c.updates_received, "updates_rejected": c.updates_rejected,
+            "crash_flag_draws": {
+                f: self.faults.draws.get(f, 0)
+                for f in ("fault_crash_on_leader_request_fraction",
+                          "fault_crash_after_leader_request_fraction")},
+            "metadata_flushes": self.meta.flush_count,
+            "peers": {u: p.view() for u, p in sorted(self.peers.items())},
+        }

@@ -1,0 +1,235 @@
+"""A minimal HTTP/1.1 server on the node's event loop: keep-alive, Content-Length bodies, bounded sizes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from nodes.listen import check_listen_host
+
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 1024 * 1024
+
+_METHOD_RE = re.compile(r"^[A-Z]{1,20}$")
+_VERSION_RE = re.compile(r"^HTTP/1\.[01]$")
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What a route handler returns; ``body`` is sent as-is with Content-Length."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+HttpHandler = Callable[[str, str, dict[str, str], bytes], Awaitable[HttpResponse]]
+"""``handler(method, path, query, body)``: path percent-decoded, query keys -> last value."""
+
+
+def json_response(status: int, obj: Any) -> HttpResponse:
+    """``obj`` as a compact JSON body (ValueError/TypeError if it is not serializable)."""
+    return HttpResponse(status, json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8"))
+
+
+class _Reject(Exception):
+    """The request cannot be served; answer ``status`` and close the connection."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Head:
+    method: str
+    path: str
+    query: dict[str, str]
+    keep_alive: bool
+    content_length: int
+    expect_continue: bool
+
+
+def _parse_headers(lines: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not _HEADER_NAME_RE.match(name):
+            raise _Reject(400, f"malformed header line {line[:80]!r}")
+        key, value = name.lower(), value.strip(" \t")
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+def _content_length(headers: dict[str, str], max_body_bytes: int) -> int:
+    if "transfer-encoding" in headers:
+        raise _Reject(411, "Transfer-Encoding (chunked) bodies are not supported; send Content-Length")
+    raw = headers.get("content-length")
+    if raw is None:
+        return 0
+    values = {v.strip() for v in raw.split(",")}
+    if len(values) != 1 or not next(iter(values)).isdigit() or not next(iter(values)).isascii():
+        raise _Reject(400, f"bad Content-Length {raw[:40]!r}")
+    length = int(values.pop())
+    if length > max_body_bytes:
+        raise _Reject(413, f"body of {length} bytes exceeds the limit of {max_body_bytes}")
+    return length
+
+
+def parse_head(raw: bytes, max_body_bytes: int = MAX_BODY_BYTES) -> _Head:
+    """Parse a request head (request line + headers, without the blank line); _Reject if bad."""
+    lines = raw.decode("latin-1").strip("\r\n").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not _METHOD_RE.match(parts[0]) or not _VERSION_RE.match(parts[2]):
+        raise _Reject(400, f"malformed request line {lines[0][:80]!r}")
+    method, target, version = parts
+    if not (target.startswith("/") or target.startswith(("http://", "https://"))):
+        raise _Reject(400, f"unsupported request target {target[:80]!r}")
+    headers = _parse_headers(lines[1:])
+    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    keep_alive = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
+    url = urlsplit(target)
+    return _Head(method=method, path=unquote(url.path) or "/",
+                 query=dict(parse_qsl(url.query, keep_blank_values=True)), keep_alive=keep_alive,
+                 content_length=_content_length(headers, max_body_bytes),
+                 expect_continue=headers.get("expect", "").lower() == "100-continue")
+
+
+def _encode_response(resp: HttpResponse, keep_alive: bool, head_only: bool) -> bytes:
+    try:
+        reason = HTTPStatus(resp.status).phrase
+    except ValueError:
+        reason = "Unknown"
+    head = (f"HTTP/1.1 {resp.status} {reason}\r\nContent-Type: {resp.content_type}\r\n"
+            f"Content-Length: {len(resp.body)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}"
+            "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + resp.body
+
+
+class HttpServer:
+    """Serves ``handler`` on ``host:port``; requests on one connection are answered in order.
+
+    Bad requests get a JSON error and the connection is closed: 400 (malformed or header over
+    ``max_header_bytes``), 411 (Transfer-Encoding), 413 (body over ``max_body_bytes``). A handler
+    exception is logged and answered 500; the connection stays up. A connection idle (or stuck
+    mid-request) for ``idle_timeout_s`` is closed.
+    """
+
+    def __init__(self, host: str, port: int, handler: HttpHandler, log: logging.Logger, *,
+                 max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES,
+                 idle_timeout_s: float | None = 120.0) -> None:
+        check_listen_host(host)  # ValueError naming the bind rule
+        self._host = host
+        self._port = port
+        self._handler = handler
+        self._log = log
+        self._max_header_bytes = max_header_bytes
+        self._max_body_bytes = max_body_bytes
+        self._idle_timeout_s = idle_timeout_s
+        self._server: asyncio.Server | None = None
+        self._closing = False
+        self._conn_tasks: set[asyncio.Task[Any]] = set()
+        self.requests = 0
+        """Requests answered (any status), for tests."""
+
+    async def start(self) -> None:
+        """Bind and start accepting; OSError (e.g. address in use) propagates."""
+        if self._server is not None:
+            raise RuntimeError("HttpServer already started")
+        self._server = await asyncio.start_server(self._on_connection, self._host, self._port,
+                                                  limit=self._max_header_bytes)
+
+    @property
+    def port(self) -> int:
+        """The bound port (the OS-chosen one when constructed with port 0)."""
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop accepting and close every connection (cancelling handlers in progress); idempotent."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._conn_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._conn_tasks.add(task)
+        try:
+            while await self._serve_one(reader, writer):
+                pass
+        except (OSError, TimeoutError):
+            pass  # peer went away or idled out: nothing to answer
+        finally:
+            self._conn_tasks.discard(task)
+            writer.close()
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Read, handle and answer one request; True to keep the connection for the next one."""
+        try:
+            async with asyncio.timeout(self._idle_timeout_s):
+                raw = await self._read_head(reader)
+                if raw is None:
+                    return False
+                head = parse_head(raw, self._max_body_bytes)
+                if head.expect_continue and head.content_length:
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                body = await reader.readexactly(head.content_length)
+        except _Reject as e:
+            self._log.warning("http: rejecting request from %s: %s %s",
+                              writer.get_extra_info("peername"), e.status, e.message)
+            await self._send(writer, json_response(e.status, {"ok": False, "error": e.message}), False, False)
+            return False
+        except asyncio.IncompleteReadError:
+            return False  # closed mid-body: nobody to answer
+        resp = await self._call(head, body)
+        await self._send(writer, resp, head.keep_alive, head.method == "HEAD")
+        return head.keep_alive
+
+    async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The request head up to the blank line; None on a clean EOF before a new request."""
+        try:
+            return await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as e:
+            if not e.partial.strip():
+                return None
+            raise _Reject(400, "connection closed inside the request head") from None
+        except asyncio.LimitOverrunError:
+            raise _Reject(400, f"request head exceeds {self._max_header_bytes} bytes") from None
+
+    async def _call(self, head: _Head, body: bytes) -> HttpResponse:
+        try:
+            resp = await self._handler(head.method, head.path, head.query, body)
+            if not isinstance(resp, HttpResponse) or not 200 <= resp.status <= 599:
+                raise TypeError(f"handler returned {resp!r:.100}, not an HttpResponse with a final status")
+            return resp
+        except Exception as e:
+            self._log.exception("http: handler failed for %s %s", head.method, head.path)
+            return json_response(500, {"ok": False, "error": "internal", "message": f"{type(e).__name__}: {e}"})
+
+    async def _send(self, writer: asyncio.StreamWriter, resp: HttpResponse, keep_alive: bool,
+                    head_only: bool) -> None:
+        self.requests += 1
+        if writer.is_closing():
+            return
+        writer.write(_encode_response(resp, keep_alive, head_only))
+        await writer.drain()

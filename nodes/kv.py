@@ -1,0 +1,55 @@
+"""The replicated state machine: a key-value store of string registers, applied from committed entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+KV_OPS = ("put", "get", "cas", "append")
+
+
+class KvError(ValueError):
+    """A client operation that is malformed; rejected before it reaches the log."""
+
+
+def validate_op(op: dict[str, Any]) -> dict[str, Any]:
+    """Check a client op's shape so nothing malformed is ever replicated."""
+    kind = op.get("op")
+    if kind not in KV_OPS:
+        raise KvError(f"unknown op {kind!r}; expected one of {', '.join(KV_OPS)}")
+    key = op.get("key")
+    if not isinstance(key, str):
+        raise KvError("'key' must be a string")
+    if kind in ("put", "append") and "value" not in op:
+        raise KvError(f"{kind} needs a 'value'")
+    if kind == "append" and not isinstance(op.get("value"), str):
+        raise KvError("append needs a string 'value'")
+    if kind == "cas" and ("from" not in op or "to" not in op):
+        raise KvError("cas needs 'from' and 'to'")
+    return op
+
+
+class KvStore:
+    """Deterministic: every replica applying the same committed prefix holds the same map."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def apply(self, op: dict[str, Any]) -> dict[str, Any]:
+        kind = op.get("op")
+        key = op.get("key", "")
+        if kind == "put":
+            self.data[key] = op.get("value")
+            return {}
+        if kind == "get":
+            return {"value": self.data.get(key)}
+        if kind == "cas":
+            current = self.data.get(key)
+            if current == op.get("from"):
+                self.data[key] = op.get("to")
+                return {"swapped": True, "value": op.get("to")}
+            return {"swapped": False, "value": current}
+        if kind == "append":
+            current = self.data.get(key)
+            self.data[key] = (current or "") + str(op.get("value", ""))
+            return {"value": self.data[key]}
+        return {"error": f"unknown op {kind!r}"}
