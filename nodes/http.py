@@ -16,6 +16,8 @@ from nodes.listen import check_listen_host
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 1024 * 1024
+LINGER_S = 1.0
+"""After rejecting a request, how long to drain the client's input before closing."""
 
 _METHOD_RE = re.compile(r"^[A-Z]{1,20}$")
 _VERSION_RE = re.compile(r"^HTTP/1\.[01]$")
@@ -85,7 +87,7 @@ def _content_length(headers: dict[str, str], max_body_bytes: int) -> int:
     return length
 
 
-def parse_head(raw: bytes, max_body_bytes: int = MAX_BODY_BYTES) -> _Head:
+def _parse_head(raw: bytes, max_body_bytes: int = MAX_BODY_BYTES) -> _Head:
     """Parse a request head (request line + headers, without the blank line); _Reject if bad."""
     lines = raw.decode("latin-1").strip("\r\n").split("\r\n")
     parts = lines[0].split(" ")
@@ -179,6 +181,8 @@ class HttpServer:
                 pass
         except (OSError, TimeoutError):
             pass  # peer went away or idled out: nothing to answer
+        except asyncio.CancelledError:
+            pass  # only close() cancels this task; see RpcServer._on_connection
         finally:
             self._conn_tasks.discard(task)
             writer.close()
@@ -190,7 +194,7 @@ class HttpServer:
                 raw = await self._read_head(reader)
                 if raw is None:
                     return False
-                head = parse_head(raw, self._max_body_bytes)
+                head = _parse_head(raw, self._max_body_bytes)
                 if head.expect_continue and head.content_length:
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 body = await reader.readexactly(head.content_length)
@@ -198,12 +202,28 @@ class HttpServer:
             self._log.warning("http: rejecting request from %s: %s %s",
                               writer.get_extra_info("peername"), e.status, e.message)
             await self._send(writer, json_response(e.status, {"ok": False, "error": e.message}), False, False)
+            await self._linger(reader, writer)
             return False
         except asyncio.IncompleteReadError:
             return False  # closed mid-body: nobody to answer
         resp = await self._call(head, body)
         await self._send(writer, resp, head.keep_alive, head.method == "HEAD")
         return head.keep_alive
+
+    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Half-close, then discard what the client still sends (for up to ``LINGER_S``).
+
+        Closing a socket with unread input sends a TCP reset, which can destroy the error
+        response before the client reads it (e.g. a 413 while the client is still sending).
+        """
+        try:
+            if writer.can_write_eof():
+                writer.write_eof()
+            async with asyncio.timeout(LINGER_S):
+                while await reader.read(64 * 1024):
+                    pass
+        except (OSError, TimeoutError):
+            pass
 
     async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
         """The request head up to the blank line; None on a clean EOF before a new request."""

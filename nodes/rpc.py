@@ -156,6 +156,10 @@ class RpcServer:
                 # after a half-close) so a handler is never cut off half-way by a client going away.
                 if conn.tasks:
                     await asyncio.wait(set(conn.tasks))
+        except asyncio.CancelledError:
+            # Only close() cancels this task. End it normally: Python 3.11's stream callback
+            # calls task.exception() on it and would log a cancelled task as an error.
+            pass
         finally:
             self._conn_tasks.discard(task)
             writer.close()

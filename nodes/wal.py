@@ -110,11 +110,21 @@ class _Torn:
     what: str
 
 
+def _only_zeros(data: bytes, start: int) -> bool:
+    """True when nothing but zero bytes follows ``start``.
+
+    A crash can leave a file extended with zeros past the last completed write. No record can
+    hide in zeros (an all-zero header fails its checksum), so a damaged record followed only by
+    zeros is still the tail.
+    """
+    return not data[start:].strip(b"\0")
+
+
 def _scan(path: Path, data: bytes, is_last: bool) -> tuple[list[tuple[int, dict[str, Any]]], _Torn | None]:
     """Decode the records of one segment as (offset, payload object), plus any torn tail.
 
-    A damaged record that runs to end of file is a torn tail only in the last segment; any
-    other damage raises WalCorruption.
+    In the last segment, a damaged record with nothing but zeros (or nothing) after it is a
+    torn tail. Any other damage raises WalCorruption.
     """
     out: list[tuple[int, dict[str, Any]]] = []
     pos, size = 0, len(data)
@@ -130,15 +140,15 @@ def _scan(path: Path, data: bytes, is_last: bool) -> tuple[list[tuple[int, dict[
             return out, damaged(f"incomplete record header ({size - pos} bytes)", torn_ok=True)
         length, crc, head_crc = _HEADER.unpack_from(data, pos)
         if zlib.crc32(data[pos:pos + 8]) != head_crc:
-            # A crash can leave zeros past the last write; anything else is damage.
-            return out, damaged("record header checksum mismatch", torn_ok=not data[pos:].strip(b"\0"))
+            return out, damaged("record header checksum mismatch",
+                                torn_ok=_only_zeros(data, pos + HEADER_BYTES))
         end = pos + HEADER_BYTES + length
         if end > size:
             return out, damaged(f"record of {length} bytes runs past end of file "
                                 f"({size - pos - HEADER_BYTES} present)", torn_ok=True)
         payload = data[pos + HEADER_BYTES:end]
         if zlib.crc32(payload) != crc:
-            return out, damaged("record checksum mismatch", torn_ok=end == size)
+            return out, damaged("record checksum mismatch", torn_ok=_only_zeros(data, end))
         try:
             obj = json.loads(payload)
         except ValueError as e:

@@ -1,0 +1,292 @@
+"""RPC server and client pool over real loopback sockets (nodes/rpc.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nodes.rpc import RemoteRpcError, RpcClientPool, RpcLayerError, RpcServer
+from nodes.wire import encode_frame, read_frame
+
+T = TypeVar("T")
+LOG = logging.getLogger("test.rpc")
+
+
+def run(coro: Coroutine[Any, Any, T], timeout_s: float = 15.0) -> T:
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+async def wait_until(cond: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition") -> None:
+    """Poll ``cond`` on the loop until true; AssertionError after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+class Service:
+    """Test handler: Echo, Gate (blocks until N arrived), Hold (blocks until released), failures."""
+
+    def __init__(self, gate_size: int = 0) -> None:
+        self.arrived = 0
+        self.gate = asyncio.Event()
+        self.gate_size = gate_size
+        self.release = asyncio.Event()
+        self.held = 0
+
+    async def __call__(self, rpc: str, body: dict[str, Any]) -> dict[str, Any]:
+        if rpc == "Echo":
+            return {"echo": body}
+        if rpc == "Gate":
+            self.arrived += 1
+            if self.arrived >= self.gate_size:
+                self.gate.set()
+            await self.gate.wait()
+            return {"n": body["n"]}
+        if rpc == "Hold":
+            self.held += 1
+            await self.release.wait()
+            return {"released": True}
+        if rpc == "Busy":
+            raise RemoteRpcError("SERVICE_UNAVAILABLE", "too busy")
+        if rpc == "Crash":
+            raise ValueError("boom")
+        raise RemoteRpcError("NO_SUCH_METHOD", f"unknown rpc {rpc!r}")
+
+
+@asynccontextmanager
+async def serving(handler: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]],
+                  port: int = 0) -> AsyncIterator[tuple[RpcServer, RpcClientPool]]:
+    server = RpcServer("127.0.0.1", port, handler, LOG)
+    await server.start()
+    pool = RpcClientPool({"s": f"127.0.0.1:{server.port}"})
+    try:
+        yield server, pool
+    finally:
+        await pool.close()
+        await server.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_call_and_response() -> None:
+    async def scenario() -> None:
+        async with serving(Service()) as (server, pool):
+            assert await pool.call("s", "Echo", {"x": [1, "two"]}, 5) == {"echo": {"x": [1, "two"]}}
+            assert await pool.call("s", "Echo", {}, 5) == {"echo": {}}
+            assert pool.stats.connections_opened == 1 and pool.connected("s")
+            assert server.stats.requests == 2
+
+    run(scenario())
+
+
+def test_concurrent_calls_are_multiplexed_on_one_connection() -> None:
+    async def scenario() -> None:
+        # Every Gate call blocks until all 20 arrived: only concurrent dispatch can answer them.
+        async with serving(Service(gate_size=20)) as (server, pool):
+            results = await asyncio.gather(*(pool.call("s", "Gate", {"n": n}, 5) for n in range(20)))
+            assert [r["n"] for r in results] == list(range(20))
+            assert pool.stats.connections_opened == 1
+            assert server.stats.connections_accepted == 1
+
+    run(scenario())
+
+
+def test_remote_error_propagates_code_and_message() -> None:
+    async def scenario() -> None:
+        async with serving(Service()) as (_, pool):
+            with pytest.raises(RemoteRpcError) as err:
+                await pool.call("s", "Busy", {}, 5)
+            assert (err.value.code, err.value.message) == ("SERVICE_UNAVAILABLE", "too busy")
+            with pytest.raises(RemoteRpcError, match="NO_SUCH_METHOD"):
+                await pool.call("s", "Nope", {}, 5)
+            assert pool.stats.connections_opened == 1
+
+    run(scenario())
+
+
+def test_handler_exception_is_internal_and_connection_survives(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with serving(Service()) as (server, pool):
+            with pytest.raises(RemoteRpcError) as err:
+                await pool.call("s", "Crash", {}, 5)
+            assert err.value.code == "INTERNAL" and "boom" in err.value.message
+            assert await pool.call("s", "Echo", {"a": 1}, 5) == {"echo": {"a": 1}}
+            assert pool.stats.connections_opened == 1 and server.stats.internal_errors == 1
+
+    with caplog.at_level(logging.ERROR, logger="test.rpc"):
+        run(scenario())
+    errors = [r for r in caplog.records if r.name == "test.rpc"]
+    assert len(errors) == 1 and errors[0].exc_info is not None  # logged with its traceback
+
+
+def test_timeout_fails_only_that_call_and_keeps_the_connection() -> None:
+    async def scenario() -> None:
+        service = Service()
+        async with serving(service) as (_, pool):
+            with pytest.raises(RpcLayerError, match="timed out"):
+                await pool.call("s", "Hold", {}, 0.2)
+            assert await pool.call("s", "Echo", {"after": True}, 5) == {"echo": {"after": True}}
+            assert pool.stats.connections_opened == 1 and pool.stats.timeouts == 1
+            service.release.set()  # the held call now answers: nobody waits for it any more
+            await wait_until(lambda: pool.stats.late_responses == 1, what="late response dropped")
+            assert await pool.call("s", "Echo", {}, 5) == {"echo": {}}
+
+    run(scenario())
+
+
+def test_connect_refused_is_rpc_layer_error() -> None:
+    async def scenario() -> None:
+        pool = RpcClientPool({"gone": f"127.0.0.1:{free_port()}"})
+        with pytest.raises(RpcLayerError, match="connect to gone"):
+            await pool.call("gone", "Echo", {}, 5)
+        assert pool.stats.connect_failures == 1 and not pool.connected("gone")
+        await pool.close()
+
+    run(scenario())
+
+
+def test_unknown_uuid_is_key_error_and_addresses_can_change() -> None:
+    async def scenario() -> None:
+        async with serving(Service()) as (server, pool):
+            with pytest.raises(KeyError):
+                await pool.call("nobody", "Echo", {}, 5)
+            assert pool.has("s") and not pool.has("nobody")
+            pool.set_address("other", f"127.0.0.1:{server.port}")
+            assert await pool.call("other", "Echo", {}, 5) == {"echo": {}}
+
+    run(scenario())
+
+
+def test_server_closed_mid_call_fails_outstanding_calls_then_reconnects() -> None:
+    async def scenario() -> None:
+        service = Service()
+        async with serving(service) as (server, pool):
+            port = server.port
+            calls = [asyncio.create_task(pool.call("s", "Hold", {}, 10)) for _ in range(3)]
+            await wait_until(lambda: service.held == 3, what="calls to reach the server")
+            await server.close()
+            for call in calls:
+                with pytest.raises(RpcLayerError) as err:
+                    await call
+                assert "timed out" not in str(err.value)
+            with pytest.raises(RpcLayerError):  # nobody listens now
+                await pool.call("s", "Echo", {}, 5)
+            async with serving(Service(), port=port):
+                assert await pool.call("s", "Echo", {"back": 1}, 5) == {"echo": {"back": 1}}
+            assert pool.stats.connections_opened == 2
+
+    run(scenario())
+
+
+def test_pool_close_fails_outstanding_calls() -> None:
+    async def scenario() -> None:
+        service = Service()
+        async with serving(service) as (_, pool):
+            call = asyncio.create_task(pool.call("s", "Hold", {}, 10))
+            await wait_until(lambda: service.held == 1, what="call to reach the server")
+            await pool.close()
+            with pytest.raises(RpcLayerError, match="closed"):
+                await call
+            with pytest.raises(RpcLayerError, match="closed"):
+                await pool.call("s", "Echo", {}, 5)
+            service.release.set()
+
+    run(scenario())
+
+
+def test_bad_request_shape_closes_only_that_connection(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with serving(Service()) as (server, pool):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(encode_frame({"id": "1", "rpc": "Echo", "body": {}}))
+            assert await asyncio.wait_for(read_frame(reader), 5) is None  # server hung up
+            writer.close()
+            assert await pool.call("s", "Echo", {}, 5) == {"echo": {}}
+            assert server.stats.protocol_errors == 1
+
+    with caplog.at_level(logging.ERROR, logger="test.rpc"):
+        run(scenario())
+    lines = [r.getMessage() for r in caplog.records if r.name == "test.rpc"]
+    assert len(lines) == 1 and "'id' must be an integer" in lines[0]
+
+
+def test_malformed_response_fails_the_call_and_drops_the_connection() -> None:
+    async def scenario() -> None:
+        async def bad_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            request = await read_frame(reader)
+            assert request is not None
+            writer.write(encode_frame({"id": request["id"], "neither": 1}))
+            await writer.drain()
+            await reader.read()  # keep it open: the client must drop it itself
+            writer.close()
+
+        server = await asyncio.start_server(bad_server, "127.0.0.1", 0)
+        pool = RpcClientPool({"bad": f"127.0.0.1:{server.sockets[0].getsockname()[1]}"})
+        with pytest.raises(RpcLayerError, match="protocol error"):
+            await pool.call("bad", "Echo", {}, 5)
+        assert not pool.connected("bad")
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+
+    run(scenario())
+
+
+def test_refuses_to_bind_all_interfaces() -> None:
+    for host in ("0.0.0.0", "::", "", "8.8.8.8"):
+        with pytest.raises(ValueError, match="loopback or private"):
+            RpcServer(host, 0, Service(), LOG)
+
+
+garbage = st.one_of(
+    st.binary(min_size=1, max_size=64),
+    st.dictionaries(st.sampled_from(["id", "rpc", "body", "x"]),
+                    st.one_of(st.none(), st.integers(), st.text(max_size=5), st.just({}))).map(encode_frame),
+    st.tuples(st.integers(0, 2**32 - 1), st.binary(max_size=16)).map(lambda t: struct.pack(">I", t[0]) + t[1]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(garbage, min_size=1, max_size=3), min_size=1, max_size=4))
+def test_fuzz_garbage_connections_do_not_disturb_other_clients(conns: list[list[bytes]]) -> None:
+    async def scenario() -> None:
+        async with serving(Service()) as (server, pool):
+            writers = []
+            for chunks in conns:
+                _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writers.append(writer)
+                for chunk in chunks:
+                    try:
+                        writer.write(chunk)
+                        await writer.drain()
+                    except ConnectionError:
+                        pass  # the server already hung up on this connection
+                    n = len(writers)
+                    assert await pool.call("s", "Echo", {"n": n}, 5) == {"echo": {"n": n}}
+            for writer in writers:
+                writer.close()
+            assert await pool.call("s", "Echo", {"end": 1}, 5) == {"echo": {"end": 1}}
+            assert pool.stats.connections_opened == 1
+            assert server.stats.protocol_errors <= len(conns)
+
+    logging.getLogger("test.rpc").disabled = True  # one error line per bad connection is expected
+    try:
+        run(scenario())
+    finally:
+        logging.getLogger("test.rpc").disabled = False
