@@ -1,0 +1,418 @@
+"""Cluster: builds a spec'd cluster (Toxiproxy, proxies, nodes) as a context manager; public verbs."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from harness.backend import CLIENT, Backend, Capabilities, LinkId, links_of, log_tail
+from harness.errors import ConfigError, HarnessError, NodeUnreachable, SetupError
+from harness.history import History, NodeEventType
+from harness.link import Link
+from harness.nodeclient import NodeClient
+from harness.spec import BackendName, ClusterSpec
+from harness.store import RunDir, new_run_dir
+from harness.timing import TimingProfile
+from harness.toxi import ToxiproxyClient
+from harness.waits import (
+    Status,
+    WaitStrategy,
+    agreed_leader,
+    wait_caught_up,
+    wait_for_leader,
+    wait_for_new_leader,
+    wait_until,
+)
+
+T = TypeVar("T")
+LOG_TAIL_LINES = 20
+
+
+def make_backend(spec: ClusterSpec) -> Backend:
+    """The backend the spec names (the Docker backend is imported only when asked for)."""
+    if spec.backend is BackendName.LOCAL:
+        from harness.local import LocalBackend
+
+        return LocalBackend()
+    try:
+        from harness.docker.backend import DockerBackend
+    except ImportError as exc:
+        raise SetupError(f"docker backend unavailable: {exc}") from None
+    backend: Backend = DockerBackend()
+    return backend
+
+
+class Cluster:
+    """A running cluster: ``with Cluster(spec) as c: ...`` starts Toxiproxy, one proxy per link,
+    every node, and waits until all answer ``/health``; leaving the block stops everything.
+
+    A start that fails half-way stops what it started and raises SetupError with each node's
+    last log lines. Cleanup errors are collected: they never hide the error that ended the
+    block, and are raised (as HarnessError) only when the block itself succeeded.
+    Process control (``kill``, ``pause``, ...) and flag changes are recorded in the history.
+    """
+
+    def __init__(self, spec: ClusterSpec, backend: Backend | None = None, *,
+                 runs_root: Path | str | None = None, status_timeout_s: float = 1.0) -> None:
+        self.spec = spec
+        self.backend: Backend = backend if backend is not None else make_backend(spec)
+        self._runs_root = runs_root
+        self._status_timeout_s = status_timeout_s
+        self._stack: ExitStack | None = None
+        self._lock = threading.RLock()
+        self._up: set[str] = set()
+        self._links: dict[str, Link] = {}
+        self._clients: dict[str, NodeClient] = {}
+        self._cleanup_errors: list[BaseException] = []
+        self._rngs: dict[str, random.Random] = {}
+        self._exit_listeners: list[Callable[[str, int], None]] = []
+        self._run: RunDir | None = None
+        self._history: History | None = None
+        self._toxi: ToxiproxyClient | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> Cluster:
+        self.start_cluster()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(primary=exc)
+
+    def start_cluster(self) -> None:
+        """Bring the whole cluster up (what ``__enter__`` does)."""
+        if self._stack is not None:
+            raise ConfigError("cluster already started")
+        self._stack = ExitStack()
+        try:
+            self._start_all()
+        except BaseException as exc:
+            tails = self.log_tails() if self._run is not None else {}
+            self.close(primary=exc, reraise=False)
+            if isinstance(exc, HarnessError | KeyboardInterrupt | SystemExit):
+                raise
+            raise SetupError(f"cluster start failed: {type(exc).__name__}: {exc}", tails) from exc
+
+    def _start_all(self) -> None:
+        stack = self._stack
+        assert stack is not None
+        if self.spec.run_dir is not None:
+            self._run = RunDir(self.spec.run_dir).create()
+        else:
+            self._run = new_run_dir(self.spec.test_name, self.spec.seed, self._runs_root)
+        self._run.spec_path.write_text(self.spec.to_json())
+        self._history = History(self._run.events_path)
+        self._on_close(self._history.close)
+        self._history.note("cluster starting", spec=self.spec.to_dict(), run_id=self.run_id)
+        self._pool = ThreadPoolExecutor(max_workers=self.spec.node_count, thread_name_prefix="status")
+        self._on_close(lambda: self._pool.shutdown(wait=True, cancel_futures=True) if self._pool else None)
+        self._on_close(self.backend.close)
+        self.backend.prepare(self.spec, self._run)
+        self._toxi = ToxiproxyClient(self.backend.toxiproxy_api_url)
+        self._toxi.populate(self.backend.proxy_configs())
+        self._on_close(self._delete_proxies)
+        self._links = {link.name: Link(link, self._toxi) for link in links_of(self.spec)}
+        for node_id in self.nodes:
+            self._clients[node_id] = NodeClient(node_id, self.backend.node_http_url(node_id),
+                                                self.backend.client_url(node_id),
+                                                timeout_s=self._status_timeout_s)
+        self._on_close(self._stop_nodes)
+        for node_id in self.nodes:
+            self.start(node_id)
+        self.wait_healthy()
+
+    def _on_close(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` at close (LIFO); its error is collected instead of propagating."""
+        assert self._stack is not None
+
+        def guarded() -> None:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - collected, reported after full cleanup
+                self._cleanup_errors.append(exc)
+        self._stack.callback(guarded)
+
+    def attach(self, close: Callable[[], Any]) -> None:
+        """Register a helper's stop function (observer, workload, supervisor) to run at close,
+        before the nodes are stopped."""
+        self._on_close(close)
+
+    def _stop_nodes(self) -> None:
+        self.reap()
+        for node_id in self.nodes:
+            if self.backend.is_running(node_id):
+                self.terminate(node_id)
+
+    def _delete_proxies(self) -> None:
+        if self._toxi is not None:
+            for name in self._links:
+                self._toxi.delete_proxy(name, missing_ok=True)
+
+    def close(self, primary: BaseException | None = None, reraise: bool = True) -> None:
+        """Stop everything (helpers, nodes, proxies, server, history). Idempotent."""
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        stack.close()
+        errors, self._cleanup_errors = self._cleanup_errors, []
+        if primary is not None:
+            for err in errors:
+                primary.add_note(f"also during cleanup: {type(err).__name__}: {err}")
+        elif errors and reraise:
+            raise HarnessError("cluster cleanup failed: " + "; ".join(
+                f"{type(e).__name__}: {e}" for e in errors)) from errors[0]
+
+    # ---- identity and state -------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return self.spec.nodes
+
+    def _need(self, value: T | None, what: str) -> T:
+        if value is None:
+            raise ConfigError(f"cluster not started: no {what}")
+        return value
+
+    @property
+    def run(self) -> RunDir:
+        return self._need(self._run, "run directory")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def history(self) -> History:
+        return self._need(self._history, "history")
+
+    @property
+    def timing(self) -> TimingProfile:
+        return self.spec.timing
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.backend.capabilities
+
+    def rng(self, purpose: str) -> random.Random:
+        """The run's random.Random for ``purpose``, seeded by the run seed and the purpose; the same
+        object on every call, so a run's draws for one purpose form one reproducible sequence."""
+        with self._lock:
+            if purpose not in self._rngs:
+                self._rngs[purpose] = random.Random(f"{self.spec.seed}/{purpose}")
+            return self._rngs[purpose]
+
+    def _check(self, node_id: str) -> str:
+        if node_id not in self.nodes:
+            raise ConfigError(f"unknown node {node_id!r} (nodes are {', '.join(self.nodes)})")
+        return node_id
+
+    def node(self, node_id: str) -> NodeClient:
+        """The node's HTTP client: status/flags go to the node directly, KV via ``client->id``."""
+        return self._need(self._clients.get(self._check(node_id)), f"client for {node_id}")
+
+    def log_path(self, node_id: str) -> Path:
+        return self.backend.log_path(self._check(node_id))
+
+    def log_tails(self, lines: int = LOG_TAIL_LINES) -> dict[str, list[str]]:
+        """Each node's last ``lines`` log lines."""
+        return {n: log_tail(self.backend.log_path(n), lines) for n in self.nodes}
+
+    # ---- status -------------------------------------------------------------------------------
+
+    def status(self, node_id: str) -> dict[str, Any]:
+        """One node's ``/status``; NodeUnreachable when it does not answer."""
+        return self.node(node_id).status()
+
+    def _status_or_none(self, node_id: str) -> dict[str, Any] | None:
+        if not self.backend.is_running(node_id) or self.backend.is_paused(node_id):
+            return None
+        try:
+            return self.status(node_id)
+        except (NodeUnreachable, HarnessError):
+            return None
+
+    def statuses(self) -> dict[str, Status | None]:
+        """Every node's ``/status`` (None for a stopped, paused or silent node), asked in parallel."""
+        pool = self._need(self._pool, "status pool")
+        return dict(zip(self.nodes, pool.map(self._status_or_none, self.nodes), strict=True))
+
+    def leader(self) -> str | None:
+        """The leader a majority of nodes agrees on right now (id and term), or None."""
+        return agreed_leader(self.statuses(), len(self.nodes))
+
+    def followers(self) -> list[str]:
+        """Every node except the current agreed leader (all nodes when there is none)."""
+        leader = self.leader()
+        return [n for n in self.nodes if n != leader]
+
+    def term(self) -> int | None:
+        """The highest term any answering node reports."""
+        terms = [int(st["term"]) for st in self.statuses().values() if st and "term" in st]
+        return max(terms) if terms else None
+
+    # ---- links --------------------------------------------------------------------------------
+
+    def link(self, src: str, dst: str) -> Link:
+        """The proxy of ``src``'s outbound RPC connection to ``dst`` (``n1->n2``)."""
+        if self._check(src) == self._check(dst):
+            raise ConfigError(f"no link from {src} to itself")
+        return self._links[LinkId(src, dst).name]
+
+    def client_link(self, node_id: str) -> Link:
+        """The proxy clients' KV operations to ``node_id`` go through (``client->n1``)."""
+        return self._links[LinkId(CLIENT, self._check(node_id)).name]
+
+    def links(self) -> list[Link]:
+        return list(self._links.values())
+
+    def reset_links(self) -> None:
+        """Re-enable every proxy and remove every toxic (Toxiproxy ``/reset``)."""
+        self._need(self._toxi, "toxiproxy").reset()
+
+    # ---- process control (recorded) -----------------------------------------------------------
+
+    def add_exit_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(node_id, code)`` whenever ``reap`` finds a node that exited on its own."""
+        self._exit_listeners.append(listener)
+
+    def reap(self) -> list[tuple[str, int]]:
+        """Record an ``exit`` event for every node that exited on its own since last seen
+        (the observer and the crash supervisor call this on their ticks)."""
+        exited = []
+        with self._lock:
+            for node_id in sorted(self._up):
+                code = self.backend.exit_code(node_id)
+                if code is not None:
+                    self._up.discard(node_id)
+                    self.history.node_event(node_id, NodeEventType.EXIT, code)
+                    exited.append((node_id, code))
+        for node_id, code in exited:
+            for listener in list(self._exit_listeners):
+                listener(node_id, code)
+        return exited
+
+    def is_running(self, node_id: str) -> bool:
+        return self.backend.is_running(self._check(node_id))
+
+    def start(self, node_id: str) -> None:
+        """Start a stopped node (its data directory is kept)."""
+        with self._lock:
+            self.reap()
+            self.backend.start(self._check(node_id))
+            self._up.add(node_id)
+            self.history.node_event(node_id, NodeEventType.START)
+
+    def kill(self, node_id: str) -> int | None:
+        """SIGKILL; returns the exit code."""
+        return self._stop(node_id, NodeEventType.KILL, lambda: self.backend.kill(node_id))
+
+    def terminate(self, node_id: str, timeout_s: float = 5.0) -> int | None:
+        """SIGTERM (SIGKILL after ``timeout_s``); returns the exit code."""
+        return self._stop(node_id, NodeEventType.TERMINATE,
+                          lambda: self.backend.terminate(node_id, timeout_s))
+
+    def _stop(self, node_id: str, event: NodeEventType, stop: Callable[[], int | None]) -> int | None:
+        with self._lock:
+            self._check(node_id)
+            self.reap()
+            if node_id not in self._up:
+                return self.backend.exit_code(node_id)
+            code = stop()
+            self._up.discard(node_id)
+            self.history.node_event(node_id, event, code)
+            return code
+
+    def restart(self, node_id: str, hard: bool = False) -> None:
+        """Stop (SIGKILL if ``hard`` else SIGTERM) if running, then start again."""
+        with self._lock:
+            code = self.kill(node_id) if hard else self.terminate(node_id)
+            self.history.node_event(node_id, NodeEventType.RESTART, code)
+            self.start(node_id)
+
+    def pause(self, node_id: str) -> None:
+        if not self.capabilities.can_pause:
+            raise ConfigError(f"backend {self.backend.name} cannot pause nodes")
+        with self._lock:
+            self.backend.pause(self._check(node_id))
+            self.history.node_event(node_id, NodeEventType.PAUSE)
+
+    def resume(self, node_id: str) -> None:
+        with self._lock:
+            self.backend.resume(self._check(node_id))
+            self.history.node_event(node_id, NodeEventType.RESUME)
+
+    def is_paused(self, node_id: str) -> bool:
+        return self.backend.is_paused(self._check(node_id))
+
+    # ---- flags (recorded) ---------------------------------------------------------------------
+
+    def flags(self, node_id: str) -> dict[str, Any]:
+        return self.node(node_id).flags()
+
+    def set_flag(self, node_id: str, name: str, value: Any) -> Any:
+        """Change a runtime flag on one node (recorded); returns the node's new value."""
+        new = self.node(node_id).set_flag(name, value)
+        self.history.node_event(node_id, NodeEventType.FLAG, flag=name, value=new)
+        return new
+
+    # ---- waits --------------------------------------------------------------------------------
+
+    def strategy(self, timeout_s: float, poll_s: float = 0.05) -> WaitStrategy:
+        return WaitStrategy(timeout_s, poll_s)
+
+    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+        """Every running node answers ``/health``; a node that exits fails at once (SetupError)."""
+        def check() -> bool:
+            for node_id, code in self.reap():
+                raise SetupError(f"{node_id} exited with code {code} during start", self.log_tails())
+            return all(self.node(n).health() for n in self.nodes if self.backend.is_running(n))
+        wait_until(check, what="every node to answer /health", strategy=self.strategy(timeout_s),
+                   log_tails=self.log_tails)
+
+    def wait_for_leader(self, timeout_s: float | None = None) -> str:
+        """An agreed leader (default bound: the timing profile's first-leader bound)."""
+        bound = timeout_s if timeout_s is not None else self.timing.first_leader_within_s
+        return wait_for_leader(self, self.strategy(bound))
+
+    def wait_for_new_leader(self, old_leader: str | None, old_term: int | None = None,
+                            timeout_s: float | None = None) -> str:
+        """A leader other than ``old_leader`` (or, given ``old_term``, any leader in a later term)."""
+        bound = timeout_s if timeout_s is not None else self.timing.new_leader_within_s()
+        return wait_for_new_leader(self, old_leader, old_term, self.strategy(bound))
+
+    def wait_caught_up(self, nodes: list[str] | None = None, timeout_s: float | None = None,
+                       target_index: int | None = None) -> int:
+        """Every node (or ``nodes``) committed and applied the leader's commit index."""
+        bound = timeout_s if timeout_s is not None else 2 * self.timing.new_leader_within_s()
+        return wait_caught_up(self, self.strategy(bound), nodes, target_index)
+
+    def wait_until(self, predicate: Callable[[], T], what: str, timeout_s: float,
+                   poll_s: float = 0.05) -> T:
+        """Wait for ``predicate()`` to be truthy; WaitTimeout with node logs otherwise."""
+        return wait_until(predicate, what=what, strategy=self.strategy(timeout_s, poll_s),
+                          log_tails=self.log_tails)
+
+    @contextmanager
+    def paused(self, node_id: str) -> Iterator[None]:
+        """Pause a node for the duration of the block (resumed in ``finally``)."""
+        self.pause(node_id)
+        try:
+            yield
+        finally:
+            self.resume(node_id)
+
+    def __repr__(self) -> str:
+        run = self._run.run_id if self._run else "not started"
+        return f"Cluster({self.spec}, run={run})"

@@ -1,0 +1,197 @@
+"""The run's one append-only history (events.jsonl): event schema, thread-safe writer, reader.
+
+Every line is one JSON object. Common fields:
+
+- ``t``: float seconds since the run started (one monotonic clock for the whole run).
+- ``kind``: one of ``invoke``, ``ok``, ``fail``, ``info`` (client operations), ``fault``, ``heal``
+  (nemesis), ``node`` (process lifecycle and flag changes), ``sample`` (observer), ``note``.
+- ``process``: an int for a client (a client that saw an indeterminate result continues under a
+  new int), ``"nemesis"`` for faults, ``"observer"`` for samples, ``"harness"`` for node events
+  and notes.
+- ``node``: the node id the event concerns or the client talked to (may be null).
+
+Kind-specific fields:
+
+- client operations (``invoke`` then exactly one of ``ok``/``fail``/``info`` with the same
+  ``process``): ``f`` (``read``, ``write``, ``cas``, ``append``), ``key``, ``value`` (write: the
+  value written; read: null on invoke, the value read on ok; cas: ``[from, to]``; append: the
+  token appended), and on completions ``latency_s`` and ``error`` (null on ok). ``ok`` = took
+  effect, ``fail`` = definitely did not (e.g. ``not_leader``, cas mismatch), ``info`` =
+  indeterminate (timeout, reset, 503).
+- ``fault``/``heal``: ``fault`` (name), ``params`` (object), ``targets`` (resolved node ids or
+  link names), ``term`` (the leader's term at injection, null if unknown).
+- ``node``: ``event`` (``start``, ``exit``, ``restart``, ``pause``, ``resume``, ``kill``,
+  ``terminate``, ``flag``), ``code`` (exit code for ``exit``/``kill``/``terminate``), and for
+  ``flag``: ``flag`` and ``value``.
+- ``sample``: ``status`` (the node's ``/status`` document without ``flags``; null when the node
+  did not answer) and ``error`` (why, when it did not).
+- ``note``: ``text`` and any extra fields.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.errors import HarnessError
+
+Event = dict[str, Any]
+
+
+class EventKind(StrEnum):
+    INVOKE = "invoke"
+    OK = "ok"
+    FAIL = "fail"
+    INFO = "info"
+    FAULT = "fault"
+    HEAL = "heal"
+    NODE = "node"
+    SAMPLE = "sample"
+    NOTE = "note"
+
+
+COMPLETIONS = frozenset({EventKind.OK, EventKind.FAIL, EventKind.INFO})
+
+
+class OpFn(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    CAS = "cas"
+    APPEND = "append"
+
+
+class NodeEventType(StrEnum):
+    START = "start"
+    EXIT = "exit"
+    RESTART = "restart"
+    PAUSE = "pause"
+    RESUME = "resume"
+    KILL = "kill"
+    TERMINATE = "terminate"
+    FLAG = "flag"
+
+
+NEMESIS = "nemesis"
+OBSERVER = "observer"
+HARNESS = "harness"
+
+
+class History:
+    """Append-only writer of one run's events; safe to call from several threads.
+
+    Each event is written as one line and flushed at once, so a crashed run leaves every event
+    but possibly a torn last line (which ``load_history`` drops). ``clock`` is monotonic seconds;
+    ``t`` is measured from the moment the history is created.
+    """
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._t0 = clock()
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO | None = self.path.open("a", encoding="utf-8")
+
+    def now(self) -> float:
+        """Seconds since the run started, on the history's clock."""
+        return self._clock() - self._t0
+
+    def append(self, kind: EventKind | str, **fields: Any) -> Event:
+        """Write one event (``t`` and ``kind`` are filled in) and return it."""
+        kind = EventKind(kind)
+        with self._lock:
+            if self._file is None:
+                raise HarnessError(f"history {self.path} is closed")
+            event: Event = {"t": round(self.now(), 6), "kind": kind.value}
+            event.update(fields)
+            self._file.write(json.dumps(event, default=_jsonable, separators=(",", ":")) + "\n")
+            self._file.flush()
+        return event
+
+    # ---- typed constructors -----------------------------------------------------------------
+
+    def invoke(self, process: int, f: OpFn, key: str, value: Any, node: str | None) -> Event:
+        return self.append(EventKind.INVOKE, process=process, f=OpFn(f).value, key=key, value=value,
+                           node=node)
+
+    def complete(self, kind: EventKind, process: int, f: OpFn, key: str, value: Any,
+                 node: str | None, latency_s: float, error: str | None = None) -> Event:
+        kind = EventKind(kind)
+        if kind not in COMPLETIONS:
+            raise HarnessError(f"{kind} is not a completion kind")
+        return self.append(kind, process=process, f=OpFn(f).value, key=key, value=value, node=node,
+                           latency_s=round(latency_s, 6), error=error)
+
+    def fault(self, fault: str, params: Mapping[str, Any], targets: Sequence[str],
+              term: int | None) -> Event:
+        return self.append(EventKind.FAULT, process=NEMESIS, node=None, fault=fault,
+                           params=dict(params), targets=list(targets), term=term)
+
+    def heal(self, fault: str, params: Mapping[str, Any], targets: Sequence[str],
+             term: int | None = None) -> Event:
+        return self.append(EventKind.HEAL, process=NEMESIS, node=None, fault=fault,
+                           params=dict(params), targets=list(targets), term=term)
+
+    def node_event(self, node: str, event: NodeEventType, code: int | None = None,
+                   **extra: Any) -> Event:
+        return self.append(EventKind.NODE, process=HARNESS, node=node,
+                           event=NodeEventType(event).value, code=code, **extra)
+
+    def sample(self, node: str, status: Mapping[str, Any] | None, error: str | None = None) -> Event:
+        return self.append(EventKind.SAMPLE, process=OBSERVER, node=node,
+                           status=dict(status) if status is not None else None, error=error)
+
+    def note(self, text: str, **extra: Any) -> Event:
+        return self.append(EventKind.NOTE, process=HARNESS, node=extra.pop("node", None), text=text,
+                           **extra)
+
+    def events(self) -> list[Event]:
+        """Everything written so far (re-read from the file)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+        return load_history(self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def load_history(path: Path | str) -> list[Event]:
+    """Read a history back. A torn (unparseable) last line is dropped; a bad line elsewhere raises."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    events: list[Event] = []
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            if i == last:
+                break  # torn write of a crashed run
+            raise HarnessError(f"{path}:{i + 1}: not a JSON event: {line[:80]!r}") from None
+        if not isinstance(event, dict):
+            raise HarnessError(f"{path}:{i + 1}: not a JSON object")
+        events.append(event)
+    return events

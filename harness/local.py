@@ -1,0 +1,246 @@
+"""LocalBackend: nodes as ``python -m nodes`` processes and one Toxiproxy server, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harness.backend import Capabilities, LinkId, links_of
+from harness.errors import ConfigError, SetupError
+from harness.spec import ClusterSpec
+from harness.store import RunDir
+from harness.sweep import Registry, labelled_env, sweep_orphans
+from harness.toxi import ProxyConfig
+from harness.toxiproxy_server import REPO_ROOT, ToxiproxyServer
+
+HOST = "127.0.0.1"
+
+
+def free_ports(count: int, host: str = HOST) -> list[int]:
+    """``count`` distinct ports free on ``host`` right now (all held open until all are chosen)."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+class LocalBackend:
+    """Node processes on loopback with free ports, data dirs under the run dir, logs appended.
+
+    Every process gets ``RAFTCHAOS_RUN=<run id>`` (plus its owner) in its environment and its
+    own process group; ``prepare`` first sweeps what killed runs left behind. Thread-safe.
+    """
+
+    name = "local"
+    capabilities = Capabilities(can_kill=True, can_terminate=True, can_pause=True, can_restart=True)
+
+    def __init__(self, python: str = sys.executable, repo_root: Path = REPO_ROOT,
+                 sweep: bool = True) -> None:
+        self.python = python
+        self.repo_root = repo_root
+        self.sweep = sweep
+        self._lock = threading.RLock()
+        self._spec: ClusterSpec | None = None
+        self._run: RunDir | None = None
+        self._server: ToxiproxyServer | None = None
+        self._registry: Registry | None = None
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._paused: set[str] = set()
+        self._incarnation: dict[str, int] = {}
+        self._rpc: dict[str, str] = {}
+        self._http: dict[str, str] = {}
+        self._proxies: list[ProxyConfig] = []
+
+    # ---- setup --------------------------------------------------------------------------------
+
+    def prepare(self, spec: ClusterSpec, run: RunDir) -> None:
+        with self._lock:
+            if self._spec is not None:
+                raise ConfigError("LocalBackend.prepare called twice")
+            if self.sweep:
+                sweep_orphans()
+            self._spec, self._run = spec, run.create()
+            self._registry = Registry(run.run_id, run.path)
+            links = links_of(spec)
+            ports = iter(free_ports(2 * spec.node_count + len(links)))
+            for node_id in spec.nodes:
+                self._rpc[node_id] = f"{HOST}:{next(ports)}"
+                self._http[node_id] = f"{HOST}:{next(ports)}"
+            for link in links:
+                upstream = self._http[link.dst] if link.is_client else self._rpc[link.dst]
+                self._proxies.append(ProxyConfig(link.name, f"{HOST}:{next(ports)}", upstream))
+            self._write_cluster_file()
+            self._server = ToxiproxyServer(run.toxiproxy_log, seed=spec.seed,
+                                           env=labelled_env(run.run_id))
+            self._server.start()
+            if self._server.pid is not None:
+                self._registry.add([self._server.pid])
+
+    def _write_cluster_file(self) -> None:
+        assert self._spec is not None and self._run is not None
+        listen = {p.name: p.listen for p in self._proxies}
+        doc = {
+            "nodes": {n: {"rpc": self._rpc[n], "http": self._http[n]} for n in self._spec.nodes},
+            "dial": {a: {b: listen[LinkId(a, b).name] for b in self._spec.nodes if b != a}
+                     for a in self._spec.nodes},
+            "topology": dict(self._spec.topology),
+        }
+        self._run.cluster_file.write_text(json.dumps(doc, indent=2))
+
+    def proxy_configs(self) -> list[ProxyConfig]:
+        return list(self._proxies)
+
+    @property
+    def toxiproxy_api_url(self) -> str:
+        if self._server is None:
+            raise SetupError("backend not prepared")
+        return self._server.api_url
+
+    def _known(self, node_id: str) -> None:
+        if node_id not in self._http:
+            raise ConfigError(f"unknown node {node_id!r}")
+
+    def node_http_url(self, node_id: str) -> str:
+        self._known(node_id)
+        return f"http://{self._http[node_id]}"
+
+    def client_url(self, node_id: str) -> str:
+        self._known(node_id)
+        return f"http://{next(p.listen for p in self._proxies if p.name == LinkId('client', node_id).name)}"
+
+    def log_path(self, node_id: str) -> Path:
+        assert self._run is not None
+        return self._run.node_log(node_id)
+
+    # ---- node processes -----------------------------------------------------------------------
+
+    def start(self, node_id: str) -> None:
+        with self._lock:
+            self._known(node_id)
+            assert self._spec is not None and self._run is not None and self._registry is not None
+            if self.is_running(node_id):
+                raise SetupError(f"{node_id} is already running")
+            incarnation = self._incarnation.get(node_id, 0) + 1
+            self._incarnation[node_id] = incarnation
+            data = self._run.node_data(node_id)
+            data.mkdir(parents=True, exist_ok=True)
+            argv = [self.python, "-m", "nodes", "--config", str(self._run.cluster_file), "--id", node_id,
+                    "--data", str(data), "--seed", str(self._spec.node_seed(node_id, incarnation))]
+            for name, value in self._spec.node_flags_for(node_id).items():
+                argv += ["--flag", f"{name}={_flag_text(value)}"]
+            env = labelled_env(self._run.run_id)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.repo_root), env.get("PYTHONPATH")]))
+            env["PYTHONUNBUFFERED"] = "1"
+            log = self.log_path(node_id)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("ab") as fh:
+                stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+                fh.write(f"=== raftchaos: start {node_id} incarnation {incarnation} at {stamp}\n".encode())
+                fh.flush()
+                proc = subprocess.Popen(argv, cwd=self.repo_root, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            self._procs[node_id] = proc
+            self._paused.discard(node_id)
+            self._registry.add([proc.pid])
+
+    def _signal(self, node_id: str, sig: signal.Signals) -> subprocess.Popen[bytes] | None:
+        proc = self._procs.get(node_id)
+        if proc is None or proc.poll() is not None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        return proc
+
+    def kill(self, node_id: str) -> int | None:
+        with self._lock:
+            proc = self._signal(node_id, signal.SIGKILL)
+            self._paused.discard(node_id)
+            if proc is None:
+                return self.exit_code(node_id)
+            return proc.wait(10)
+
+    def terminate(self, node_id: str, timeout_s: float) -> int | None:
+        with self._lock:
+            proc = self._signal(node_id, signal.SIGTERM)
+            if proc is None:
+                return self.exit_code(node_id)
+            if node_id in self._paused:  # a stopped process cannot handle SIGTERM until resumed
+                self._signal(node_id, signal.SIGCONT)
+                self._paused.discard(node_id)
+            try:
+                return proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._signal(node_id, signal.SIGKILL)
+                return proc.wait(10)
+
+    def pause(self, node_id: str) -> None:
+        with self._lock:
+            if self._signal(node_id, signal.SIGSTOP) is None:
+                raise SetupError(f"cannot pause {node_id}: not running")
+            self._paused.add(node_id)
+
+    def resume(self, node_id: str) -> None:
+        with self._lock:
+            self._signal(node_id, signal.SIGCONT)
+            self._paused.discard(node_id)
+
+    def is_running(self, node_id: str) -> bool:
+        proc = self._procs.get(node_id)
+        return proc is not None and proc.poll() is None
+
+    def is_paused(self, node_id: str) -> bool:
+        return node_id in self._paused and self.is_running(node_id)
+
+    def exit_code(self, node_id: str) -> int | None:
+        proc = self._procs.get(node_id)
+        return proc.poll() if proc is not None else None
+
+    def pid(self, node_id: str) -> int | None:
+        proc = self._procs.get(node_id)
+        return proc.pid if proc is not None else None
+
+    @property
+    def toxiproxy_pid(self) -> int | None:
+        return self._server.pid if self._server is not None else None
+
+    # ---- teardown -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every node (SIGTERM, SIGKILL after 5 s) and the Toxiproxy server. Idempotent;
+        errors are collected and the first re-raised after everything was attempted."""
+        errors: list[BaseException] = []
+        with self._lock:
+            for node_id in list(self._procs):
+                try:
+                    self.terminate(node_id, timeout_s=5.0)
+                except Exception as exc:  # noqa: BLE001 - keep stopping the rest
+                    errors.append(exc)
+            if self._server is not None:
+                try:
+                    self._server.stop()
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(exc)
+            if self._registry is not None:
+                self._registry.remove()
+        if errors:
+            raise errors[0]
+
+
+def _flag_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

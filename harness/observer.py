@@ -1,0 +1,111 @@
+"""Observer: a background thread sampling every node's /status into the history at a fixed interval."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any, Protocol
+
+from harness.errors import HarnessError, NodeUnreachable
+from harness.history import History
+
+DEFAULT_INTERVAL_S = 0.05
+
+
+class Observed(Protocol):
+    """What the observer needs from a cluster."""
+
+    @property
+    def nodes(self) -> tuple[str, ...]: ...
+
+    @property
+    def history(self) -> History: ...
+
+    def status(self, node_id: str) -> dict[str, Any]: ...
+
+    def is_running(self, node_id: str) -> bool: ...
+
+    def is_paused(self, node_id: str) -> bool: ...
+
+    def reap(self) -> list[tuple[str, int]]: ...
+
+
+def trim_status(status: dict[str, Any]) -> dict[str, Any]:
+    """The status without ``flags`` (flag changes are recorded as ``node`` events already)."""
+    return {k: v for k, v in status.items() if k != "flags"}
+
+
+class Observer:
+    """Samples each node's ``/status`` every ``interval_s`` as ``sample`` events (one thread per
+    node, so a silent node does not delay the others; its sample carries ``status: null`` and
+    the error). Also records nodes that exited on their own (``Cluster.reap``). ``stop()`` is
+    idempotent and returns once the threads have ended.
+    """
+
+    def __init__(self, cluster: Observed, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+        if interval_s <= 0:
+            raise HarnessError(f"observer interval must be positive, got {interval_s}")
+        self.cluster = cluster
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.samples = 0
+
+    def start(self) -> Observer:
+        if self._threads:
+            raise HarnessError("observer already started")
+        attach = getattr(self.cluster, "attach", None)
+        if attach is not None:
+            attach(self.stop)
+        for node_id in self.cluster.nodes:
+            thread = threading.Thread(target=self._run, args=(node_id,), name=f"observer-{node_id}",
+                                      daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        return self
+
+    def _run(self, node_id: str) -> None:
+        history = self.cluster.history
+        tick = 0
+        start = history.now()
+        while not self._stop.is_set():
+            self._sample(node_id, history)
+            tick += 1
+            # Fixed rate: wait for the next tick boundary (skipping ticks that were overrun).
+            delay = start + tick * self.interval_s - history.now()
+            if delay < 0:
+                tick += int(-delay // self.interval_s) + 1
+                delay = start + tick * self.interval_s - history.now()
+            if self._stop.wait(max(0.0, delay)):
+                break
+
+    def _sample(self, node_id: str, history: History) -> None:
+        try:
+            if node_id == self.cluster.nodes[0]:
+                self.cluster.reap()
+            if not self.cluster.is_running(node_id):
+                history.sample(node_id, None, "not running")
+            elif self.cluster.is_paused(node_id):
+                history.sample(node_id, None, "paused")
+            else:
+                history.sample(node_id, trim_status(self.cluster.status(node_id)))
+            self.samples += 1
+        except NodeUnreachable as exc:
+            history.sample(node_id, None, str(exc))
+        except HarnessError as exc:
+            if "closed" in str(exc):  # the history closed under us: the run is over
+                self._stop.set()
+            else:
+                history.sample(node_id, None, str(exc))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def __enter__(self) -> Observer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
