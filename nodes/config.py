@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nodes.listen import check_listen_host
 
 
 class ConfigError(ValueError):
@@ -38,16 +39,9 @@ def parse_address(raw: Any, where: str, *, listen: bool = False) -> Address:
         raise ConfigError(f"{where}: empty host in {raw!r}")
     if listen:
         try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            if host != "localhost":
-                raise ConfigError(f"{where}: listen host must be an IP address, got {host!r}") from None
-        else:
-            if ip.is_unspecified:
-                raise ConfigError(f"{where}: refusing to listen on all interfaces ({host}); "
-                                  "use a loopback or private address")
-            if not (ip.is_loopback or ip.is_private):
-                raise ConfigError(f"{where}: listen host {host} is neither loopback nor private")
+            check_listen_host(host)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
     return Address(host, port)
 
 
