@@ -273,18 +273,22 @@ def _parse_response(frame: dict[str, Any]) -> tuple[int, dict[str, Any] | Remote
 class RpcClientPool:
     """Calls to peers by uuid over one lazily opened, multiplexed connection per destination.
 
-    A timeout fails only that call and keeps the connection (a late answer is dropped), as
-    kuduraft's RPC layer does. A reset, EOF or protocol error fails every call outstanding on the
+    By default a timeout also drops the connection (``drop_on_timeout``). kuduraft's RPC layer
+    keeps it, but a Toxiproxy ``timeout`` toxic (our blackhole) discards bytes mid-stream, so a
+    connection that outlived a blackhole can be misaligned for good; reconnecting is the only
+    way back. With ``drop_on_timeout=False`` a timeout fails only that call (a late answer is
+    dropped), kuduraft's way. A reset, EOF or protocol error fails every call outstanding on the
     connection with RpcLayerError; the next call reconnects. Not thread-safe: one event loop.
     """
 
     def __init__(self, addresses: Mapping[str, str], log: logging.Logger | None = None,
-                 max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+                 max_frame_bytes: int = MAX_FRAME_BYTES, drop_on_timeout: bool = True) -> None:
         for addr in addresses.values():
             split_host_port(addr)
         self._addresses = dict(addresses)
         self._log = log or logging.getLogger("nodes.rpc")
         self._max_frame_bytes = max_frame_bytes
+        self._drop_on_timeout = drop_on_timeout
         self._conns: dict[str, _ClientConn] = {}
         self._connect_locks: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
@@ -334,6 +338,8 @@ class RpcClientPool:
                 return await fut
         except TimeoutError:
             self.stats.timeouts += 1
+            if conn is not None and self._drop_on_timeout:
+                self._drop(conn, f"{rpc} timed out")
             raise RpcLayerError(f"{rpc} to {uuid} at {addr} timed out after {timeout_s:.3f}s") from None
         finally:
             if conn is not None:

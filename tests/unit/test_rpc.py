@@ -67,10 +67,11 @@ class Service:
 
 @asynccontextmanager
 async def serving(handler: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]],
-                  port: int = 0) -> AsyncIterator[tuple[RpcServer, RpcClientPool]]:
+                  port: int = 0, drop_on_timeout: bool = True
+                  ) -> AsyncIterator[tuple[RpcServer, RpcClientPool]]:
     server = RpcServer("127.0.0.1", port, handler, LOG)
     await server.start()
-    pool = RpcClientPool({"s": f"127.0.0.1:{server.port}"})
+    pool = RpcClientPool({"s": f"127.0.0.1:{server.port}"}, drop_on_timeout=drop_on_timeout)
     try:
         yield server, pool
     finally:
@@ -135,10 +136,25 @@ def test_handler_exception_is_internal_and_connection_survives(caplog: pytest.Lo
     assert len(errors) == 1 and errors[0].exc_info is not None  # logged with its traceback
 
 
-def test_timeout_fails_only_that_call_and_keeps_the_connection() -> None:
+def test_timeout_drops_the_connection_by_default() -> None:
+    """A blackhole toxic may have eaten half a frame: the next call must use a fresh connection."""
     async def scenario() -> None:
         service = Service()
         async with serving(service) as (_, pool):
+            with pytest.raises(RpcLayerError, match="timed out"):
+                await pool.call("s", "Hold", {}, 0.2)
+            assert not pool.connected("s")
+            assert await pool.call("s", "Echo", {"after": True}, 5) == {"echo": {"after": True}}
+            assert pool.stats.connections_opened == 2 and pool.stats.timeouts == 1
+            service.release.set()
+
+    run(scenario())
+
+
+def test_timeout_fails_only_that_call_and_keeps_the_connection() -> None:
+    async def scenario() -> None:
+        service = Service()
+        async with serving(service, drop_on_timeout=False) as (_, pool):
             with pytest.raises(RpcLayerError, match="timed out"):
                 await pool.call("s", "Hold", {}, 0.2)
             assert await pool.call("s", "Echo", {"after": True}, 5) == {"echo": {"after": True}}
