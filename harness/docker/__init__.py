@@ -1,0 +1,1 @@
+"""Docker infrastructure: daemon, locally built images, labelled resources and the Docker backend."""

@@ -1,0 +1,419 @@
+"""DockerBackend: one container per node and one Toxiproxy container on a private, internal bridge per run.
+
+Addresses are fixed per run (see network.AddressPlan), so a restarted node keeps its IP and the
+cluster file never changes. Each node listens on its container IP (RPC 7000, HTTP 8000) and dials
+its peers only through Toxiproxy (``dial`` points at the Toxiproxy container, one port per directed
+link). The harness reaches nodes and Toxiproxy at their container IPs from the host; no port is
+ever published. The run directory is bind-mounted at the same absolute path, so data directories
+(the WAL) survive restarts and each node appends to the same log file as with the local backend.
+
+Exit codes: a container killed by signal N exits 128+N; it is reported as -N, like a local
+process (``Popen.returncode``), so 85 (injected crash) and the signal cases mean the same on both
+backends. Uses the docker SDK only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, NotFound
+from requests.exceptions import RequestException
+from rich.console import Console
+from rich.progress import Progress
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from harness.backend import Capabilities, LinkId, links_of
+from harness.docker.daemon import ensure_daemon
+from harness.docker.images import Images, ensure_images
+from harness.docker.network import AddressPlan, create_run_network
+from harness.docker.resources import Role, RunResources, sweep
+from harness.errors import ConfigError, HarnessError, SetupError
+from harness.spec import ClusterSpec
+from harness.store import RunDir
+from harness.toxi import ProxyConfig
+
+__all__ = ["DockerBackend"]
+
+RPC_PORT = 7000
+HTTP_PORT = 8000
+TOXIPROXY_API_PORT = 8474
+FIRST_PROXY_PORT = 20001
+TOXIPROXY_START_TIMEOUT_S = 20.0
+# The node's stdout+stderr go straight to its log file in the (bind-mounted) run dir: "$0" is the log.
+NODE_ENTRYPOINT = ["/bin/sh", "-c", 'exec python3 -m nodes "$@" >>"$0" 2>&1']
+
+
+@dataclass
+class _Incarnation:
+    """One container run of a node; a waiter thread records its exit code when it stops."""
+
+    number: int
+    container_id: str
+    exit_code: int | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _normalise_exit(code: int | None) -> int | None:
+    if code is not None and 128 < code <= 128 + 64:
+        return -(code - 128)
+    return code
+
+
+class DockerBackend:
+    """Nodes and Toxiproxy as containers on one private network per run; thread-safe."""
+
+    name = "docker"
+    capabilities = Capabilities(can_kill=True, can_terminate=True, can_pause=True, can_restart=True)
+
+    def __init__(self, progress: Progress | None = None, sweep_dead_runs: bool = True) -> None:
+        self._progress = progress
+        self._sweep_dead_runs = sweep_dead_runs
+        self._lock = threading.RLock()
+        self._closing = threading.Event()
+        self._client: docker.DockerClient | None = None
+        self._images: Images | None = None
+        self._spec: ClusterSpec | None = None
+        self._run: RunDir | None = None
+        self._root: Path | None = None
+        self._resources: RunResources | None = None
+        self._network_name: str | None = None
+        self._plan: AddressPlan | None = None
+        self._toxiproxy_id: str | None = None
+        self._node_ip: dict[str, str] = {}
+        self._proxies: list[ProxyConfig] = []
+        self._nodes: dict[str, _Incarnation] = {}
+        self._paused: set[str] = set()
+        self._sandboxes: dict[str, str] = {}
+
+    # ---- setup --------------------------------------------------------------------------------
+
+    def prepare(self, spec: ClusterSpec, run: RunDir) -> None:
+        with self._lock:
+            if self._spec is not None:
+                raise ConfigError("DockerBackend.prepare called twice")
+            self._spec, self._run = spec, run.create()
+            self._root = run.path.resolve()
+            progress = self._progress if self._progress is not None else _default_progress()
+            if progress is not None and progress is not self._progress:
+                with progress:
+                    self._client = ensure_daemon(progress)
+                    self._images = ensure_images(self._client, progress)
+            else:
+                self._client = ensure_daemon(progress)
+                self._images = ensure_images(self._client, progress)
+            if self._sweep_dead_runs:
+                sweep(self._client)  # what killed runs left behind; its errors must not stop this run
+            self._resources = RunResources(run.run_id, self._root)
+            network, self._plan = create_run_network(self._client, self._resources)
+            self._network_name = network.name
+            self._plan_addresses(spec)
+            self._write_cluster_file()
+            self._start_toxiproxy(spec.seed)
+            for node_id in spec.nodes:
+                self._start_sandbox(node_id)
+
+    def _plan_addresses(self, spec: ClusterSpec) -> None:
+        assert self._plan is not None
+        for index, node_id in enumerate(spec.nodes):
+            self._node_ip[node_id] = self._plan.node_ip(index)
+        proxy_ip = self._plan.toxiproxy_ip
+        for offset, link in enumerate(links_of(spec)):
+            port = HTTP_PORT if link.is_client else RPC_PORT
+            upstream = f"{self._node_ip[link.dst]}:{port}"
+            self._proxies.append(ProxyConfig(link.name, f"{proxy_ip}:{FIRST_PROXY_PORT + offset}", upstream))
+
+    def _write_cluster_file(self) -> None:
+        assert self._spec is not None and self._run is not None
+        listen = {p.name: p.listen for p in self._proxies}
+        nodes = self._spec.nodes
+        doc = {
+            "nodes": {n: {"rpc": f"{self._node_ip[n]}:{RPC_PORT}", "http": f"{self._node_ip[n]}:{HTTP_PORT}"}
+                      for n in nodes},
+            "dial": {a: {b: listen[LinkId(a, b).name] for b in nodes if b != a} for a in nodes},
+            "topology": dict(self._spec.topology),
+        }  # fmt: skip
+        self._run.cluster_file.write_text(json.dumps(doc, indent=2))
+
+    def _start_toxiproxy(self, seed: int) -> None:
+        assert self._resources is not None and self._images is not None and self._plan is not None
+        self._toxiproxy_id = self._create(
+            image=self._images.toxiproxy,
+            name=self._resources.name(Role.TOXIPROXY),
+            labels=self._resources.labels(Role.TOXIPROXY),
+            ip=self._plan.toxiproxy_ip,
+            command=["-seed", str(seed)],
+        )
+        self._api.start(self._toxiproxy_id)
+        url = f"{self.toxiproxy_api_url}/version"
+        try:
+            for attempt in Retrying(stop=stop_after_delay(TOXIPROXY_START_TIMEOUT_S), wait=wait_fixed(0.1),
+                                    retry=retry_if_exception_type(OSError), reraise=True):  # fmt: skip
+                with attempt, urllib.request.urlopen(url, timeout=1.0):
+                    pass
+        except OSError as exc:
+            logs = self._api.logs(self._toxiproxy_id).decode(errors="replace").splitlines()[-10:]
+            raise SetupError(
+                f"toxiproxy container did not answer at {url}: {exc}", {"toxiproxy": logs}
+            ) from None
+
+    def _start_sandbox(self, node_id: str) -> None:
+        """Start the container that owns ``node_id``'s network namespace and IP for the whole run.
+
+        Node containers join it, so while a node is down its IP still exists and a connection to it
+        is refused at once (as on loopback), instead of stalling on ARP: Toxiproxy dials upstreams
+        inside its accept loop without a timeout, and a stalled dial blocks that proxy's disable and
+        delete for seconds.
+        """
+        assert self._resources is not None and self._images is not None
+        sandbox_id = self._create(
+            image=self._images.base,
+            name=self._resources.name(Role.SANDBOX, node_id),
+            labels=self._resources.labels(Role.SANDBOX, node_id),
+            ip=self._node_ip[node_id],
+            command=["sleep", "infinity"],
+            hostname=node_id,
+        )
+        self._api.start(sandbox_id)
+        self._sandboxes[node_id] = sandbox_id
+
+    @property
+    def _api(self) -> docker.APIClient:
+        if self._client is None:
+            raise SetupError("docker backend not prepared")
+        return self._client.api
+
+    def _create(
+        self, image: str, name: str, labels: dict[str, str], command: list[str], ip: str | None = None,
+        join: str | None = None, mount_run: bool = False, **kwargs: object,
+    ) -> str:  # fmt: skip
+        """Create (not start) a container, replacing a stale one of that name (a former incarnation).
+
+        It gets its own address ``ip`` on the run network, or shares container ``join``'s network
+        namespace. ``mount_run`` bind-mounts the run directory at its own absolute path; ``kwargs``
+        go to Docker's create call.
+        """
+        assert self._network_name is not None
+        api = self._api
+        with contextlib.suppress(NotFound):
+            api.remove_container(name, force=True)
+        binds = {str(self._root): {"bind": str(self._root), "mode": "rw"}} if mount_run else None
+        network_mode = f"container:{join}" if join is not None else self._network_name
+        host_config = api.create_host_config(network_mode=network_mode, binds=binds)
+        networking = None
+        if ip is not None:
+            endpoint = api.create_endpoint_config(ipv4_address=ip)
+            networking = api.create_networking_config({self._network_name: endpoint})
+        created = api.create_container(
+            image, command=command, name=name, labels=labels, host_config=host_config,
+            networking_config=networking, **kwargs,
+        )  # fmt: skip
+        return str(created["Id"])
+
+    def proxy_configs(self) -> list[ProxyConfig]:
+        return list(self._proxies)
+
+    @property
+    def toxiproxy_api_url(self) -> str:
+        if self._plan is None:
+            raise SetupError("docker backend not prepared")
+        return f"http://{self._plan.toxiproxy_ip}:{TOXIPROXY_API_PORT}"
+
+    def _known(self, node_id: str) -> None:
+        if node_id not in self._node_ip:
+            raise ConfigError(f"unknown node {node_id!r}")
+
+    def node_http_url(self, node_id: str) -> str:
+        self._known(node_id)
+        return f"http://{self._node_ip[node_id]}:{HTTP_PORT}"
+
+    def client_url(self, node_id: str) -> str:
+        self._known(node_id)
+        return f"http://{next(p.listen for p in self._proxies if p.name == LinkId('client', node_id).name)}"
+
+    def log_path(self, node_id: str) -> Path:
+        assert self._run is not None
+        return self._run.node_log(node_id)
+
+    # ---- node containers ----------------------------------------------------------------------
+
+    def start(self, node_id: str) -> None:
+        with self._lock:
+            self._known(node_id)
+            assert self._spec is not None and self._run is not None and self._root is not None
+            assert self._resources is not None and self._images is not None
+            if self.is_running(node_id):
+                raise SetupError(f"{node_id} is already running")
+            previous = self._nodes.get(node_id)
+            number = previous.number + 1 if previous is not None else 1
+            data = self._run.node_data(node_id).resolve()
+            data.mkdir(parents=True, exist_ok=True)
+            log = self.log_path(node_id).resolve()
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("ab") as fh:
+                stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+                fh.write(
+                    f"=== raftchaos: start {node_id} incarnation {number} at {stamp} (docker)\n".encode()
+                )
+            argv = ["--config", str(self._run.cluster_file.resolve()), "--id", node_id, "--data", str(data),
+                    "--seed", str(self._spec.node_seed(node_id, number))]  # fmt: skip
+            for flag, value in self._spec.node_flags_for(node_id).items():
+                argv += ["--flag", f"{flag}={_flag_text(value)}"]
+            container_id = self._create(
+                image=self._images.node,
+                name=self._resources.name(Role.NODE, node_id),
+                labels=self._resources.labels(Role.NODE, node_id),
+                join=self._sandboxes[node_id],
+                command=[str(log), *argv],
+                entrypoint=NODE_ENTRYPOINT,
+                user=f"{os.getuid()}:{os.getgid()}",
+                working_dir="/app",
+                environment={"PYTHONUNBUFFERED": "1", "RAFTCHAOS_RUN": self._resources.run_id},
+                mount_run=True,
+            )
+            incarnation = _Incarnation(number, container_id)
+            self._nodes[node_id] = incarnation
+            self._paused.discard(node_id)
+            self._api.start(container_id)
+            threading.Thread(target=self._wait_exit, args=(incarnation,), name=f"docker-wait-{node_id}",
+                             daemon=True).start()  # fmt: skip
+
+    def _wait_exit(self, incarnation: _Incarnation) -> None:
+        """Block on the container's exit (its own connection) and record the code; never raises."""
+        try:
+            waiter = docker.from_env(timeout=3600)
+        except Exception:  # noqa: BLE001 - without a client the poll in exit_code still works
+            return
+        try:
+            while not self._closing.is_set():
+                try:
+                    result = waiter.api.wait(incarnation.container_id)
+                    incarnation.exit_code = _normalise_exit(result.get("StatusCode"))
+                    break
+                except NotFound:
+                    break  # removed under us (close, or a sweep); code unknown
+                except (APIError, RequestException):
+                    time.sleep(0.2)  # a read timeout or a daemon hiccup: wait again
+        finally:
+            incarnation.done.set()
+            waiter.close()
+
+    def kill(self, node_id: str) -> int | None:
+        with self._lock:
+            return self._signal_and_wait(node_id, "SIGKILL", 10.0)
+
+    def terminate(self, node_id: str, timeout_s: float) -> int | None:
+        with self._lock:
+            incarnation = self._nodes.get(node_id)
+            if incarnation is None or incarnation.done.is_set():
+                return self.exit_code(node_id)
+            if node_id in self._paused:  # a frozen process cannot handle SIGTERM until thawed
+                self.resume(node_id)
+            code = self._signal_and_wait(node_id, "SIGTERM", timeout_s)
+            if not incarnation.done.is_set():
+                code = self._signal_and_wait(node_id, "SIGKILL", 10.0)
+            return code
+
+    def _signal_and_wait(self, node_id: str, signal_name: str, timeout_s: float) -> int | None:
+        incarnation = self._nodes.get(node_id)
+        if incarnation is None or incarnation.done.is_set():
+            return self.exit_code(node_id)
+        with contextlib.suppress(APIError):  # it may have exited meanwhile
+            self._api.kill(incarnation.container_id, signal=signal_name)
+        if signal_name == "SIGKILL" and node_id in self._paused:
+            # A frozen cgroup holds even SIGKILL until thawed; Docker 20.10 does not thaw for us.
+            with contextlib.suppress(APIError):
+                self._api.unpause(incarnation.container_id)
+        if signal_name == "SIGKILL":
+            self._paused.discard(node_id)
+        incarnation.done.wait(timeout_s)
+        return incarnation.exit_code if incarnation.done.is_set() else None
+
+    def pause(self, node_id: str) -> None:
+        with self._lock:
+            if not self.is_running(node_id):
+                raise SetupError(f"cannot pause {node_id}: not running")
+            self._api.pause(self._nodes[node_id].container_id)
+            self._paused.add(node_id)
+
+    def resume(self, node_id: str) -> None:
+        with self._lock:
+            incarnation = self._nodes.get(node_id)
+            if incarnation is not None and node_id in self._paused:
+                with contextlib.suppress(APIError):
+                    self._api.unpause(incarnation.container_id)
+            self._paused.discard(node_id)
+
+    def is_running(self, node_id: str) -> bool:
+        incarnation = self._nodes.get(node_id)
+        return incarnation is not None and not incarnation.done.is_set()
+
+    def is_paused(self, node_id: str) -> bool:
+        return node_id in self._paused and self.is_running(node_id)
+
+    def exit_code(self, node_id: str) -> int | None:
+        incarnation = self._nodes.get(node_id)
+        if incarnation is None or not incarnation.done.is_set():
+            return None
+        return incarnation.exit_code
+
+    @property
+    def run_uid(self) -> str | None:
+        """The ``raftchaos.run_uid`` label value of this run's Docker resources (None before prepare)."""
+        return self._resources.uid if self._resources is not None else None
+
+    def container_id(self, node_id: str) -> str | None:
+        """The current container of ``node_id`` (for debugging and tests)."""
+        incarnation = self._nodes.get(node_id)
+        return incarnation.container_id if incarnation is not None else None
+
+    # ---- teardown -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every node (SIGTERM, SIGKILL after 5 s) and Toxiproxy, save Toxiproxy's log, remove the
+        run's containers and network. Idempotent; errors are collected and the first raised at the end."""
+        errors: list[BaseException] = []
+        with self._lock:
+            for node_id in list(self._nodes):
+                try:
+                    self.terminate(node_id, timeout_s=5.0)
+                except Exception as exc:  # noqa: BLE001 - keep stopping the rest
+                    errors.append(exc)
+            self._closing.set()
+            if self._client is not None and self._toxiproxy_id is not None:
+                try:
+                    self._api.stop(self._toxiproxy_id, timeout=2)
+                    assert self._run is not None
+                    self._run.toxiproxy_log.write_bytes(self._api.logs(self._toxiproxy_id))
+                    self._api.remove_container(self._toxiproxy_id, force=True)  # its log is saved
+                except (APIError, RequestException, OSError) as exc:
+                    errors.append(exc)
+                self._toxiproxy_id = None
+            if self._client is not None and self._resources is not None:
+                report = sweep(self._client, run_uid=self._resources.uid, only_dead=False)
+                errors.extend(HarnessError(message) for message in report.errors)
+                self._resources = None
+        if errors:
+            raise errors[0]
+
+
+def _default_progress() -> Progress | None:
+    """A progress display on stderr when it is a terminal (a cold image build takes ~40 s), else None."""
+    if not sys.stderr.isatty():
+        return None
+    return Progress(console=Console(stderr=True), transient=True)
+
+
+def _flag_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

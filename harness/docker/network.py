@@ -1,0 +1,81 @@
+"""A run's private Docker network: an internal bridge with a fixed subnet, so every container keeps its IP across restarts."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import docker
+from docker.errors import APIError
+from docker.models.networks import Network
+from docker.types import IPAMConfig, IPAMPool
+
+from harness.docker.resources import Role, RunResources
+from harness.errors import SetupError
+
+__all__ = ["AddressPlan", "create_run_network"]
+
+TOXIPROXY_HOST = 2  # .1 is the gateway (the host's end of the bridge)
+FIRST_NODE_HOST = 10
+ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class AddressPlan:
+    """Fixed addresses in the run's subnet: Toxiproxy at host number 2, node i (0-based) at 10 + i."""
+
+    subnet: ipaddress.IPv4Network
+
+    @property
+    def toxiproxy_ip(self) -> str:
+        return str(self.subnet.network_address + TOXIPROXY_HOST)
+
+    def node_ip(self, index: int) -> str:
+        return str(self.subnet.network_address + FIRST_NODE_HOST + index)
+
+
+def create_run_network(client: docker.DockerClient, run: RunResources) -> tuple[Network, AddressPlan]:
+    """Create the run's ``internal`` bridge (no route off the host) on a subnet no other network uses.
+
+    Docker hands out static container IPs only on networks created with an explicit subnet, so we
+    let Docker pick a free pool first (a probe network, removed at once) and then create the real
+    network on that pool; a concurrent run that grabs the same pool makes us retry. Raises
+    SetupError after ``ATTEMPTS`` collisions or when Docker has no free pool.
+    """
+    last_error: Exception | None = None
+    for _ in range(ATTEMPTS):
+        subnet = _free_subnet(client, run)
+        try:
+            network = client.networks.create(
+                run.name(Role.NETWORK),
+                driver="bridge",
+                internal=True,
+                labels=run.labels(Role.NETWORK),
+                ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet))]),
+                check_duplicate=True,
+            )
+        except APIError as exc:  # most likely "Pool overlaps" from a concurrent run
+            last_error = exc
+            continue
+        return network, AddressPlan(subnet)
+    raise SetupError(f"could not create the run network {run.name(Role.NETWORK)}: {last_error}")
+
+
+def _free_subnet(client: docker.DockerClient, run: RunResources) -> ipaddress.IPv4Network:
+    probe_name = run.name(Role.NETWORK) + "-probe"
+    try:
+        probe = client.networks.create(
+            probe_name, driver="bridge", internal=True, labels=run.labels(Role.NETWORK)
+        )
+    except APIError as exc:
+        raise SetupError(f"Docker could not allocate a subnet for {probe_name}: {exc}") from None
+    try:
+        probe.reload()
+        configs = (probe.attrs.get("IPAM") or {}).get("Config") or []
+        subnets = [ipaddress.ip_network(c["Subnet"]) for c in configs if "Subnet" in c]
+    finally:
+        probe.remove()
+    v4 = [s for s in subnets if isinstance(s, ipaddress.IPv4Network)]
+    if not v4:
+        raise SetupError(f"Docker gave {probe_name} no IPv4 subnet ({configs})")
+    return v4[0]
