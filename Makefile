@@ -9,7 +9,7 @@ TOXIPROXY := $(BIN)/toxiproxy-server
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup test lint unit integration suites chaos bench clean-runs clean
+.PHONY: all setup docker-setup docker-clean test test-local test-docker lint unit integration suites chaos bench clean-runs clean
 
 all: test
 
@@ -43,9 +43,32 @@ integration: setup
 suites: setup
 	$(PY) -m pytest suites -q $(PYTEST_ARGS)
 
-# The project's own tests, then the chaos suites on the local backend.
-test: lint
+# The Docker daemon (as root: installs docker.io and starts dockerd) and the three images; idempotent.
+docker-setup: setup
+	$(PY) -m harness.docker setup
+
+# Every raftchaos-labelled Docker leftover of dead runs, and local processes of dead runs.
+docker-clean: setup
+	$(VENV)/bin/raftchaos clean
+
+# The project's own tests and the chaos suites on the local backend, then on Docker: the Docker tests and
+# the suites' docker_subset on --backend docker. Without a daemon that can be started (not root, no apt),
+# docker-setup says why and the Docker tests skip with that reason.
+test: lint test-local test-docker
+
+test-local: setup
 	$(PY) -m pytest tests suites -q -m 'not docker' $(PYTEST_ARGS)
+
+test-docker: setup
+	@rc=0; $(PY) -m harness.docker setup || rc=$$?; \
+	if [ $$rc -eq 3 ]; then \
+	  $(PY) -m pytest tests/docker -q -rs -m docker $(PYTEST_ARGS) && \
+	  echo "no Docker daemon here: the suites' docker_subset is skipped"; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; \
+	else \
+	  $(PY) -m pytest tests/docker -q -m docker $(PYTEST_ARGS) && \
+	  $(PY) -m pytest suites -q --backend docker -m docker_subset $(PYTEST_ARGS); \
+	fi
 
 # The main job: the chaos suites on the local-process backend, with the rich report.
 chaos: setup

@@ -69,7 +69,7 @@ async def drive(nodes: LocalNodes, leader: str, clients: int, duration_s: float)
             try:
                 status, _ = await http_post(port, "/kv/put", {"key": f"k{cid % 10}",
                                                               "value": f"{cid}-{i}"}, 5.0, conn)
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError):
                 errors += 1
                 continue
             if status == 200:
@@ -81,8 +81,12 @@ async def drive(nodes: LocalNodes, leader: str, clients: int, duration_s: float)
     await asyncio.gather(*(client(c) for c in range(clients)))
     elapsed = time.monotonic() - t0
     latencies.sort()
-    q = (lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
-         if latencies else float("nan"))
+
+    def q(p: float) -> float:
+        if not latencies:
+            return float("nan")
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+
     return {"clients": clients, "acked": len(latencies), "errors": errors,
             "writes_per_s": len(latencies) / elapsed, "p50_ms": q(0.50), "p99_ms": q(0.99)}
 
@@ -108,7 +112,7 @@ async def failover_once(nodes: LocalNodes, rng: random.Random, probes: int = 8,
             try:
                 status, _ = await http_post(nodes.http[node], "/kv/put",
                                             {"key": "probe", "value": f"{pid}-{i}"}, probe_timeout_s)
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError):
                 continue
             if status == 200:
                 acked_at.append(time.monotonic())

@@ -1,8 +1,89 @@
-"""pytest plugin: the composition root that wires the harness into pytest (options, fixtures, report)."""
+"""pytest plugin: the composition root that wires the harness into pytest (options, fixtures, report).
+
+Options: ``--backend local|docker``, ``--seed N`` (every test's seed; default a fresh random one
+per test, printed), ``--keep-runs`` (keep the run directories of passing tests too; failing
+ones are always kept), ``--run-dir DIR`` (where run directories go, default ``.raftchaos/runs``).
+
+Fixtures:
+
+- ``raftchaos_seed`` -> int: this test's seed (``--seed`` or random). Printed with the run
+  directory for every failed test, and recorded as JUnit properties.
+- ``make_cluster(nodes=3, flags=None, node_flags=None, topology=None, supervisor=False,
+  profile="fast") -> Cluster``: builds a ClusterSpec (backend from ``--backend``, the test's
+  seed, a fresh run directory), starts it with the observer sampling ``/status`` and (with
+  ``supervisor=True``) the crash supervisor restarting nodes that exit with status 85, waits
+  for a leader and returns the started Cluster. ``profile`` is ``fast`` or ``kuduraft``; timing
+  flags (``raft_heartbeat_interval_ms``, ...) given in ``flags`` go into the timing profile so
+  derived bounds match. At teardown, per cluster: workloads stop, final heal (links, paused
+  nodes, runtime fault flags), final reads of every key on the leader (recorded), checkers
+  (durability; recovery when a fault was injected) plus the test's own verdicts, then
+  ``verdicts.json``, then the cluster stops. An invalid verdict fails the test.
+- ``workload(cluster, clients=4, rate_hz=50.0, keys=4)`` -> Workload: a context manager running
+  seeded clients for its duration (``with workload(c): ...``); stopped at teardown at the latest.
+- ``record_verdict(verdict, cluster=None)``: add a suite's own Verdict (default: to the last
+  cluster made) so it lands in verdicts.json and the report.
+
+Markers: ``docker``, ``slow``, ``chaos``. A FaultUnavailable raised by a test skips it. At the
+end of the session a rich report (``reports.terminal``) shows one row per run.
+"""
 
 from __future__ import annotations
 
+import json
+import random
+import re
+import shutil
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from harness.checkers.verdict import Validity, Verdict
+from harness.cluster import Cluster
+from harness.errors import FaultUnavailable, HarnessError
+from harness.finish import final_heal, final_reads, standard_verdicts, verdicts_doc, write_verdicts
+from harness.history import load_history
+from harness.observer import Observer
+from harness.spec import BackendName, ClusterSpec
+from harness.store import RunDir, new_run_dir
+from harness.supervisor import CrashSupervisor
+from harness.timing import FLAG_NAMES, TimingProfile
+from harness.workload import Workload, WorkloadSpec
+
+PROFILES: dict[str, Callable[[], TimingProfile]] = {"fast": TimingProfile.fast, "kuduraft": TimingProfile.kuduraft}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-\[\]]+")
+
+
+@dataclass
+class _Managed:
+    cluster: Cluster
+    verdicts: list[Verdict] = field(default_factory=list)
+    workloads: list[Workload] = field(default_factory=list)
+
+
+@dataclass
+class _TestState:
+    """What the plugin knows about one test: its seed, clusters and phase reports."""
+
+    nodeid: str
+    seed: int | None = None
+    clusters: list[_Managed] = field(default_factory=list)
+    runs: list[RunDir] = field(default_factory=list)
+    orphan_verdicts: list[Verdict] = field(default_factory=list)
+    failed_phases: list[str] = field(default_factory=list)
+    skipped: bool = False
+
+    @property
+    def outcome(self) -> str:
+        if self.failed_phases:
+            return "failed" if "call" in self.failed_phases else "error"
+        return "skipped" if self.skipped else "passed"
+
+
+_STATE = pytest.StashKey[_TestState]()
+_SESSION_RUNS = pytest.StashKey[list[tuple[RunDir, _TestState]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -11,3 +92,203 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--seed", type=int, default=None, help="run seed (default: random, printed)")
     group.addoption("--keep-runs", action="store_true", help="keep run directories of passing tests")
     group.addoption("--run-dir", default=".raftchaos/runs", help="where run directories go")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker, text in (("docker", "needs a Docker daemon (the Docker backend)"),
+                         ("slow", "takes more than a few seconds"),
+                         ("chaos", "a chaos suite (starts a cluster, injects faults)")):
+        config.addinivalue_line("markers", f"{marker}: {text}")
+    config.stash[_SESSION_RUNS] = []
+
+
+def _state(item: pytest.Item) -> _TestState:
+    if _STATE not in item.stash:
+        item.stash[_STATE] = _TestState(item.nodeid)
+    return item.stash[_STATE]
+
+
+def _runs_root(config: pytest.Config) -> Path:
+    root = Path(config.getoption("--run-dir"))
+    return root if root.is_absolute() else config.invocation_params.dir / root
+
+
+# ---- fixtures -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def raftchaos_seed(request: pytest.FixtureRequest) -> int:
+    """This test's seed: ``--seed`` or a fresh random one (printed on failure, stored in the run)."""
+    state = _state(request.node)
+    if state.seed is None:
+        given = request.config.getoption("--seed")
+        state.seed = int(given) if given is not None else random.SystemRandom().randrange(2**31)
+        request.node.user_properties.append(("raftchaos_seed", state.seed))
+    return state.seed
+
+
+def _timing(profile: str, flags: dict[str, Any]) -> tuple[TimingProfile, dict[str, Any]]:
+    if profile not in PROFILES:
+        raise HarnessError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    timing_names = set(FLAG_NAMES.values())
+    timing_flags = {k: v for k, v in flags.items() if k in timing_names}
+    rest = {k: v for k, v in flags.items() if k not in timing_names}
+    return TimingProfile.from_flags(timing_flags, PROFILES[profile]()), rest
+
+
+@pytest.fixture
+def make_cluster(request: pytest.FixtureRequest, raftchaos_seed: int) -> Iterator[Callable[..., Cluster]]:
+    """Factory of started clusters, each torn down (heal, final reads, checkers, stop) after the test."""
+    state = _state(request.node)
+    config = request.config
+    test_name = _UNSAFE.sub("_", request.node.name).strip("_")[:80] or "test"
+
+    def make(nodes: int = 3, flags: dict[str, Any] | None = None,
+             node_flags: dict[str, dict[str, Any]] | None = None, topology: dict[str, str] | None = None,
+             supervisor: bool = False, profile: str = "fast") -> Cluster:
+        timing, cluster_flags = _timing(profile, dict(flags or {}))
+        run = new_run_dir(test_name, raftchaos_seed, _runs_root(config))
+        state.runs.append(run)
+        config.stash[_SESSION_RUNS].append((run, state))
+        request.node.user_properties.append(("raftchaos_run_dir", str(run.path)))
+        spec = ClusterSpec(node_count=nodes, flags=cluster_flags, node_flags=node_flags or {},
+                           topology=topology or {}, backend=BackendName(config.getoption("--backend")),
+                           seed=raftchaos_seed, run_dir=run.path, test_name=test_name, timing=timing)
+        cluster = Cluster(spec)
+        cluster.start_cluster()
+        managed = _Managed(cluster)
+        state.clusters.append(managed)
+        Observer(cluster).start()
+        if supervisor:
+            CrashSupervisor(cluster).start()
+        cluster.wait_for_leader()
+        return cluster
+
+    yield make
+    problems = [p for managed in reversed(state.clusters) if (p := _finish(managed, state))]
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def _finish(managed: _Managed, state: _TestState) -> str | None:
+    """Tear one cluster down; returns what fails the test (an invalid verdict, a cleanup error)."""
+    cluster = managed.cluster
+    errors: list[str] = []
+    for step in [*(w.stop for w in managed.workloads), lambda: final_heal(cluster), lambda: final_reads(cluster)]:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - every step runs; the checkers judge what is left
+            errors.append(f"{type(exc).__name__}: {exc}")
+    try:
+        cluster.close()
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"{type(exc).__name__}: {exc}")
+    run = cluster.run
+    events = load_history(run.events_path)
+    verdicts = standard_verdicts(events) + managed.verdicts
+    doc = verdicts_doc(run, verdicts, {"test": state.nodeid, "seed": cluster.spec.seed,
+                                       "outcome": state.outcome, "teardown_errors": errors})
+    write_verdicts(run, doc)
+    invalid = [v for v in verdicts if v.validity is Validity.INVALID]
+    lines = [f"{v.checker} invalid: {v.summary}" for v in invalid]
+    lines += [f"teardown: {e}" for e in errors]
+    return f"raftchaos run {run.path}:\n  " + "\n  ".join(lines) if lines else None
+
+
+@pytest.fixture
+def workload(make_cluster: Callable[..., Cluster], request: pytest.FixtureRequest) -> Callable[..., Workload]:
+    """``with workload(cluster, clients=4, rate_hz=50.0): ...`` runs seeded clients for the block."""
+    state = _state(request.node)
+
+    def run(cluster: Cluster, clients: int = 4, rate_hz: float = 50.0, keys: int = 4) -> Workload:
+        load = Workload(cluster, WorkloadSpec(clients=clients, rate_per_s=rate_hz, keys=keys))
+        managed = next((m for m in state.clusters if m.cluster is cluster), None)
+        if managed is None:
+            raise HarnessError("workload(cluster): the cluster was not made by make_cluster")
+        managed.workloads.append(load)
+        return load
+
+    return run
+
+
+@pytest.fixture
+def record_verdict(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """``record_verdict(verdict, cluster=None)``: keep a suite's own verdict with its run."""
+    state = _state(request.node)
+
+    def record(verdict: Verdict, cluster: Cluster | None = None) -> None:
+        if not isinstance(verdict, Verdict):
+            raise HarnessError(f"record_verdict needs a Verdict, got {verdict!r}")
+        target = next((m for m in state.clusters if m.cluster is cluster), None) if cluster else None
+        target = target or (state.clusters[-1] if state.clusters else None)
+        (target.verdicts if target else state.orphan_verdicts).append(verdict)
+
+    return record
+
+
+# ---- hooks --------------------------------------------------------------------------------------
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A fault that cannot run on this cluster/backend skips the test with the reason."""
+    try:
+        return (yield)
+    except FaultUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if _STATE not in item.stash:
+        return report
+    state = item.stash[_STATE]
+    if report.failed:
+        state.failed_phases.append(report.when)
+        runs = ", ".join(str(r.path) for r in state.runs) or "(no cluster started)"
+        report.sections.append(("raftchaos", f"seed={state.seed} (replay: pytest '{item.nodeid}' "
+                                f"--seed {state.seed})\nrun dir: {runs}"))
+    elif report.skipped:
+        state.skipped = True
+    if report.when == "teardown":
+        _update_outcomes(state)
+    return report
+
+
+def _update_outcomes(state: _TestState) -> None:
+    """Rewrite each run's ``outcome`` once the teardown phase is known."""
+    for run in state.runs:
+        path = run.verdicts_path
+        if not path.exists():
+            continue
+        try:
+            doc = json.loads(path.read_text())
+            doc["outcome"] = state.outcome
+            write_verdicts(run, doc)
+        except (OSError, ValueError):
+            continue
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    runs = config.stash.get(_SESSION_RUNS, [])
+    if not runs:
+        return
+    from reports.terminal import render_text
+
+    text = render_text([r.path for r, _ in runs if r.path.exists()],
+                       width=max(120, shutil.get_terminal_size().columns), color=terminalreporter.hasmarkup)
+    terminalreporter.write_sep("=", "raftchaos")
+    terminalreporter.write(text)
+    if not config.getoption("--keep-runs"):
+        kept = [str(r.path) for r, s in runs if s.outcome in ("failed", "error")]
+        if kept:
+            terminalreporter.write_line(f"kept run directories of failed tests: {', '.join(kept)}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run directories of tests that did not fail, unless ``--keep-runs``."""
+    if config.getoption("--keep-runs", default=True) or _SESSION_RUNS not in config.stash:
+        return
+    for run, state in config.stash[_SESSION_RUNS]:
+        if state.outcome not in ("failed", "error"):
+            shutil.rmtree(run.path, ignore_errors=True)

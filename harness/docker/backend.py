@@ -15,13 +15,12 @@ backends. Uses the docker SDK only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
 import threading
-import time
 import urllib.request
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,9 +33,11 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 from harness.backend import Capabilities, LinkId, links_of
 from harness.docker.daemon import ensure_daemon
+from harness.docker.exitguard import GUARD
 from harness.docker.images import Images, ensure_images
 from harness.docker.network import AddressPlan, create_run_network
 from harness.docker.resources import Role, RunResources, sweep
+from harness.docker.waiter import Incarnation, start_exit_waiter
 from harness.errors import ConfigError, HarnessError, SetupError
 from harness.spec import ClusterSpec
 from harness.store import RunDir
@@ -51,22 +52,6 @@ FIRST_PROXY_PORT = 20001
 TOXIPROXY_START_TIMEOUT_S = 20.0
 # The node's stdout+stderr go straight to its log file in the (bind-mounted) run dir: "$0" is the log.
 NODE_ENTRYPOINT = ["/bin/sh", "-c", 'exec python3 -m nodes "$@" >>"$0" 2>&1']
-
-
-@dataclass
-class _Incarnation:
-    """One container run of a node; a waiter thread records its exit code when it stops."""
-
-    number: int
-    container_id: str
-    exit_code: int | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-def _normalise_exit(code: int | None) -> int | None:
-    if code is not None and 128 < code <= 128 + 64:
-        return -(code - 128)
-    return code
 
 
 class DockerBackend:
@@ -91,7 +76,7 @@ class DockerBackend:
         self._toxiproxy_id: str | None = None
         self._node_ip: dict[str, str] = {}
         self._proxies: list[ProxyConfig] = []
-        self._nodes: dict[str, _Incarnation] = {}
+        self._nodes: dict[str, Incarnation] = {}
         self._paused: set[str] = set()
         self._sandboxes: dict[str, str] = {}
 
@@ -114,6 +99,8 @@ class DockerBackend:
             if self._sweep_dead_runs:
                 sweep(self._client)  # what killed runs left behind; its errors must not stop this run
             self._resources = RunResources(run.run_id, self._root)
+            GUARD.register(self._resources.uid, functools.partial(_emergency_sweep, self._client,
+                                                                   self._resources.uid))
             network, self._plan = create_run_network(self._client, self._resources)
             self._network_name = network.name
             self._plan_addresses(spec)
@@ -280,32 +267,11 @@ class DockerBackend:
                 environment={"PYTHONUNBUFFERED": "1", "RAFTCHAOS_RUN": self._resources.run_id},
                 mount_run=True,
             )
-            incarnation = _Incarnation(number, container_id)
+            incarnation = Incarnation(number, container_id)
             self._nodes[node_id] = incarnation
             self._paused.discard(node_id)
             self._api.start(container_id)
-            threading.Thread(target=self._wait_exit, args=(incarnation,), name=f"docker-wait-{node_id}",
-                             daemon=True).start()  # fmt: skip
-
-    def _wait_exit(self, incarnation: _Incarnation) -> None:
-        """Block on the container's exit (its own connection) and record the code; never raises."""
-        try:
-            waiter = docker.from_env(timeout=3600)
-        except Exception:  # noqa: BLE001 - without a client the poll in exit_code still works
-            return
-        try:
-            while not self._closing.is_set():
-                try:
-                    result = waiter.api.wait(incarnation.container_id)
-                    incarnation.exit_code = _normalise_exit(result.get("StatusCode"))
-                    break
-                except NotFound:
-                    break  # removed under us (close, or a sweep); code unknown
-                except (APIError, RequestException):
-                    time.sleep(0.2)  # a read timeout or a daemon hiccup: wait again
-        finally:
-            incarnation.done.set()
-            waiter.close()
+            start_exit_waiter(incarnation, self._closing, node_id)
 
     def kill(self, node_id: str) -> int | None:
         with self._lock:
@@ -367,6 +333,11 @@ class DockerBackend:
         return incarnation.exit_code
 
     @property
+    def resources(self) -> RunResources | None:
+        """Names and labels of this run's Docker resources (None before prepare and after close)."""
+        return self._resources
+
+    @property
     def run_uid(self) -> str | None:
         """The ``raftchaos.run_uid`` label value of this run's Docker resources (None before prepare)."""
         return self._resources.uid if self._resources is not None else None
@@ -401,9 +372,19 @@ class DockerBackend:
             if self._client is not None and self._resources is not None:
                 report = sweep(self._client, run_uid=self._resources.uid, only_dead=False)
                 errors.extend(HarnessError(message) for message in report.errors)
+                if not report.errors:
+                    GUARD.unregister(self._resources.uid)  # else the exit hook tries once more
                 self._resources = None
         if errors:
             raise errors[0]
+
+
+def _emergency_sweep(client: docker.DockerClient, run_uid: str) -> None:
+    """What the exit guard runs for a run that was not closed: force-remove its resources (logs saved)."""
+    report = sweep(client, run_uid=run_uid, only_dead=False)
+    if report.errors:
+        print(f"raftchaos: leftovers of run {run_uid}: {'; '.join(report.errors)}; run `raftchaos clean`",
+              file=sys.stderr)
 
 
 def _default_progress() -> Progress | None:

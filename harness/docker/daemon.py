@@ -43,7 +43,7 @@ from harness.docker.paths import docker_dir
 from harness.docker.progress import step
 from harness.errors import SetupError
 
-__all__ = ["DockerUnavailable", "client_if_answering", "ensure_daemon"]
+__all__ = ["DockerUnavailable", "client_if_answering", "ensure_daemon", "unavailable_reason"]
 
 PING_TIMEOUT_S = 3.0
 CLIENT_TIMEOUT_S = 600
@@ -98,6 +98,18 @@ def ensure_daemon(
             return client
         ensure_commands({"dockerd": "docker.io"}, progress)
         return _start_dockerd(progress, start_timeout_s)
+
+
+def unavailable_reason(progress: Progress | None = None) -> str | None:
+    """None when a daemon answers (started here if this process may: root with apt), else why not.
+
+    For callers that skip rather than fail without Docker (the Docker tests, ``--backend docker``).
+    """
+    try:
+        ensure_daemon(progress).close()
+    except SetupError as exc:  # DockerUnavailable, or apt could not install docker.io
+        return f"no Docker daemon: {exc.message}"
+    return None
 
 
 @contextmanager

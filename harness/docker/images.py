@@ -15,9 +15,10 @@ import docker
 from rich.progress import Progress
 
 from harness.docker.base import content_hash, ensure_base
-from harness.docker.paths import NODES_DIR, toxiproxy_binary
+from harness.docker.paths import NODES_DIR, docker_dir
 from harness.docker.progress import step
 from harness.errors import SetupError
+from harness.toxiproxy_server import find_server_binary
 
 __all__ = ["Images", "ensure_images", "node_context_files"]
 
@@ -46,7 +47,7 @@ def ensure_images(client: docker.DockerClient, progress: Progress | None = None)
     base = ensure_base(client, progress, BASE_REPOSITORY)
     node_files = node_context_files(NODES_DIR)
     node = _ensure_built(client, progress, NODE_REPOSITORY, node_files, base)
-    binary = toxiproxy_binary()
+    binary = find_server_binary()
     proxy_base = "scratch" if _is_static_elf(binary) else base
     proxy_files = {"Dockerfile": TOXIPROXY_DOCKERFILE.read_bytes(), "toxiproxy-server": binary.read_bytes()}
     toxiproxy = _ensure_built(client, progress, TOXIPROXY_REPOSITORY, proxy_files, proxy_base)
@@ -106,7 +107,7 @@ def _ensure_built(
         for chunk in stream:
             if "error" in chunk:
                 detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-                raise SetupError(f"building {name} failed: {str(detail).strip()}")
+                raise SetupError(f"building {name} failed: {_one_line(detail)}; fix that input and rerun `make docker-setup`")
             line = str(chunk.get("stream", "")).strip()
             match = _STEP.match(line)
             if match:
@@ -116,9 +117,14 @@ def _ensure_built(
         try:
             client.images.get(name)
         except docker.errors.ImageNotFound:
-            raise SetupError(f"building {name} ended without the image (see the daemon's log)") from None
+            raise SetupError(f"building {name} ended without the image; see {docker_dir() / 'dockerd.log'} "
+                              "and rerun `make docker-setup`") from None
         current.finish("built")
     return name
+
+
+def _one_line(text: object) -> str:
+    return " / ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())[:400]
 
 
 def _tar(files: Iterable[tuple[str, bytes]]) -> io.BytesIO:

@@ -18,6 +18,8 @@ __all__ = ["AddressPlan", "create_run_network"]
 TOXIPROXY_HOST = 2  # .1 is the gateway (the host's end of the bridge)
 FIRST_NODE_HOST = 10
 ATTEMPTS = 5
+CLEAN_HINT = ("remove leftover networks with `raftchaos clean` (`python -m harness.docker clean --all` also "
+              "removes live runs'), or give dockerd more address pools (--default-address-pool)")
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ def create_run_network(client: docker.DockerClient, run: RunResources) -> tuple[
             last_error = exc
             continue
         return network, AddressPlan(subnet)
-    raise SetupError(f"could not create the run network {run.name(Role.NETWORK)}: {last_error}")
+    raise SetupError(
+        f"could not create the run network {run.name(Role.NETWORK)} ({last_error}); {CLEAN_HINT}"
+    )
 
 
 def _free_subnet(client: docker.DockerClient, run: RunResources) -> ipaddress.IPv4Network:
@@ -68,7 +72,7 @@ def _free_subnet(client: docker.DockerClient, run: RunResources) -> ipaddress.IP
             probe_name, driver="bridge", internal=True, labels=run.labels(Role.NETWORK)
         )
     except APIError as exc:
-        raise SetupError(f"Docker could not allocate a subnet for {probe_name}: {exc}") from None
+        raise SetupError(f"Docker has no free subnet for {probe_name} ({exc}); {CLEAN_HINT}") from None
     try:
         probe.reload()
         configs = (probe.attrs.get("IPAM") or {}).get("Config") or []

@@ -1,12 +1,9 @@
-"""Where the Docker infrastructure keeps its files (state dir, build cache, dockerd log) and finds Toxiproxy."""
+"""Where the Docker infrastructure keeps its files (state dir, build cache, dockerd log)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
-
-from harness.errors import SetupError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODES_DIR = REPO_ROOT / "nodes"
@@ -32,23 +29,3 @@ def cache_dir() -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
 
-
-def toxiproxy_binary() -> Path:
-    """The real toxiproxy-server: ``$TOXIPROXY_SERVER``, then ``<repo>/.bin``, then ``PATH``.
-
-    Raises SetupError naming the fix (``make setup``) when none is found.
-    """
-    env = os.environ.get("TOXIPROXY_SERVER")
-    if env:
-        if not Path(env).is_file():
-            raise SetupError(
-                f"TOXIPROXY_SERVER={env} is not a file; unset it or point it at toxiproxy-server"
-            )
-        return Path(env)
-    local = REPO_ROOT / ".bin" / "toxiproxy-server"
-    if local.is_file():
-        return local
-    found = shutil.which("toxiproxy-server")
-    if found:
-        return Path(found)
-    raise SetupError("toxiproxy-server not found (TOXIPROXY_SERVER, .bin/, PATH); run `make setup`")

@@ -1,0 +1,168 @@
+"""Runtime flag faults: set kuduraft fault flags on target nodes over the node API, restore them on heal."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from faults.base import as_target, bounded, check_known, check_number
+from harness.errors import FaultError, HarnessError
+from harness.fault import RUNTIME_FAULT_FLAGS, FaultRecord, Target, record_fault, record_heal, resolve_target
+
+if TYPE_CHECKING:
+    from harness.cluster import Cluster
+
+CRASH_ON_LEADER_REQUEST = "fault_crash_on_leader_request_fraction"
+CRASH_AFTER_LEADER_REQUEST = "fault_crash_after_leader_request_fraction"
+FOLLOWER_REJECT_UPDATES = "follower_reject_update_consensus_requests"
+FOLLOWER_FAIL_ALL_PREPARE = "follower_fail_all_prepare"
+FOLLOWER_FAIL_PREPARE_ROTATE = "follower_fail_prepare_with_rotate_event"
+_FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _check_value(name: str, value: Any) -> Any:
+    """Known fault flags get their kuduraft type and range checked here (fractions in [0, 1]);
+    other flags only their shape, the node being the authority (it answers 400 naming the problem)."""
+    default = RUNTIME_FAULT_FLAGS.get(name)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise FaultError(f"flag {name} is a bool, got {value!r}")
+        return value
+    if isinstance(default, float) and name.endswith("_fraction"):
+        return float(check_number(name, value, 0.0, 1.0))
+    if isinstance(default, int | float):
+        return check_number(name, value, 0, 10**9, integer=isinstance(default, int))
+    if isinstance(value, bool | int | float | str):
+        return value
+    raise FaultError(f"flag {name} needs a scalar value, got {value!r}")
+
+
+class FlagFault:
+    """Set ``flags`` on the ``target`` nodes (resolved at injection); heal puts back each node's
+    value from before the injection. Every change is a recorded ``node``/``flag`` event, and the
+    fault/heal events list the flags and who got them. A node that restarted meanwhile already
+    runs its spec's flags and is left alone."""
+
+    name = "flags"
+
+    def __init__(self, flags: Mapping[str, Any], target: Target | str = "all",
+                 name: str | None = None) -> None:
+        if not isinstance(flags, Mapping) or not flags:
+            raise FaultError(f"flags must be a non-empty mapping of flag name to value, got {flags!r}")
+        checked = {}
+        for flag, value in flags.items():
+            if not isinstance(flag, str) or not _FLAG_NAME.match(flag):
+                raise FaultError(f"{flag!r} is not a flag name")
+            checked[flag] = _check_value(flag, value)
+        self.flags: Mapping[str, Any] = MappingProxyType(checked)
+        self.target = as_target(target)
+        if name is not None:
+            self.name = name
+        self._lock = threading.Lock()
+        self._previous: dict[str, dict[str, Any]] = {}  # node -> flag -> value before injection
+        self._record: FaultRecord | None = None
+
+    def available(self, cluster: Cluster) -> str | None:
+        """Unavailable when no running node lists one of the flags (another implementation of the
+        node API may not have kuduraft's fault flags)."""
+        check_known(cluster, self.target)
+        reason = self.target.unavailable_reason(cluster.nodes)
+        if reason:
+            return reason
+        for node_id in cluster.nodes:
+            if cluster.is_running(node_id) and not cluster.is_paused(node_id):
+                try:
+                    known = cluster.flags(node_id)
+                except HarnessError:
+                    continue
+                missing = sorted(set(self.flags) - set(known))
+                return f"the node does not have flag(s) {', '.join(missing)}" if missing else None
+        return "no running node to ask which flags it has"
+
+    def setup(self, cluster: Cluster) -> None:
+        """Nothing to prepare: the previous values are read per node at injection."""
+
+    def teardown(self, cluster: Cluster) -> None:
+        """Nothing left: ``heal`` restored every value it changed."""
+
+    def inject(self, cluster: Cluster) -> FaultRecord:
+        if self._record is not None:
+            raise FaultError(f"{self.name} is already injected")
+        ids, term = resolve_target(cluster, self.target)
+        params: dict[str, Any] = {"flags": dict(self.flags), "target": str(self.target)}
+        hit: list[str] = []
+        try:
+            for node_id in ids:
+                if not cluster.is_running(node_id) or cluster.is_paused(node_id):
+                    continue
+                current = cluster.flags(node_id)
+                self._previous[node_id] = {f: current.get(f) for f in self.flags}
+                for flag, value in self.flags.items():
+                    cluster.set_flag(node_id, flag, value)
+                hit.append(node_id)
+        except HarnessError as exc:
+            self._record = record_fault(cluster, self.name, {**params, "error": str(exc)}, hit, term)
+            raise FaultError(f"{self.name}: setting {dict(self.flags)} failed: {exc}") from exc
+        params["skipped_not_running"] = [n for n in ids if n not in hit]
+        self._record = record_fault(cluster, self.name, params, hit, term)
+        return self._record
+
+    def heal(self, cluster: Cluster) -> None:
+        with self._lock:
+            for node_id in list(self._previous):
+                if cluster.is_running(node_id) and not cluster.is_paused(node_id):
+                    current = cluster.flags(node_id)
+                    for flag, value in self._previous[node_id].items():
+                        if value is not None and current.get(flag) != value:
+                            cluster.set_flag(node_id, flag, value)
+                del self._previous[node_id]
+            if self._record is not None:
+                record_heal(cluster, self._record)
+                self._record = None
+
+
+# ---- kuduraft's fault flags by name ---------------------------------------------------------------
+
+def crash_on_leader_request(fraction: float, target: Target | str = "all") -> FlagFault:
+    """The leader exits with status 85 before a send with probability ``fraction`` (B21). Set on
+    every node by default: whoever is elected next must carry the flag too."""
+    return FlagFault({CRASH_ON_LEADER_REQUEST: fraction}, target, name="crash-on-leader-request")
+
+
+def crash_after_leader_request(fraction: float, target: Target | str = "all") -> FlagFault:
+    """The leader exits with status 85 after processing a reply with probability ``fraction`` (B22)."""
+    return FlagFault({CRASH_AFTER_LEADER_REQUEST: fraction}, target, name="crash-after-leader-request")
+
+
+def follower_reject_updates(target: Target | str = "followers") -> FlagFault:
+    """The target followers reject every UpdateConsensus (the leader sees REMOTE_ERROR, B39)."""
+    return FlagFault({FOLLOWER_REJECT_UPDATES: True}, target, name="follower-reject-updates")
+
+
+def follower_fail_all_prepare(target: Target | str = "followers") -> FlagFault:
+    """The target followers answer write batches with CANNOT_PREPARE (B40)."""
+    return FlagFault({FOLLOWER_FAIL_ALL_PREPARE: True}, target, name="follower-fail-all-prepare")
+
+
+def follower_fail_prepare_with_rotate_event(target: Target | str = "followers") -> FlagFault:
+    """CANNOT_PREPARE with "Previous Rotate Event with": not a counted failure (B9)."""
+    return FlagFault({FOLLOWER_FAIL_PREPARE_ROTATE: True}, target, name="follower-fail-prepare-rotate")
+
+
+@contextmanager
+def runtime_flags(cluster: Cluster, flags: Mapping[str, Any], target: Target | str = "all",
+                  for_s: float | None = None) -> Iterator[FaultRecord]:
+    """``with runtime_flags(cluster, {"follower_fail_all_prepare": True}, "followers"): ...``"""
+    with bounded(FlagFault(flags, target), cluster, for_s) as record:
+        yield record
+
+
+@contextmanager
+def flag_fault(cluster: Cluster, fault: FlagFault, for_s: float | None = None) -> Iterator[FaultRecord]:
+    """``with flag_fault(cluster, crash_on_leader_request(0.05)): ...``"""
+    with bounded(fault, cluster, for_s) as record:
+        yield record

@@ -1,0 +1,29 @@
+"""``raftchaos clean``: remove every labelled Docker leftover and local processes of dead runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from harness.cli import app
+
+EXIT_CLEAN, EXIT_ERRORS = 0, 1
+
+
+@app.command("clean")
+def clean(
+    all_runs: Annotated[bool, typer.Option("--all", help="also remove resources of runs whose harness "
+                                                         "still lives (or ran on another host)")] = False,
+) -> int:
+    """Remove raftchaos-labelled Docker containers, networks and volumes of dead runs (saving each
+    container's log into its run directory first) and kill local node/Toxiproxy processes of dead runs.
+
+    Does not start a Docker daemon. Exit 0 when everything was removed, 1 when something could not be
+    (each printed as ``error: ...``)."""
+    from harness.cleanup import clean_everything
+
+    report = clean_everything(include_live=all_runs)
+    for line in report.lines():
+        print(line)
+    return EXIT_ERRORS if report.errors else EXIT_CLEAN

@@ -1,0 +1,71 @@
+"""``python -m harness.docker [setup|clean]``: make the daemon answer and build the images, or remove leftovers.
+
+Exit codes: 0 ready / cleaned, 1 clean left errors, 2 setup failed (e.g. an image build), 3 no daemon
+answers and none can be started here (not root, no apt): the Docker tests then skip with that reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from harness.docker.daemon import DockerUnavailable
+from harness.errors import SetupError
+
+EXIT_NO_DAEMON = 3  # no daemon answers and none can be started here: Docker tests skip, not fail
+
+
+def setup(console: Console) -> int:
+    """Ensure the daemon (installing docker.io as root) and the three images; idempotent."""
+    from harness.docker.daemon import ensure_daemon
+    from harness.docker.images import ensure_images
+
+    started = time.monotonic()
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        client = ensure_daemon(progress)
+        images = ensure_images(client, progress)
+    version = client.version().get("Version", "?")
+    client.close()
+    console.print(f"docker {version} answers; images ready in {time.monotonic() - started:.1f} s:")
+    for role in ("base", "node", "toxiproxy"):
+        console.print(f"  {role:<9} {getattr(images, role)}")
+    return 0
+
+
+def clean(console: Console, include_live: bool) -> int:
+    """Remove labelled Docker leftovers and local processes of dead runs (``raftchaos clean``)."""
+    from harness.cleanup import clean_everything
+
+    report = clean_everything(include_live=include_live)
+    for line in report.lines():
+        console.print(line)
+    return 1 if report.errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.docker", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("setup", help="start dockerd if needed and build the images (default)")
+    cleaner = sub.add_parser("clean", help="remove labelled leftovers of dead runs")
+    cleaner.add_argument("--all", action="store_true", help="also remove resources of live runs")
+    args = parser.parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        if args.command == "clean":
+            return clean(console, args.all)
+        return setup(console)
+    except DockerUnavailable as exc:
+        console.print(f"[yellow]docker unavailable:[/yellow] {exc.message}", highlight=False)
+        return EXIT_NO_DAEMON
+    except SetupError as exc:
+        console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

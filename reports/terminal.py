@@ -1,0 +1,162 @@
+"""Rich terminal report of saved runs, rendered from run directories alone (history + verdicts.json)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.history import EventKind
+from reports.run_data import ReportError, RunData, load_run, overall_validity
+
+STYLE = {"valid": "green", "invalid": "bold red", "unknown": "yellow"}
+OUTCOME_STYLE = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow"}
+DEGRADATION_COLUMNS = (("requests_with_ops", "ops"), ("status_only_requests", "st-only"),
+                       ("heartbeat_sends", "hb"))
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as the terminal shows it."""
+
+    test: str
+    outcome: str
+    verdict: str
+    seed: int | None
+    faults: list[str]
+    recovery: list[str]
+    leader_changes: int
+    run_dir: Path
+    verdicts: list[dict[str, Any]]
+    problems: list[str]
+
+
+def _extras(data: RunData) -> Mapping[str, Any]:
+    """Fields the plugin adds beside the verdicts in verdicts.json (test id, outcome)."""
+    try:
+        raw = json.loads(data.run.verdicts_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def faults_injected(events: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``name(targets)`` of every recorded fault, in order."""
+    return [f"{e.get('fault')}({', '.join(map(str, e.get('targets') or []))})" for e in events
+            if e.get("kind") == EventKind.FAULT.value]
+
+
+def count_leader_changes(events: Iterable[Mapping[str, Any]]) -> int:
+    """Distinct (leader, term) pairs the samples saw, minus the first one."""
+    seen: list[tuple[Any, Any]] = []
+    for event in events:
+        status = event.get("status") if event.get("kind") == EventKind.SAMPLE.value else None
+        if status and status.get("role") == "LEADER":
+            pair = (event.get("node"), status.get("term"))
+            if pair not in seen:
+                seen.append(pair)
+    return max(0, len(seen) - 1)
+
+
+def _recovery_cells(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:
+    cells = []
+    for verdict in verdicts:
+        if verdict["checker"] != "recovery":
+            continue
+        for row in verdict["details"].get("faults", []):
+            parts = []
+            if row.get("new_leader_s") is not None:
+                parts.append(f"leader {row['new_leader_s']:.2f}s")
+            if row.get("write_after_heal_s") is not None:
+                parts.append(f"write {row['write_after_heal_s']:.2f}s after heal")
+            cells.append(f"{row.get('fault')}: " + (", ".join(parts) or "-"))
+    return cells
+
+
+def run_row(path: Path | str) -> RunRow:
+    """Read one run directory into a row (ReportError if it is not a run directory)."""
+    data = load_run(path)
+    extras = _extras(data)
+    verdicts = data.verdicts
+    return RunRow(test=str(extras.get("test") or data.test_name), outcome=str(extras.get("outcome", "?")),
+                  verdict=overall_validity(verdicts), seed=data.seed, faults=faults_injected(data.events),
+                  recovery=_recovery_cells(verdicts), leader_changes=count_leader_changes(data.events),
+                  run_dir=data.path, verdicts=verdicts, problems=list(data.problems))
+
+
+def _summary_table(rows: Sequence[RunRow]) -> Table:
+    table = Table(title="raftchaos runs", show_lines=True, expand=False)
+    for column in ("test", "outcome", "verdict", "seed", "faults injected", "recovery", "leader changes"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row.test, f"[{OUTCOME_STYLE.get(row.outcome, '')}]{row.outcome}",
+                      f"[{STYLE.get(row.verdict, '')}]{row.verdict}", str(row.seed),
+                      "\n".join(row.faults) or "-", "\n".join(row.recovery) or "-", str(row.leader_changes))
+    return table
+
+
+def _verdict_lines(row: RunRow) -> list[str]:
+    return [f"  [{STYLE.get(v['validity'], '')}]{v['validity']:>7}[/] {v['checker']}: {v['summary']}"
+            for v in row.verdicts]
+
+
+def degradation_table(row: RunRow, verdict: Mapping[str, Any]) -> Table:
+    """Per-peer requests with ops / status-only / heartbeats before, during and after the fault."""
+    details = verdict["details"]
+    table = Table(title=f"{row.test}: leader {', '.join(details.get('leaders') or ['?'])} towards its "
+                  f"peers around {details.get('fault', '?')} [{STYLE.get(verdict['validity'], '')}]"
+                  f"{verdict['validity']}[/]")
+    table.add_column("peer")
+    for window in ("before", "during", "after"):
+        for _, label in DEGRADATION_COLUMNS:
+            table.add_column(f"{window}\n{label}", justify="right")
+    faulted = set(details.get("faulted_peers") or [])
+    cells: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for entry in details.get("peers", []):
+        cells.setdefault(entry["peer"], {})[entry["window"]] = entry
+    for peer, windows in sorted(cells.items()):
+        values = []
+        for window in ("before", "during", "after"):
+            counters = (windows.get(window) or {}).get("counters") or {}
+            values += [str(counters.get(key, "-")) for key, _ in DEGRADATION_COLUMNS]
+        table.add_row(f"{peer} (faulted)" if peer in faulted else peer, *values)
+    return table
+
+
+def render(paths: Iterable[Path | str], console: Console) -> list[RunRow]:
+    """Print the summary table, each run's verdicts and its degradation tables; returns the rows.
+    Directories that cannot be read are named with the reason instead of aborting the report."""
+    rows: list[RunRow] = []
+    for path in paths:
+        try:
+            rows.append(run_row(path))
+        except ReportError as exc:
+            console.print(f"[yellow]cannot render {path}: {exc}")
+    if not rows:
+        return rows
+    console.print(_summary_table(rows))
+    for row in rows:
+        if row.verdict != "valid" or row.outcome not in ("passed", "?"):
+            console.print(f"[bold]{row.test}[/] seed={row.seed} run dir: {row.run_dir}")
+            for line in _verdict_lines(row):
+                console.print(line)
+        for problem in row.problems:
+            console.print(f"  [yellow]{problem}")
+        for verdict in row.verdicts:
+            if verdict["checker"] == "degradation" and verdict["details"].get("peers"):
+                console.print(degradation_table(row, verdict))
+    return rows
+
+
+def render_text(paths: Iterable[Path | str], width: int = 140, color: bool = False) -> str:
+    """The report as a string (for pytest's terminal writer, or files)."""
+    buffer = io.StringIO()
+    render(paths, Console(file=buffer, width=width, force_terminal=color, color_system="standard"
+                          if color else None, highlight=False))
+    return buffer.getvalue()

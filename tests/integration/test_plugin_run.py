@@ -1,0 +1,69 @@
+"""A plugin-driven pytest run in a subprocess: verdicts, report, and nothing left behind afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.sweep import labelled_processes
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SUITE = '''
+from faults.network import partition
+from harness.checkers.degradation import check_degradation
+
+
+def test_passes(make_cluster, workload, record_verdict):
+    cluster = make_cluster()
+    leader = cluster.wait_for_leader()
+    victim = sorted(n for n in cluster.nodes if n != leader)[0]
+    with workload(cluster, clients=2, rate_hz=20):
+        cluster.wait_until(lambda: cluster.status(leader)["commit_index"] > 10, "writes", 10)
+        with partition(cluster, isolate=victim, mode="refused"):
+            cluster.wait_until(lambda: cluster.status(leader)["peers"][victim]["failed_attempts"] > 0,
+                               "a failed attempt", 5)
+        cluster.wait_until(lambda: cluster.status(leader)["peers"][victim]["status"] == "OK", "heal", 5)
+        start = cluster.status(leader)["commit_index"]
+        cluster.wait_until(lambda: cluster.status(leader)["commit_index"] > start + 5, "writes", 10)
+    record_verdict(check_degradation(cluster.history.events()))
+
+
+def test_fails(make_cluster):
+    make_cluster()
+    assert False, "on purpose"
+'''
+
+
+def _ours(owner_pid: int) -> list[int]:
+    return [p.pid for p in labelled_processes() if p.owner.startswith(f"{owner_pid}:")]
+
+
+def test_plugin_run_reports_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    (tmp_path / "test_tiny.py").write_text(SUITE)
+    runs = tmp_path / "runs"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--seed", "4242",
+                             "--run-dir", str(runs), str(tmp_path / "test_tiny.py")],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate(timeout=240)
+    print(out)
+    assert proc.returncode == 1, out  # one test fails on purpose
+    assert "1 failed, 1 passed" in out
+    assert "seed=4242" in out and "run dir:" in out  # printed for the failed test
+    assert "raftchaos runs" in out and "isolate(" in out  # the session report
+    assert "peers around isolate" in out  # the degradation table of the passing test
+    assert _ours(proc.pid) == []
+    left = [p for p in runs.iterdir()]
+    assert len(left) == 1 and "test_fails" in left[0].name, left  # only the failed test's run is kept
+    doc = json.loads((left[0] / "verdicts.json").read_text())
+    assert doc["outcome"] == "failed" and doc["seed"] == 4242
+    assert [v["checker"] for v in doc["verdicts"]] == ["durability"]
+    for path in (left[0] / "nodes").glob("*.log"):
+        assert path.stat().st_size > 0
