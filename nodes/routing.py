@@ -35,7 +35,7 @@ class RoutingTable:
                 top = parent[top]
             for node in self.members:
                 if node not in parent and node != top:
-                    parent[node] = top
+                    parent[node] = leader  # other trees hang under the leader itself
         self._parent = parent
 
     def parent(self, node: str) -> str | None:
