@@ -1,0 +1,340 @@
+"""The KV model the checker searches: ops coded per key, sound pruning, and the stale-read pre-check.
+
+One register per key, starting at null. A search step asks "can op i take effect in state s, and
+what state follows?"; the answer is coded as small ints and flat lists so the search's inner loop
+touches no per-op objects.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.checkers.history_ops import Op, OpStatus
+
+READ_EQ, READ_NULL, WRITE, CAS, CAS_FAILED, APPEND, APPEND_CODED = range(7)
+_SCAN_LIMIT = 200_000_000  # characters scanned (at C speed) to prune info appends: ~0.1 s
+
+
+class _Json:
+    """A JSON literal that must not compare equal to a number (Python has True == 1)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_TRUE, _FALSE, _LIST, _DICT = _Json("true"), _Json("false"), _Json("list"), _Json("dict")
+_NEVER = _Json("never")  # what a read on an append-only key that returned a non-string compares to
+UNREAD = _Json("unread")  # any written value that no op of its key compares with
+
+
+def freeze(value: Any) -> Any:
+    """A hashable stand-in for a JSON value, equal exactly when the JSON values are equal."""
+    if value is True or value is False:
+        return _TRUE if value else _FALSE
+    if isinstance(value, list | tuple):
+        return (_LIST, *(freeze(v) for v in value))
+    if isinstance(value, dict):
+        return (_DICT, frozenset((k, freeze(v)) for k, v in value.items()))
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The JSON value behind a frozen one (for reports)."""
+    if value is _TRUE or value is _FALSE:
+        return value is _TRUE
+    if isinstance(value, tuple) and value and value[0] is _LIST:
+        return [thaw(v) for v in value[1:]]
+    if isinstance(value, tuple) and value and value[0] is _DICT:
+        return {k: thaw(v) for k, v in value[1]}
+    return value
+
+
+@dataclass(frozen=True)
+class Prefixes:
+    """Exact one-int codes for the values of an append-only key.
+
+    Such a key's value only grows, so the search only keeps states that are prefixes of a value some
+    read returned. A prefix is coded as (index of the smallest read value having it) * ``width`` +
+    its length: equal strings get equal codes, and neither the memo nor the stack keeps a copy of a
+    long string per state (which costs memory quadratic in the number of appends).
+    """
+
+    values: list[str]  # sorted, distinct, starting with ""
+    width: int
+
+    def code(self, text: str) -> int | str:
+        """The code of ``text``, or ``text`` itself when it is a prefix of no read value."""
+        j = bisect_left(self.values, text)
+        if j < len(self.values) and self.values[j].startswith(text):
+            return j * self.width + len(text)
+        return text
+
+
+@dataclass(frozen=True)
+class KeyModel:
+    """One key's operations ready for the search. Op ids are positions in ``ops`` (call order).
+
+    ``kind``/``arg``/``arg2`` code each op's transition; ``info[i]`` says op i never returns (it may be
+    linearized at any time after its call, or not at all); ``twin[i]`` is the previous info op with
+    the identical transition (or -1); ``entries`` lists call (2i) and return (2i+1) entries in time
+    order; ``pruned`` counts info ops dropped before the search because they cannot matter;
+    ``prefixes`` is set on a key whose value only grows (appends and reads only): its states and
+    read values are then coded by it, appends use APPEND_CODED, and the search starts at
+    ``initial`` (the code of "", as null and "" behave alike there).
+    """
+
+    key: str
+    ops: list[Op]
+    kind: list[int]
+    arg: list[Any]
+    arg2: list[Any]
+    info: list[bool]
+    twin: list[int]
+    entries: list[int]
+    pruned: int
+    prefixes: Prefixes | None = None
+    initial: Any = None
+
+
+def _code(op: Op) -> tuple[int, Any, Any]:
+    if op.f == "read":
+        return (READ_NULL, None, None) if op.value is None or op.value == "" else (READ_EQ, freeze(op.value), None)
+    if op.f == "write":
+        return WRITE, freeze(op.value), None
+    if op.f == "append":
+        return APPEND, op.value, None
+    frm, to = freeze(op.value[0]), freeze(op.value[1])
+    return (CAS_FAILED, frm, None) if op.status is OpStatus.FAILED_CAS else (CAS, frm, to)
+
+
+def _matters(op: Op, code: tuple[int, Any, Any], observed: set[Any] | None) -> bool:
+    """False for operations that can be dropped without changing the answer.
+
+    - a failed op (error or not a cas) had no effect, and an info read neither changed the state nor
+      returned anything;
+    - an info cas with from == to leaves the state as it was whenever it can apply, so leaving it out
+      is always at least as good;
+    - an info write whose value nothing ever observes, on a key without appends and failed cas
+      (``observed`` is None otherwise). In any linearization, the op right after such a write w cannot
+      be a read (it would read w's value), nor a cas (its from would be w's value); so it is a write,
+      which overwrites w's value, or w is last. Removing w therefore keeps every linearization valid,
+      and the converse is trivial because w may be left out anyway. Appends (which extend w's value)
+      and failed cas (which only need current != from) could depend on w, hence the restriction.
+    """
+    if op.status is OpStatus.FAILED or (op.status is OpStatus.INFO and op.f == "read"):
+        return False
+    if op.status is not OpStatus.INFO:
+        return True
+    kind, a, b = code
+    if kind == CAS and a == b:
+        return False
+    if kind == WRITE and observed is not None:
+        return a in observed  # a read of null or "" puts both in observed
+    return True
+
+
+def compile_key(key: str, ops: Sequence[Op]) -> KeyModel:
+    """Code one key's operations for the search, after sound pruning (see ``_matters``) and
+    abstraction (see ``_abstract_unread``); append-only keys are coded over ``Prefixes``."""
+    codes = dict(enumerate(_code(op) for op in ops))
+    seen: set[Any] = set()
+    blind = True  # no appends and no failed cas: unobserved info writes can be dropped
+    for op, (kind, a, _b) in zip(ops, codes.values(), strict=True):
+        if op.status is OpStatus.FAILED:
+            continue
+        if kind in (APPEND, CAS_FAILED):
+            blind = False
+        elif kind == READ_NULL:
+            seen.update((None, ""))
+        elif kind in (READ_EQ, CAS):
+            seen.add(a)
+    observed = seen if blind else None
+    kept = [i for i, op in enumerate(ops) if _matters(op, codes[i], observed)]
+    prefixes = None
+    kinds = {codes[i][0] for i in kept}
+    if kinds <= {READ_EQ, READ_NULL, APPEND}:
+        prefixes, coded = _code_prefixes([codes[i] for i in kept])
+        codes.update(zip(kept, coded, strict=True))
+        # An info append whose token no read value contains can only be placed after the last read
+        # (the value only grows, so every later read would contain the token), where nothing can
+        # tell whether it happened: leave it out. Every read value is a prefix of a maximal one;
+        # joined, a token may also match across a separator, which only keeps an op (sound). The
+        # scan is skipped when it would be long (many diverging reads): keeping ops is sound.
+        maximal = "\x00".join(v for j, v in enumerate(prefixes.values)
+                               if j + 1 == len(prefixes.values) or not prefixes.values[j + 1].startswith(v))
+        infos = [i for i in kept if ops[i].status is OpStatus.INFO and codes[i][1]]
+        if len(infos) * len(maximal) <= _SCAN_LIMIT:
+            unseen = {i for i in infos if codes[i][1] not in maximal}
+            kept = [i for i in kept if i not in unseen]
+    elif APPEND not in kinds:
+        codes.update(_abstract_unread(codes, kept))
+    kept.sort(key=lambda i: (ops[i].call_time, ops[i].index))
+    checked = [ops[i] for i in kept]
+    final = [codes[i] for i in kept]
+    info = [op.status is OpStatus.INFO for op in checked]
+    twin: list[int] = []
+    last_of_class: dict[tuple[int, Any, Any], int] = {}
+    for i, code in enumerate(final):
+        if info[i]:
+            twin.append(last_of_class.get(code, -1))
+            last_of_class[code] = i
+        else:
+            twin.append(-1)
+    timed = [(op.call_time, 0, 2 * i) for i, op in enumerate(checked)]
+    timed += [(op.return_time, 1, 2 * i + 1) for i, op in enumerate(checked) if op.return_time is not None]
+    # At equal times calls sort before returns: touching intervals count as concurrent, the reading
+    # that never reports a violation the timestamps cannot prove.
+    timed.sort()
+    return KeyModel(key, checked, [c[0] for c in final], [c[1] for c in final], [c[2] for c in final],
+                    info, twin, [e for _, _, e in timed], len(ops) - len(checked), prefixes,
+                    None if prefixes is None else 0)
+
+
+def _abstract_unread(codes: dict[int, tuple[int, Any, Any]], kept: list[int]) -> dict[int, tuple[int, Any, Any]]:
+    """Replace every written value that no op of the key ever compares with (no read returned it, no
+    cas names it as ``from``) by one symbol, UNREAD. On a key without appends the model then
+    behaves identically: every comparison with such a value comes out as with UNREAD. But states
+    merge in the memo, and info ops writing different unread values become interchangeable."""
+    compared: set[Any] = set()
+    for i in kept:
+        kind, a, _b = codes[i]
+        if kind == READ_NULL:
+            compared.update((None, ""))
+        elif kind in (READ_EQ, CAS, CAS_FAILED):
+            compared.add(a)
+    out: dict[int, tuple[int, Any, Any]] = {}
+    for i in kept:
+        kind, a, b = codes[i]
+        if kind == WRITE and a not in compared:
+            a = UNREAD
+        elif kind == CAS and b not in compared:
+            b = UNREAD
+        out[i] = (kind, a, b)
+    return out
+
+
+def replay(ops: Iterable[Op]) -> Any:
+    """The value a key holds after ``ops`` take effect in this order (each assumed legal)."""
+    value: Any = None
+    for op in ops:
+        if op.f == "write":
+            value = op.value
+        elif op.f == "cas" and op.status is not OpStatus.FAILED_CAS:
+            value = op.value[1]
+        elif op.f == "append":
+            value = (value or "") + op.value
+    return value
+
+
+def _code_prefixes(codes: list[tuple[int, Any, Any]]) -> tuple[Prefixes, list[tuple[int, Any, Any]]]:
+    """Recode an append-only key's ops over the prefixes of its read values (see Prefixes)."""
+    values = sorted({""} | {a for kind, a, _b in codes if kind == READ_EQ and type(a) is str})
+    prefixes = Prefixes(values, max(len(v) for v in values) + 1)
+    out: list[tuple[int, Any, Any]] = []
+    for kind, a, b in codes:
+        if kind == READ_NULL:
+            out.append((READ_EQ, 0, None))
+        elif kind == READ_EQ:
+            out.append((READ_EQ, prefixes.code(a) if type(a) is str else _NEVER, None))
+        else:
+            out.append((APPEND_CODED, a, b))
+    return prefixes, out
+
+
+def compile_keys(ops: Iterable[Op]) -> list[KeyModel]:
+    """Split a history by key (each key is an independent register, so linearizability of the whole
+    is linearizability of every key) and compile each."""
+    by_key: dict[str, list[Op]] = {}
+    for op in ops:
+        by_key.setdefault(op.key, []).append(op)
+    return [compile_key(key, key_ops) for key, key_ops in by_key.items()]
+
+
+@dataclass(frozen=True)
+class StaleRead:
+    """Proof that an ok read returned a value no linearization allows (op ids of the KeyModel).
+
+    ``overwrite`` is an ok op that wrote another value and returned before the read was invoked;
+    ``last_write`` is the op that could write the read value and returned last, yet before
+    ``overwrite`` began (None when nothing could ever write it: a value never written).
+    """
+
+    read: int
+    overwrite: int | None
+    last_write: int | None
+
+
+def _norm(value: Any) -> Any:
+    return None if value == "" else value  # a read of "" is a read of null
+
+
+def find_stale_read(m: KeyModel) -> StaleRead | None:
+    """A read whose value is provably overwritten (or never written), found in O(n log n).
+
+    Sound, not complete: on a key without appends, if some ok write W of another value returned
+    before read R began, and every op that could write R's value (ok or info, any that began
+    before R ended) returned before W began, then every order puts W after the last such write and
+    before R, so R cannot see its value. This catches the common anomalies (stale reads, lost
+    writes, values never written) at once; everything else is left to the search.
+    """
+    ops = m.ops
+    if any(op.f == "append" for op in ops):
+        return None
+    inf = float("inf")
+    by_value: dict[Any, list[tuple[Any, Any, int]]] = {}
+    ok_setters: list[tuple[Any, Any, Any, int]] = []
+    for i, op in enumerate(ops):
+        if op.f == "write" or (op.f == "cas" and op.status is not OpStatus.FAILED_CAS):
+            value = _norm(freeze(op.value if op.f == "write" else op.value[1]))
+            ret = op.return_time if op.status is OpStatus.OK else inf
+            by_value.setdefault(value, []).append((op.call_time, ret, i))
+            if op.status is OpStatus.OK:
+                ok_setters.append((op.return_time, op.call_time, value, i))
+    # Per value: setters by call time, with the running latest return among them.
+    latest: dict[Any, tuple[list[Any], list[tuple[float, int]]]] = {}
+    for value, setters in by_value.items():
+        setters.sort(key=lambda s: s[0])
+        running: list[tuple[float, int]] = []
+        best = (-inf, -1)
+        for _call, ret, i in setters:
+            best = max(best, (ret, i))
+            running.append(best)
+        latest[value] = ([s[0] for s in setters], running)
+    # Ok setters by return time, with the running two latest-starting ones of different values.
+    ok_setters.sort(key=lambda s: s[0])
+    rets = [s[0] for s in ok_setters]
+    top2: list[tuple[Any, Any]] = []
+    first = second = None
+    for _ret, call, value, i in ok_setters:
+        cand = (call, value, i)
+        if first is None or call > first[0]:
+            if first is not None and value != first[1]:
+                second = first
+            first = cand
+        elif value != first[1] and (second is None or call > second[0]):
+            second = cand
+        top2.append((first, second))
+    for r, op in enumerate(ops):
+        if op.f != "read":
+            continue
+        value = _norm(freeze(op.value))
+        calls, running = latest.get(value, ([], []))
+        k = bisect_right(calls, op.return_time)  # setters that began before the read ended
+        last_ret, last_i = running[k - 1] if k else (-inf, -1)
+        if k == 0 and value is not None:
+            return StaleRead(r, None, None)
+        j = bisect_left(rets, op.call_time) - 1  # ok setters that returned before the read began
+        if j < 0:
+            continue
+        for cand in top2[j]:
+            if cand is not None and cand[1] != value and cand[0] > last_ret:
+                return StaleRead(r, cand[2], last_i if last_i >= 0 else None)
+    return None
