@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from harness.backend import CLIENT, Backend, Capabilities, LinkId, links_of, log_tail
 from harness.errors import ConfigError, HarnessError, NodeUnreachable, SetupError
+from harness.exitguard import GUARD
 from harness.history import History, NodeEventType
 from harness.link import Link
 from harness.nodeclient import NodeClient
@@ -20,6 +21,7 @@ from harness.spec import BackendName, ClusterSpec
 from harness.store import RunDir, new_run_dir
 from harness.timing import TimingProfile
 from harness.toxi import ToxiproxyClient
+from harness.versions import run_versions
 from harness.waits import (
     Status,
     WaitStrategy,
@@ -54,7 +56,10 @@ class Cluster:
 
     A start that fails half-way stops what it started and raises SetupError with each node's
     last log lines. Cleanup errors are collected: they never hide the error that ended the
-    block, and are raised (as HarnessError) only when the block itself succeeded.
+    block, and are raised (as HarnessError) only when the block itself succeeded. A live run is
+    registered with the exit guard (``harness.exitguard``), whatever the backend: the first
+    SIGTERM/SIGHUP raises KeyboardInterrupt so the block unwinds as on Ctrl-C, and a run never
+    closed is closed at exit.
     Process control (``kill``, ``pause``, ...) and flag changes are recorded in the history.
     """
 
@@ -108,6 +113,9 @@ class Cluster:
             self._run = RunDir(self.spec.run_dir).create()
         else:
             self._run = new_run_dir(self.spec.test_name, self.spec.seed, self._runs_root)
+        guard_key = f"cluster {self._run.run_id} {id(self):x}"
+        GUARD.register(guard_key, self._emergency_close)  # SIGTERM/SIGHUP unwind like Ctrl-C; atexit
+        stack.callback(GUARD.unregister, guard_key)  # the last thing a complete close does
         self._run.spec_path.write_text(self.spec.to_json())
         self._history = History(self._run.events_path)
         self._on_close(self._history.close)
@@ -117,6 +125,7 @@ class Cluster:
         self._on_close(self.backend.close)
         self.backend.prepare(self.spec, self._run)
         self._toxi = ToxiproxyClient(self.backend.toxiproxy_api_url)
+        self._history.note("versions", versions=run_versions(self.backend.name, self._toxi))
         self._toxi.populate(self.backend.proxy_configs())
         self._on_close(self._delete_proxies)
         self._links = {link.name: Link(link, self._toxi) for link in links_of(self.spec)}
@@ -155,6 +164,14 @@ class Cluster:
         if self._toxi is not None:
             for name in self._links:
                 self._toxi.delete_proxy(name, missing_ok=True)
+
+    def _emergency_close(self) -> None:
+        """What the exit guard runs for this run at exit or on a second SIGTERM/SIGHUP: the normal
+        close when it has not begun, else (it was interrupted) the backend's own stop."""
+        if self._stack is not None:
+            self.close(reraise=False)
+        else:
+            self.backend.close()
 
     def close(self, primary: BaseException | None = None, reraise: bool = True) -> None:
         """Stop everything (helpers, nodes, proxies, server, history). Idempotent."""

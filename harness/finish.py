@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.checkers.durability import check_durability
+from harness.checkers.linearizable import check_linearizable
 from harness.checkers.recovery import check_recovery, heal_bound_s
 from harness.checkers.verdict import Verdict, compose, guarded
 from harness.errors import HarnessError
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 
 FINAL_PROCESS = -1  # the process id of the harness's final reads (workload clients count from 0)
 VERDICTS_SCHEMA = 1
+# Wall-clock budget of the linearizability search at teardown: past it the verdict is unknown (the
+# search looks at the clock every few thousand steps). `raftchaos report DIR` re-checks with more.
+LINEARIZABLE_BUDGET_S = 5.0
 
 __all__ = ["FINAL_PROCESS", "final_heal", "final_reads", "standard_verdicts",
            "write_verdicts"]
@@ -84,12 +88,20 @@ def _read(cluster: Cluster, leader: str, key: str, timeout_s: float) -> tuple[bo
     return result.outcome is Outcome.OK, value
 
 
-def standard_verdicts(events: Sequence[Event]) -> list[Verdict]:
-    """Durability always; recovery (bounded by the run's own timing) when a fault was injected."""
+def standard_verdicts(events: Sequence[Event],
+                      linearizable_budget_s: float = LINEARIZABLE_BUDGET_S) -> list[Verdict]:
+    """Durability always; recovery (bounded by the run's own timing) when a fault was injected;
+    linearizability of the client ops, unknown past ``linearizable_budget_s`` of search. A checker
+    that raises (a malformed history included) yields unknown."""
     verdicts = [guarded("durability", check_durability, events)]
     if any(e.get("kind") == EventKind.FAULT.value for e in events):
         verdicts.append(guarded("recovery", check_recovery, events, heal_bound_s(events)))
+    verdicts.append(guarded("linearizable", _linearizable, events, linearizable_budget_s))
     return verdicts
+
+
+def _linearizable(events: Sequence[Event], budget_s: float) -> Verdict:
+    return check_linearizable(events, time_limit_s=budget_s)
 
 
 def verdicts_doc(run: RunDir, verdicts: Sequence[Verdict], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,10 +16,14 @@ Kind-specific fields:
   ``process``): ``f`` (``read``, ``write``, ``cas``, ``append``), ``key``, ``value`` (write: the
   value written; read: null on invoke, the value read on ok; cas: ``[from, to]``; append: the
   token appended), and on completions ``latency_s`` and ``error`` (null on ok). ``ok`` = took
-  effect, ``fail`` = definitely did not (e.g. ``not_leader``, cas mismatch), ``info`` =
-  indeterminate (timeout, reset, 503).
+  effect, ``fail`` = definitely did not, ``info`` = indeterminate (timeout, reset, 503). A ``fail``
+  with an ``error`` (``not_leader``, ``bad_request``) was refused and had no effect; a cas ``fail``
+  with ``error`` null executed and found a value other than ``from`` (given as ``observed``): the
+  linearizability checker keeps it as that constraint.
 - ``fault``/``heal``: ``fault`` (name), ``params`` (object), ``targets`` (resolved node ids or
-  link names), ``term`` (the leader's term at injection, null if unknown).
+  link names), ``term`` (the leader's term at injection, null if unknown). A ``heal`` may also
+  carry ``vacuous`` (true: the fault was in place but did not bite, e.g. no traffic crossed the
+  cut; null: could not tell) and ``evidence`` (one line saying what was measured).
 - ``node``: ``event`` (``start``, ``exit``, ``restart``, ``pause``, ``resume``, ``kill``,
   ``terminate``, ``flag``), ``code`` (exit code for ``exit``/``kill``/``terminate``), and for
   ``flag``: ``flag`` and ``value``.
@@ -120,12 +124,13 @@ class History:
                            node=node)
 
     def complete(self, kind: EventKind, process: int, f: OpFn, key: str, value: Any,
-                 node: str | None, latency_s: float, error: str | None = None) -> Event:
+                 node: str | None, latency_s: float, error: str | None = None, **extra: Any) -> Event:
+        """A client op's completion; ``extra`` adds fields (e.g. a failed cas's ``observed``)."""
         kind = EventKind(kind)
         if kind not in COMPLETIONS:
             raise HarnessError(f"{kind} is not a completion kind")
         return self.append(kind, process=process, f=OpFn(f).value, key=key, value=value, node=node,
-                           latency_s=round(latency_s, 6), error=error)
+                           latency_s=round(latency_s, 6), error=error, **extra)
 
     def fault(self, fault: str, params: Mapping[str, Any], targets: Sequence[str],
               term: int | None) -> Event:
@@ -133,9 +138,9 @@ class History:
                            params=dict(params), targets=list(targets), term=term)
 
     def heal(self, fault: str, params: Mapping[str, Any], targets: Sequence[str],
-             term: int | None = None) -> Event:
+             term: int | None = None, **extra: Any) -> Event:
         return self.append(EventKind.HEAL, process=NEMESIS, node=None, fault=fault,
-                           params=dict(params), targets=list(targets), term=term)
+                           params=dict(params), targets=list(targets), term=term, **extra)
 
     def node_event(self, node: str, event: NodeEventType, code: int | None = None,
                    **extra: Any) -> Event:

@@ -16,15 +16,19 @@ Fixtures:
   flags (``raft_heartbeat_interval_ms``, ...) given in ``flags`` go into the timing profile so
   derived bounds match. At teardown, per cluster: workloads stop, final heal (links, paused
   nodes, runtime fault flags), final reads of every key on the leader (recorded), checkers
-  (durability; recovery when a fault was injected) plus the test's own verdicts, then
+  (durability; recovery when a fault was injected; linearizability within a few seconds, else
+  unknown) plus the test's own verdicts, then
   ``verdicts.json``, then the cluster stops. An invalid verdict fails the test.
 - ``workload(cluster, clients=4, rate_hz=50.0, keys=4)`` -> Workload: a context manager running
   seeded clients for its duration (``with workload(c): ...``); stopped at teardown at the latest.
 - ``record_verdict(verdict, cluster=None)``: add a suite's own Verdict (default: to the last
   cluster made) so it lands in verdicts.json and the report.
 
-Markers: ``docker``, ``slow``, ``chaos``. A FaultUnavailable raised by a test skips it. At the
-end of the session a rich report (``reports.terminal``) shows one row per run.
+Markers: ``docker``, ``slow``, ``chaos``. A FaultUnavailable raised by a test skips it, and so does
+``--backend docker`` when no Docker daemon answers and none can be started (with the reason). At
+the end of the session each kept run's HTML report (``report.html`` in its run directory) is
+rendered, a rich report (``reports.terminal``) shows one row per run, and one line per kept run
+gives its report's path (a report that cannot be rendered says why in that line instead).
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class _TestState:
 
 _STATE = pytest.StashKey[_TestState]()
 _SESSION_RUNS = pytest.StashKey[list[tuple[RunDir, _TestState]]]()
+_DOCKER_UNAVAILABLE = pytest.StashKey[str | None]()  # asked once per session: None = a daemon answers
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -145,13 +150,16 @@ def make_cluster(request: pytest.FixtureRequest, raftchaos_seed: int) -> Iterato
     def make(nodes: int = 3, flags: dict[str, Any] | None = None,
              node_flags: dict[str, dict[str, Any]] | None = None, topology: dict[str, str] | None = None,
              supervisor: bool = False, profile: str = "fast") -> Cluster:
+        backend = BackendName(config.getoption("--backend"))
+        if backend is BackendName.DOCKER and (reason := _docker_unavailable(config)) is not None:
+            pytest.skip(reason)
         timing, cluster_flags = _timing(profile, dict(flags or {}))
         run = new_run_dir(test_name, raftchaos_seed, _runs_root(config))
         state.runs.append(run)
         config.stash[_SESSION_RUNS].append((run, state))
         request.node.user_properties.append(("raftchaos_run_dir", str(run.path)))
         spec = ClusterSpec(node_count=nodes, flags=cluster_flags, node_flags=node_flags or {},
-                           topology=topology or {}, backend=BackendName(config.getoption("--backend")),
+                           topology=topology or {}, backend=backend,
                            seed=raftchaos_seed, run_dir=run.path, test_name=test_name, timing=timing)
         cluster = Cluster(spec)
         cluster.start_cluster()
@@ -167,6 +175,19 @@ def make_cluster(request: pytest.FixtureRequest, raftchaos_seed: int) -> Iterato
     problems = [p for managed in reversed(state.clusters) if (p := _finish(managed, state))]
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+def _docker_unavailable(config: pytest.Config) -> str | None:
+    """Why the Docker backend cannot run here (no daemon answers and none can be started), or None.
+    Asked once per session: starting dockerd may install it, which must not be retried per test."""
+    if _DOCKER_UNAVAILABLE not in config.stash:
+        try:
+            from harness.docker.daemon import unavailable_reason
+        except ImportError as exc:
+            config.stash[_DOCKER_UNAVAILABLE] = f"docker backend unavailable: {exc}"
+        else:
+            config.stash[_DOCKER_UNAVAILABLE] = unavailable_reason()
+    return config.stash[_DOCKER_UNAVAILABLE]
 
 
 def _finish(managed: _Managed, state: _TestState) -> str | None:
@@ -270,19 +291,46 @@ def _update_outcomes(state: _TestState) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    runs = config.stash.get(_SESSION_RUNS, [])
+    """Render each kept run's HTML report, then the rich terminal report, then one link per run."""
+    runs = [(run, state) for run, state in config.stash.get(_SESSION_RUNS, []) if run.path.exists()]
     if not runs:
         return
-    from reports.terminal import render_text
-
-    text = render_text([r.path for r, _ in runs if r.path.exists()],
-                       width=max(120, shutil.get_terminal_size().columns), color=terminalreporter.hasmarkup)
+    keep_all = bool(config.getoption("--keep-runs"))
+    kept = [(run, state) for run, state in runs if keep_all or _kept(state)]
+    links = [_render_html(run, state) for run, state in kept]
     terminalreporter.write_sep("=", "raftchaos")
-    terminalreporter.write(text)
-    if not config.getoption("--keep-runs"):
-        kept = [str(r.path) for r, s in runs if s.outcome in ("failed", "error")]
-        if kept:
-            terminalreporter.write_line(f"kept run directories of failed tests: {', '.join(kept)}")
+    try:
+        from reports.terminal import render_text
+
+        terminalreporter.write(render_text([r.path for r, _ in runs],
+                                           width=max(120, shutil.get_terminal_size().columns),
+                                           color=terminalreporter.hasmarkup))
+    except Exception as exc:  # noqa: BLE001 - a report must never break the session
+        terminalreporter.write_line(f"raftchaos: terminal report failed: {type(exc).__name__}: {exc}")
+    for line in links:
+        terminalreporter.write_line(line)
+    removed = len(runs) - len(kept)
+    if removed:
+        terminalreporter.write_line(f"{removed} run director{'y' if removed == 1 else 'ies'} of tests that "
+                                    "did not fail removed at exit (--keep-runs keeps them, with reports)")
+
+
+def _kept(state: _TestState) -> bool:
+    """Whether a run directory outlives the session without ``--keep-runs`` (see pytest_unconfigure)."""
+    return state.outcome in ("failed", "error")
+
+
+def _render_html(run: RunDir, state: _TestState) -> str:
+    """Write the run's report.html; returns the line to print (its path, or why there is none).
+    Never raises: a broken report costs its own line, not the session."""
+    try:
+        from reports.html import render_for_pytest
+
+        path = render_for_pytest(run.path)
+    except Exception as exc:  # noqa: BLE001 - a report must never break the session
+        first = (str(exc).splitlines() or [""])[0]
+        return f"raftchaos report of {state.nodeid} failed ({run.path}): {type(exc).__name__}: {first}"
+    return f"raftchaos report {state.nodeid} [{state.outcome}]: {path}"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -290,5 +338,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if config.getoption("--keep-runs", default=True) or _SESSION_RUNS not in config.stash:
         return
     for run, state in config.stash[_SESSION_RUNS]:
-        if state.outcome not in ("failed", "error"):
+        if not _kept(state):
             shutil.rmtree(run.path, ignore_errors=True)

@@ -56,7 +56,9 @@ class Workload:
     same process. After an ``info`` (indeterminate) the client continues under a new process id.
     Clients follow ``not_leader`` hints and otherwise move to a random node after an error.
     Nothing is retried silently: each attempt is its own recorded operation. Writes, cas targets
-    and appends carry values unique across the run (``c<client>-<seq>``).
+    and appends carry values unique across the run (``c<client>-<seq>``). A cas whose compare
+    failed completes as ``fail`` with ``error`` null and the value it found as ``observed``; a
+    cas the node refused (``not_leader``, ``bad_request``) is a ``fail`` naming the error.
     """
 
     def __init__(self, cluster: Cluster, spec: WorkloadSpec | None = None) -> None:
@@ -139,6 +141,7 @@ class Workload:
             result = client.get(key, timeout_s)
         kind = EventKind(result.outcome.value)
         error = result.error
+        extra: dict[str, Any] = {}
         if result.outcome is Outcome.OK:
             if f is OpFn.READ:
                 value = result.body.get("value")
@@ -148,8 +151,12 @@ class Workload:
             elif f is OpFn.CAS:
                 known[key] = result.body.get("value")
                 if not result.body.get("swapped", False):
-                    kind, error = EventKind.FAIL, "cas_mismatch"
-        history.complete(kind, process, f, key, value, node, result.latency_s, error)
+                    # The compare executed (through the log) and found another value: a `fail`
+                    # without an error, which the linearizability checker uses as the constraint
+                    # "the value was not `from` here", unlike an errored fail (no effect at all).
+                    kind, error = EventKind.FAIL, None
+                    extra["observed"] = known[key]
+        history.complete(kind, process, f, key, value, node, result.latency_s, error, **extra)
         self._count(kind.value)
         return kind, result
 

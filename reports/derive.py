@@ -28,7 +28,8 @@ def _num(value: Any) -> float | None:
 class ClientOp:
     """One client operation: an invoke and its completion. ``index`` is the invoke's 0-based position
     in ``events.jsonl``, which is also the op's index in the linearizability checker's anomalies.
-    ``outcome`` is ``ok``/``fail``/``info``, or ``open`` when the run ended before it completed."""
+    ``outcome`` is ``ok``/``fail``/``info``, or ``open`` when the run ended before it completed.
+    ``observed`` is what a cas whose compare failed found instead (``fail`` without ``error``)."""
 
     index: int
     process: int
@@ -41,6 +42,16 @@ class ClientOp:
     outcome: str
     error: Any = None
     latency_s: float | None = None
+    observed: Any = None
+
+    @property
+    def remark(self) -> str:
+        """The error, or for a failed compare the value found (the report's last column)."""
+        if self.error:
+            return str(self.error)
+        if self.f == "cas" and self.outcome == "fail":
+            return f"compare failed: found {self.observed!r}"
+        return ""
 
 
 def client_ops(events: Sequence[Event]) -> list[ClientOp]:
@@ -65,7 +76,7 @@ def client_ops(events: Sequence[Event]) -> list[ClientOp]:
             latency = max(0.0, t1 - t0)
         value = e.get("value") if inv.get("f") == "read" else inv.get("value")
         ops.append(ClientOp(index, process, str(inv.get("f")), str(inv.get("key")), value,
-                            inv.get("node"), t0, t1, str(kind), e.get("error"), latency))
+                            inv.get("node"), t0, t1, str(kind), e.get("error"), latency, e.get("observed")))
     for index, inv in open_.values():
         ops.append(ClientOp(index, int(inv["process"]), str(inv.get("f")), str(inv.get("key")),
                             inv.get("value"), inv.get("node"), _num(inv.get("t")) or 0.0, None, "open"))

@@ -146,6 +146,8 @@ def plot_ops(tl: Timeline) -> Plot:
     if still_open:
         handles.append(plt.Line2D([], [], ls="", label=f"never completed: {still_open}"))
     ax.set_yscale("log")
+    if not any(op.latency_s is not None for op in tl.ops):
+        ax.set_ylim(0.1, 1000.0)  # no data to scale from: a log axis cannot autoscale an empty plot
     # Plain numbers (0.5, 1, 2, 5, 10 ms) read faster the next morning than 10^0 and 10^1.
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

@@ -33,12 +33,12 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 from harness.backend import Capabilities, LinkId, links_of
 from harness.docker.daemon import ensure_daemon
-from harness.docker.exitguard import GUARD
 from harness.docker.images import Images, ensure_images
 from harness.docker.network import AddressPlan, create_run_network
 from harness.docker.resources import Role, RunResources, sweep
 from harness.docker.waiter import Incarnation, start_exit_waiter
 from harness.errors import ConfigError, HarnessError, SetupError
+from harness.exitguard import GUARD
 from harness.spec import ClusterSpec
 from harness.store import RunDir
 from harness.toxi import ProxyConfig
@@ -138,7 +138,7 @@ class DockerBackend:
             name=self._resources.name(Role.TOXIPROXY),
             labels=self._resources.labels(Role.TOXIPROXY),
             ip=self._plan.toxiproxy_ip,
-            command=["-seed", str(seed)],
+            command=["-seed", str(seed), "-proxy-metrics"],
         )
         self._api.start(self._toxiproxy_id)
         url = f"{self.toxiproxy_api_url}/version"

@@ -1,4 +1,4 @@
-"""Nothing outlives a Cluster: normal exit, exception, SIGINT to the harness; SIGKILL leftovers swept."""
+"""Nothing outlives a Cluster: normal exit, exception, SIGINT/SIGTERM/SIGHUP to the harness; SIGKILL leftovers swept."""
 
 from __future__ import annotations
 
@@ -83,6 +83,18 @@ def test_sigint_to_the_harness_leaves_nothing(runs_root: Path, seed: int) -> Non
         assert len(run_processes(run_id)) == 4
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) != 0  # KeyboardInterrupt propagated after cleanup
+    assert_nothing_left(run_id, api)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_to_the_harness_leaves_nothing(runs_root: Path, seed: int, signum: int) -> None:
+    with child_cluster(runs_root, seed) as (proc, run_id, api):
+        assert len(run_processes(run_id)) == 4
+        proc.send_signal(signum)
+        code = proc.wait(30)
+        # The exit guard turned the signal into KeyboardInterrupt: the `with Cluster` block unwound
+        # (exit by SIGINT's default action after the traceback), rather than dying of the signal.
+        assert code not in (0, -signum), code
     assert_nothing_left(run_id, api)
 
 

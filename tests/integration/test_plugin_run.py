@@ -64,6 +64,27 @@ def test_plugin_run_reports_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert len(left) == 1 and "test_fails" in left[0].name, left  # only the failed test's run is kept
     doc = json.loads((left[0] / "verdicts.json").read_text())
     assert doc["outcome"] == "failed" and doc["seed"] == 4242
-    assert [v["checker"] for v in doc["verdicts"]] == ["durability"]
+    assert [v["checker"] for v in doc["verdicts"]] == ["durability", "linearizable"]
+    report = left[0] / "report.html"
+    assert f"raftchaos report test_tiny.py::test_fails [failed]: {report}" in out and report.is_file()
+    assert "1 run directory of tests that did not fail removed at exit" in out
+    notes = [json.loads(line) for line in (left[0] / "events.jsonl").read_text().splitlines()]
+    versions = next(e["versions"] for e in notes if e["kind"] == "note" and e.get("text") == "versions")
+    assert set(versions) == {"python", "raftchaos", "toxiproxy", "backend"} and versions["backend"] == "local"
+    assert versions["toxiproxy"] != "unknown"
     for path in (left[0] / "nodes").glob("*.log"):
         assert path.stat().st_size > 0
+
+
+def test_docker_backend_without_a_daemon_skips_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "test_docker_only.py").write_text("def test_needs_docker(make_cluster):\n    make_cluster()\n")
+    # A DOCKER_HOST that does not answer: ensure_daemon says so at once (and never tries to start one).
+    env = dict(os.environ, PYTHONPATH=str(REPO), DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           "--backend", "docker", "--run-dir", str(tmp_path / "runs"),
+                           str(tmp_path / "test_docker_only.py")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "1 skipped" in out and "no Docker daemon" in out and "does not answer" in out, out
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -9,6 +9,7 @@ from harness.checkers.durability import check_durability, check_key
 from harness.checkers.events import Op, client_ops
 from harness.checkers.recovery import check_recovery
 from harness.checkers.verdict import Validity
+from harness.finish import standard_verdicts
 from harness.timing import TimingProfile
 
 SPEC = {"node_count": 3, "timing": TimingProfile.fast().to_dict()}
@@ -27,6 +28,17 @@ class H:
                             "node": "n1", **extra})
         self.events.append({"t": t1, "kind": kind, "process": p, "f": f, "key": key,
                             "value": result if f == "read" else value, "node": "n1", **extra})
+        return self
+
+    def failed_cas(self, p: int, key: str, frm: Any, to: Any, t0: float, t1: float, observed: Any = None,
+                   error: str | None = None) -> H:
+        """A cas completing ``fail`` as the workload records it: a failed compare has ``error`` null
+        and the value found as ``observed``; a refused cas names its error."""
+        self.events.append({"t": t0, "kind": "invoke", "process": p, "f": "cas", "key": key,
+                            "value": [frm, to], "node": "n1"})
+        extra = {"observed": observed} if error is None else {}
+        self.events.append({"t": t1, "kind": "fail", "process": p, "f": "cas", "key": key,
+                            "value": [frm, to], "node": "n1", "latency_s": t1 - t0, "error": error, **extra})
         return self
 
     def final(self, key: str, value: Any, t: float = 100.0) -> H:
@@ -92,6 +104,50 @@ def test_durability_cas_and_append() -> None:
     assert check_key("k", appends, "x1y2z3") is None
     assert "missing" in (check_key("k", appends, "x1z3") or "")
     assert "not a written value" in (check_key("k", appends, "x1q9") or "")
+
+
+def test_failed_compare_changes_nothing_for_durability() -> None:
+    h = H().op(1, "write", "k", "a", 1, 2).failed_cas(2, "k", "b", "c", 3, 4, observed="a")
+    assert check_durability(h.final("k", "a").sorted()).validity is Validity.VALID
+    lost = check_durability(H().op(1, "write", "k", "a", 1, 2).failed_cas(2, "k", "b", "c", 3, 4, observed="a")
+                            .final("k", "c").sorted())
+    assert lost.validity is Validity.INVALID and "never written" in lost.details["lost"]["k"]
+
+
+def test_failed_compare_is_a_constraint_but_a_refused_cas_is_not() -> None:
+    def lin(h: H) -> Validity:
+        verdicts = {v.checker: v for v in standard_verdicts(h.final("k", "a").sorted())}
+        return verdicts["linearizable"].validity
+
+    base = H().op(1, "write", "k", "a", 1, 2)
+    assert lin(base.failed_cas(2, "k", "b", "c", 3, 4, observed="a")) is Validity.VALID
+    # Nothing but "a" was ever there, so a compare with "a" cannot have failed...
+    assert lin(H().op(1, "write", "k", "a", 1, 2).failed_cas(2, "k", "a", "c", 3, 4, observed="zz")) \
+        is Validity.INVALID
+    # ...whereas a cas the node refused had no effect and says nothing about the value.
+    assert lin(H().op(1, "write", "k", "a", 1, 2).failed_cas(2, "k", "a", "c", 3, 4, error="not_leader")) \
+        is Validity.VALID
+
+
+def test_standard_verdicts_bound_the_linearizability_search() -> None:
+    # Info appends of distinct tokens, then a read no order of them produces: proving that means
+    # trying every order of every subset, far beyond any budget.
+    h = H().op(98, "write", "k", "", 0.1, 0.2)
+    for p in range(14):
+        h.op(p, "append", "k", chr(ord("a") + p), 1 + p, 1.5 + p, "info")
+    h.op(99, "read", "k", None, 50, 51, result="impossible").final("k", "impossible")
+    verdicts = {v.checker: v for v in standard_verdicts(h.sorted(), linearizable_budget_s=0.2)}
+    lin = verdicts["linearizable"]
+    assert lin.validity is Validity.UNKNOWN and "time limit" in lin.details["reason"]
+    assert lin.details["elapsed_s"] < 2.0
+    assert list(verdicts) == ["durability", "linearizable"]  # no fault: no recovery verdict
+
+
+def test_standard_verdicts_turn_a_malformed_history_into_unknown() -> None:
+    h = H().op(1, "write", "k", "a", 1, 2).final("k", "a")
+    h.events.append({"t": 200.0, "kind": "ok", "process": 7, "f": "write", "key": "k", "value": "x"})
+    lin = {v.checker: v for v in standard_verdicts(h.sorted())}["linearizable"]
+    assert lin.validity is Validity.UNKNOWN and "without a preceding invoke" in lin.summary
 
 
 def test_durability_unknown_without_acks_or_final_reads() -> None:

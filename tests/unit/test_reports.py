@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from reports.derive import REQUEST_KINDS, counts_between, node_samples, peer_series
+from reports.derive import CLIENT_KINDS, REQUEST_KINDS, client_ops, counts_between, node_samples, peer_series
 from reports.html import render_for_pytest, render_run
 from reports.summary import SCHEMA, validate_summary
 
@@ -191,6 +191,41 @@ def test_a_reset_within_one_link_is_carried_over() -> None:
     series, resets = peer_series(node_samples(events))
     assert [p.counts[0] for p in series["n1->n2"]] == [5, 9, 11, 13]
     assert resets["n1->n2"] == 1
+
+
+def _cas(t: float, frm: Any, to: Any, **completion: Any) -> list[dict[str, Any]]:
+    return [{"t": t, "kind": "invoke", "process": 5, "f": "cas", "key": "k0", "value": [frm, to], "node": "n1"},
+            {"t": t + 0.01, "kind": "fail", "process": 5, "f": "cas", "key": "k0", "value": [frm, to],
+             "node": "n1", "latency_s": 0.01, **completion}]
+
+
+def test_a_failed_compare_says_what_it_found_and_a_refused_cas_its_error() -> None:
+    compare, refused = client_ops(_cas(1.0, "a", "b", error=None, observed="z") + _cas(2.0, "a", "b", error="not_leader"))
+    assert (compare.outcome, compare.remark) == ("fail", "compare failed: found 'z'")
+    assert (refused.outcome, refused.remark) == ("fail", "not_leader")
+
+
+def test_a_failed_compare_in_the_failing_window(run_dir: Path) -> None:
+    path = run_dir / "events.jsonl"
+    events = [e for e in map(json.loads, path.read_text().splitlines()) if e.get("key") != "k1"]
+    # k0 holds v38 from 5.42 on: a compare with v38 after that cannot have failed.
+    events += _cas(5.9, "v38", "w", error=None, observed="v0")
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    result = render_run(run_dir)
+    lin = next(v for v in result.verdicts if v["checker"] == "linearizable")
+    assert lin["validity"] == "invalid" and lin["details"]["anomaly"]["stuck_op"]["f"] == "cas"
+    html = result.report_path.read_text()
+    assert "compare failed: found &#39;v0&#39;" in html
+    durability = next(v for v in result.verdicts if v["checker"] == "durability")
+    assert durability["validity"] != "invalid"  # a failed compare wrote nothing
+
+
+def test_a_run_without_client_ops_renders(run_dir: Path) -> None:
+    path = run_dir / "events.jsonl"
+    events = [e for e in map(json.loads, path.read_text().splitlines()) if e["kind"] not in CLIENT_KINDS]
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    html = render_run(run_dir).report_path.read_text()
+    assert "no client operations" in html and html.count('class="plot"') == 5
 
 
 def test_render_without_recheck_uses_saved_verdicts(run_dir: Path) -> None:

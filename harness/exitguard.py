@@ -1,4 +1,4 @@
-"""Remove live Docker runs' resources when the process ends: atexit, SIGTERM/SIGHUP handlers; Ctrl-C unwinds."""
+"""Stop live runs when the process ends: an atexit hook, and SIGTERM/SIGHUP turned into KeyboardInterrupt."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-__all__ = ["GUARD", "ExitGuard"]
+__all__ = ["GUARD", "HANDLED_SIGNALS", "ExitGuard"]
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -17,18 +17,21 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 class ExitGuard:
     """Keeps one cleanup callable per live run and runs them all at exit or on a terminating signal.
 
-    Ctrl-C (SIGINT) already raises KeyboardInterrupt, which unwinds ``with Cluster(...)`` blocks and
-    pytest fixtures; SIGTERM and SIGHUP are turned into the same KeyboardInterrupt (so the same
-    ``finally`` code runs) the first time, and into an immediate cleanup plus the default action the
-    second time. Whatever a run did not remove by then is removed by the atexit hook. Handlers are
-    installed only from the main thread and only over the default disposition (an application's own
-    handler is left alone). Thread-safe.
+    Every backend's runs register here (``Cluster`` does, for its whole run; the Docker backend also
+    registers a sweep of its labelled resources). Ctrl-C (SIGINT) already raises KeyboardInterrupt,
+    which unwinds ``with Cluster(...)`` blocks and pytest fixtures; SIGTERM and SIGHUP are turned
+    into the same KeyboardInterrupt (so the same ``finally`` code runs) the first time, and into an
+    immediate cleanup plus the signal's default action the second time (or when no run is live).
+    Whatever a run did not remove by then is removed by the atexit hook. Handlers are installed only
+    from the main thread and only over the default disposition (an application's own handler is
+    left alone). Thread-safe.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, hooks: bool = True) -> None:
+        """``hooks=False``: never install the atexit hook or signal handlers (for tests)."""
+        self._lock = threading.RLock()  # the signal handler runs on the main thread, maybe inside a call
         self._runs: dict[str, Callable[[], object]] = {}
-        self._installed = False
+        self._installed = not hooks
         self._signalled = False
 
     def register(self, key: str, cleanup: Callable[[], object]) -> None:
@@ -48,11 +51,12 @@ class ExitGuard:
             return list(self._runs)
 
     def run_all(self) -> list[str]:
-        """Run and forget every registered cleanup; returns the errors as text (never raises)."""
+        """Run and forget every registered cleanup, newest first (a run registered inside another's
+        lifetime is torn down before it); returns the errors as text (never raises)."""
         with self._lock:
             runs, self._runs = self._runs, {}
         errors = []
-        for key, cleanup in runs.items():
+        for key, cleanup in reversed(runs.items()):
             try:
                 cleanup()
             except Exception as exc:  # noqa: BLE001 - keep cleaning the other runs
@@ -77,7 +81,7 @@ class ExitGuard:
             os.kill(os.getpid(), signum)
             return
         self._signalled = True
-        raise KeyboardInterrupt(f"{name}: stopping and removing this run's Docker resources")
+        raise KeyboardInterrupt(f"{name}: stopping this process's runs and removing what they started")
 
 
 GUARD = ExitGuard()
