@@ -1,0 +1,22 @@
+"""Chaos suites: registers each suite's marker (``pytest suites -m recovery`` etc.).
+
+Every suite module carries ``chaos`` (registered by the plugin) and its own marker. The fixtures
+the suites use (``make_cluster``, ``workload``, ``raftchaos_seed``, ``record_verdict``) come from
+the raftchaos pytest plugin (``harness/plugin.py``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SUITE_MARKERS = {
+    "heartbeat_degradation": "B1-B8, B17, B18, B20: how a leader's traffic to a peer degrades and recovers",
+    "recovery": "kill / pause / crash-all / cut-off leader: leaders come back, nothing acked is lost",
+    "crash_on_leader_request": "B21, B22: leaders crash with status 85 under kuduraft's crash fractions",
+    "proxy_hops": "B43-B48: replication through a proxy peer and its failure modes",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker, text in SUITE_MARKERS.items():
+        config.addinivalue_line("markers", f"{marker}: chaos suite: {text}")

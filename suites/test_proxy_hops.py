@@ -1,0 +1,223 @@
+"""Proxy hops: one follower fed through a proxy peer (kuduraft DURABLE_ROUTING_POLICY, §3).
+
+Topology ``{"n3": "n2"}`` ("n3 is fed by n2"). The cluster file is fixed at start, and in a
+3-node tree the route depends on who leads: only a leader that is neither the proxy nor the fed
+node routes through the proxy (n1 -> n3 via n2); with n2 or n3 leading every peer is fed
+directly (the other trees hang under the leader). So the leader must be n1, and these tests make
+that deterministic by starting n2 and n3 with ``enable_leader_failure_detection=false``: only
+n1 ever starts an election. Nothing here kills n1, and the proxy/destination behaviour under
+test (routing, relaying, degradation at the leader) does not involve their failure detectors.
+The *proxy* is n2, the *destination* n3.
+
+Bounds come from the flags: P, the RPC timeout, and ``raft_proxy_failure_threshold_ms`` (the
+profile's value, raised at runtime on the leader where a test changes it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from faults.flags import runtime_flags
+from faults.network import partition
+from harness.checkers.recovery import MIN_OK_BEFORE
+from harness.cluster import Cluster
+from suites._helpers import (
+    Window,
+    heartbeat_count_bounds,
+    heartbeats,
+    measure,
+    peer_counter,
+    peer_view,
+    snap,
+    wait_ok_ops,
+)
+
+pytestmark = [pytest.mark.chaos, pytest.mark.proxy_hops]
+
+LEADER, PROXY, DEST = "n1", "n2", "n3"
+TOPOLOGY = {DEST: PROXY}
+NO_ELECTIONS = {"enable_leader_failure_detection": False}
+LOAD_CLIENTS = 4
+LOAD_RATE_HZ = 40.0
+WINDOW_P = 10
+PROXY_THRESHOLD_FACTOR = 2  # B45 test: the leader's threshold is raised to this x the profile's
+
+
+def _proxied_cluster(make_cluster: Any) -> tuple[Cluster, str, str]:
+    """A started cluster with the topology, led by n1, replicating to n3 through n2:
+    (cluster, leader, destination)."""
+    cluster = make_cluster(nodes=3, topology=TOPOLOGY,
+                           node_flags={PROXY: NO_ELECTIONS, DEST: NO_ELECTIONS})
+    leader = cluster.wait_for_leader()
+    assert leader == LEADER, f"{leader} leads although only {LEADER} runs elections"
+    print(f"leader={leader} proxy={PROXY} destination={DEST}")
+    cluster.wait_until(lambda: peer_view(cluster, leader, DEST).get("next_hop") == PROXY
+                       and peer_view(cluster, leader, DEST).get("status") == "OK",
+                       what=f"{leader} to replicate to {DEST} through {PROXY}",
+                       timeout_s=heartbeats(cluster, 4) + cluster.timing.rpc_timeout_s)
+    return cluster, leader, DEST
+
+
+def _proxy_counters(cluster: Cluster) -> dict[str, int]:
+    return dict(cluster.status(PROXY)["proxy"])
+
+
+def _warmed_up(cluster: Cluster) -> None:
+    """Enough acknowledged operations before the first fault for the checkers to judge the run."""
+    wait_ok_ops(cluster, MIN_OK_BEFORE, since_t=0.0, what="acknowledged writes before the fault")
+
+
+@pytest.mark.docker_subset
+def test_replication_reaches_destination_through_proxy(make_cluster: Any, workload: Any) -> None:
+    """B43, B44: the destination's requests go to the proxy, which relays them with the ops read
+    from its own log; the proxy itself and nobody else is fed directly."""
+    cluster, leader, dest = _proxied_cluster(make_cluster)
+    with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
+        _warmed_up(cluster)
+        proxy_before, dest_before = _proxy_counters(cluster), snap(cluster, dest)
+        window = measure(cluster, leader, WINDOW_P * cluster.timing.heartbeat_s, "proxied replication")
+        proxy_after, dest_after = _proxy_counters(cluster), snap(cluster, dest)
+        target = window.after.status["commit_index"]
+    window.assert_same_leadership()
+    d, p = window.deltas(dest), window.deltas(PROXY)
+    print(f"to {dest}: {d}\nto {PROXY}: {p}\nproxy node: {proxy_before} -> {proxy_after}")
+    assert window.after.peer(dest)["next_hop"] == PROXY
+    assert d["proxied_sends"] == d["requests_sent"] > 0, f"requests to {dest} not all proxied: {d}"
+    assert d["requests_with_ops"] > 0 and d["responses_ok"] > 0, d
+    assert p["proxied_sends"] == 0 and window.after.peer(PROXY)["next_hop"] == PROXY, (
+        f"the proxy node itself should be fed directly: {p}")
+    received = proxy_after["received"] - proxy_before["received"]
+    success = proxy_after["success"] - proxy_before["success"]
+    assert received >= d["requests_sent"] - 1 and success > 0, (
+        f"the proxy node relayed {received} requests ({success} successes) of the "
+        f"{d['requests_sent']} proxied to {dest}")
+    assert dest_after.status["updates_received"] > dest_before.status["updates_received"]
+    cluster.wait_caught_up(nodes=[dest], target_index=target, timeout_s=heartbeats(cluster, 4))
+
+
+@pytest.mark.parametrize(("mode", "expected_status"), [("refused", "REMOTE_ERROR"),
+                                                       ("blackhole", "RPC_LAYER_ERROR")])
+def test_destination_cut_behind_proxy(make_cluster: Any, workload: Any, mode: str,
+                                      expected_status: str) -> None:
+    """B48: the leg proxy->destination cut. Refused: the proxy answers an error, which the leader
+    counts as REMOTE_ERROR for the destination (and which refreshes its last contact, so it never
+    reaches FAILED by the contact timeout). Black-holed: the leader's own RPC times out first,
+    RPC_LAYER_ERROR. Either way failed_attempts grows and the destination is degraded to one
+    status-only request per heartbeat (refused) or per RPC timeout (black hole)."""
+    cluster, leader, dest = _proxied_cluster(make_cluster)
+    timing = cluster.timing
+    with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
+        _warmed_up(cluster)
+        with partition(cluster, link=(PROXY, dest), mode=mode):
+            cluster.wait_until(lambda: peer_view(cluster, leader, dest).get("failed_attempts", 0) > 0,
+                               what=f"{leader} to count a failed attempt for {dest}",
+                               timeout_s=2 * timing.rpc_timeout_s + heartbeats(cluster, 1))
+            proxy_before = _proxy_counters(cluster)
+            window = measure(cluster, leader, 2 * timing.rpc_timeout_s + WINDOW_P * timing.heartbeat_s,
+                             f"{PROXY}->{dest} {mode}")
+            proxy_after = _proxy_counters(cluster)
+        wait_ok_ops(cluster, what="acknowledged writes after healing")
+        target = cluster.status(leader)["commit_index"]
+    window.assert_same_leadership()
+    d = window.deltas(dest)
+    entry = window.after.peer(dest)
+    print(f"to {dest}: {d}\nentry: {entry}\nproxy node: {proxy_before} -> {proxy_after}")
+    assert entry["status"] == expected_status, f"{mode} destination behind a proxy (B48): {entry}"
+    assert entry["failed_attempts"] > window.before.peer(dest)["failed_attempts"], entry
+    assert entry["next_hop"] == PROXY and d["proxied_sends"] == d["requests_sent"] > 0, d
+    assert d["requests_with_ops"] == 0 and d["status_only_requests"] == d["requests_sent"], d
+    assert entry["health"] == "UNKNOWN", entry
+    _, hi = heartbeat_count_bounds(cluster, window)
+    if mode == "refused":
+        assert d["requests_sent"] <= hi, f"more than one request per heartbeat to {dest}: {d}"
+        # REMOTE_ERROR refreshes the destination's last contact (why it never turns FAILED).
+        assert entry["last_contact_age_ms"] <= 1000 * (heartbeats(cluster, 2) + timing.rpc_timeout_s), entry
+        assert proxy_after["received"] > proxy_before["received"], proxy_after
+        assert proxy_after["success"] == proxy_before["success"], (
+            f"the proxy reported success relaying to an unreachable destination: {proxy_after}")
+    else:
+        assert d["requests_sent"] <= window.outer_s / timing.rpc_timeout_s + 1, (
+            f"requests to {dest} should each hang for the RPC timeout: {d}")
+        assert entry["last_contact_age_ms"] >= 1000 * (window.inner_s - timing.rpc_timeout_s), (
+            f"leader-side timeouts must not refresh the last contact (B17): {entry}")
+    cluster.wait_caught_up(nodes=[dest], target_index=target,
+                           timeout_s=timing.rpc_timeout_s + heartbeats(cluster, 4))
+    cluster.wait_until(lambda: peer_view(cluster, leader, dest).get("failed_attempts") == 0,
+                       what=f"{dest} recovered", timeout_s=heartbeats(cluster, 2))
+
+
+def test_stale_proxy_makes_leader_go_direct(make_cluster: Any, workload: Any) -> None:
+    """B45: once the leader has not heard from the proxy for raft_proxy_failure_threshold_ms,
+    requests to the destination go direct (with ops), and go back through the proxy after it
+    recovers. The threshold is raised at runtime on the leader to show it is what decides."""
+    cluster, leader, dest = _proxied_cluster(make_cluster)
+    timing = cluster.timing
+    threshold_ms = PROXY_THRESHOLD_FACTOR * timing.proxy_failure_threshold_ms
+    threshold_s = threshold_ms / 1000
+    with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
+        _warmed_up(cluster)
+        with runtime_flags(cluster, {"raft_proxy_failure_threshold_ms": threshold_ms}, target=leader), \
+                partition(cluster, isolate=PROXY, mode="refused") as record:
+            cluster.wait_until(lambda: peer_view(cluster, leader, dest).get("next_hop") == dest,
+                               what=f"{leader} to send to {dest} directly",
+                               timeout_s=threshold_s + heartbeats(cluster, 2) + timing.rpc_timeout_s,
+                               poll_s=0.01)
+            switched_s = cluster.history.now() - record.t
+            direct_ops = peer_counter(cluster, leader, dest, "requests_with_ops")
+            proxied = peer_counter(cluster, leader, dest, "proxied_sends")
+            cluster.wait_until(lambda: peer_counter(cluster, leader, dest, "requests_with_ops") > direct_ops,
+                               what=f"ops to {dest} directly", timeout_s=heartbeats(cluster, 2))
+            target = cluster.status(leader)["commit_index"]
+            cluster.wait_caught_up(nodes=[dest], target_index=target, timeout_s=heartbeats(cluster, 4))
+            still = peer_view(cluster, leader, dest)
+            assert still["counters"]["proxied_sends"] == proxied and still["next_hop"] == dest, (
+                f"requests to {dest} went back to the unreachable proxy: {still}")
+        print(f"direct after {switched_s:.3f}s (threshold {threshold_s:.3f}s)")
+        # The last contact with the proxy was at most a heartbeat before the cut; after the
+        # threshold the next (heartbeat) request goes direct.
+        assert switched_s >= threshold_s - heartbeats(cluster, 1), (
+            f"went direct after {switched_s:.3f}s, before the {threshold_s:.3f}s proxy threshold (B45)")
+        assert switched_s <= threshold_s + heartbeats(cluster, 3), (
+            f"still proxied {switched_s:.3f}s after the cut (threshold {threshold_s:.3f}s)")
+        # The proxy is back: once the leader hears from it, the destination is proxied again.
+        cluster.wait_until(lambda: peer_counter(cluster, leader, dest, "proxied_sends") > proxied
+                           and peer_view(cluster, leader, dest).get("next_hop") == PROXY,
+                           what=f"{dest} proxied through {PROXY} again",
+                           timeout_s=heartbeats(cluster, 4) + timing.rpc_timeout_s)
+        wait_ok_ops(cluster, what="acknowledged writes after healing")
+
+
+def test_hop_exhaustion_is_a_failed_attempt(make_cluster: Any, workload: Any) -> None:
+    """B47: with raft_proxy_max_hops=0 on the leader, the proxy refuses every proxied request at
+    the RPC level (hops exhausted): REMOTE_ERROR and a failed attempt for the destination, which
+    then gets status-only requests only; the destination receives nothing."""
+    cluster, leader, dest = _proxied_cluster(make_cluster)
+    timing = cluster.timing
+    with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
+        _warmed_up(cluster)
+        with runtime_flags(cluster, {"raft_proxy_max_hops": 0}, target=leader):
+            cluster.wait_until(lambda: peer_view(cluster, leader, dest).get("failed_attempts", 0) > 0,
+                               what=f"{leader} to count a failed attempt for {dest}",
+                               timeout_s=heartbeats(cluster, 2) + timing.rpc_timeout_s)
+            proxy_before, dest_before = _proxy_counters(cluster), snap(cluster, dest)
+            window: Window = measure(cluster, leader, WINDOW_P * timing.heartbeat_s, "hops exhausted")
+            proxy_after, dest_after = _proxy_counters(cluster), snap(cluster, dest)
+        wait_ok_ops(cluster, what="acknowledged writes after healing")
+        target = cluster.status(leader)["commit_index"]
+    window.assert_same_leadership()
+    d = window.deltas(dest)
+    entry = window.after.peer(dest)
+    print(f"to {dest}: {d}\nentry: {entry}\nproxy node: {proxy_before} -> {proxy_after}")
+    assert entry["status"] == "REMOTE_ERROR" and entry["next_hop"] == PROXY, entry
+    assert entry["failed_attempts"] >= window.before.peer(dest)["failed_attempts"] + d["requests_sent"] - 1, (
+        f"hop exhaustion not counted as failed attempts (B47): {entry}")
+    assert d["requests_sent"] > 0 and d["requests_with_ops"] == 0, d
+    exhausted = proxy_after["hops_exhausted"] - proxy_before["hops_exhausted"]
+    assert exhausted >= d["requests_sent"] - 1 and exhausted > 0, (
+        f"the proxy counted {exhausted} exhausted requests for {d['requests_sent']} sends")
+    assert dest_after.status["updates_received"] == dest_before.status["updates_received"], (
+        f"{dest} received updates although every proxied request ran out of hops")
+    cluster.wait_caught_up(nodes=[dest], target_index=target,
+                           timeout_s=timing.rpc_timeout_s + heartbeats(cluster, 4))

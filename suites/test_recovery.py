@@ -1,0 +1,197 @@
+"""Recovery: the cluster gets a leader back and loses nothing acknowledged after process faults.
+
+Bounds come from the timing profile (``cluster.timing``): a new leader within
+``new_leader_within_s()`` (failure-detector expiry plus back-off rounds, all from the flags), a
+stale leader hears the new term within a heartbeat and an RPC timeout of its next send. Every
+test writes its own unique-key markers before (and during) the fault and reads them back after
+recovery; the plugin's durability checker also checks the workload's writes at teardown.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+
+from faults.network import partition
+from faults.process import pause, resume, stopped
+from harness.checkers.recovery import MIN_OK_BEFORE
+from harness.cluster import Cluster
+from harness.history import OpFn
+from harness.nodeclient import Outcome
+from suites._helpers import Markers, heartbeats, recorded_op, samples_of, wait_ok_ops
+
+pytestmark = [pytest.mark.chaos, pytest.mark.recovery]
+
+LOAD_CLIENTS = 4
+LOAD_RATE_HZ = 40.0
+OK_OPS_TO_RESUME = 5  # acknowledged ops after recovery that show writes resumed
+
+
+def _warmed_up(cluster: Cluster) -> None:
+    """Enough acknowledged operations before the first fault for the checkers to judge the run."""
+    wait_ok_ops(cluster, MIN_OK_BEFORE, since_t=0.0, what="acknowledged writes before the fault")
+
+
+def test_kill_leader(make_cluster: Any, workload: Any) -> None:
+    """A killed leader is replaced within the failure-detector bound; writes resume; nothing
+    acknowledged is lost (also after the old leader comes back)."""
+    cluster = make_cluster(nodes=3)
+    timing = cluster.timing
+    markers = Markers(cluster, "kill-leader")
+    with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
+        old = cluster.wait_for_leader()
+        term = cluster.status(old)["term"]
+        markers.write(3)
+        _warmed_up(cluster)
+        with stopped(cluster, old):
+            killed_at = cluster.history.now()
+            new = cluster.wait_for_new_leader(old, term)
+            elected_s = cluster.history.now() - killed_at
+            print(f"{old} killed; {new} leads after {elected_s:.3f}s "
+                  f"(bound {timing.new_leader_within_s():.3f}s)")
+            assert new != old
+            # Not before the followers' failure detectors could have fired (MET after the last
+            # update, which came at most a heartbeat before the kill).
+            assert elected_s >= timing.failure_timeout_s - heartbeats(cluster, 1), (
+                f"a new leader after {elected_s:.3f}s: before any failure detector could expire")
+            wait_ok_ops(cluster, OK_OPS_TO_RESUME, cluster.history.now(), "writes to resume")
+            markers.write(2)
+        cluster.wait_healthy()
+        wait_ok_ops(cluster, OK_OPS_TO_RESUME, cluster.history.now(), "writes with the old leader back")
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    markers.assert_all_durable()
+
+
+def test_kill_follower_and_restart(make_cluster: Any, workload: Any) -> None:
+    """The majority keeps committing without a follower; restarted, it catches up and does not
+    disturb the leader (its pre-elections change no term)."""
+    cluster = make_cluster(nodes=3)
+    timing = cluster.timing
+    markers = Markers(cluster, "kill-follower")
+    with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
+        leader = cluster.wait_for_leader()
+        term = cluster.status(leader)["term"]
+        follower = cluster.rng("suite/victim").choice(sorted(n for n in cluster.nodes if n != leader))
+        _warmed_up(cluster)
+        with stopped(cluster, follower):
+            wait_ok_ops(cluster, OK_OPS_TO_RESUME, cluster.history.now(), "the majority to commit")
+            markers.write(3)
+            target = cluster.status(leader)["commit_index"]
+        cluster.wait_healthy()
+        wait_ok_ops(cluster, OK_OPS_TO_RESUME, cluster.history.now(), "writes with the follower back")
+        cluster.wait_caught_up(nodes=[follower], target_index=target,
+                               timeout_s=heartbeats(cluster, 4) + timing.rpc_timeout_s)
+        st = cluster.status(leader)
+        assert st["role"] == "LEADER" and st["term"] == term, (
+            f"the restarted follower {follower} disturbed the leader: {leader} is now "
+            f"{st['role']} in term {st['term']} (was LEADER in {term})")
+        assert st["peers"][follower]["status"] == "OK", st["peers"][follower]
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    markers.assert_all_durable()
+
+
+def test_paused_leader_steps_down_when_it_hears_the_new_term(make_cluster: Any, workload: Any) -> None:
+    """A paused leader is replaced; resumed, it still believes it leads until a reply carries the
+    higher term: then it steps down (B28). The others' links *to* it are cut from the moment it
+    pauses, so the only way it can learn the new term is the INVALID_TERM answers to its own
+    requests."""
+    cluster = make_cluster(nodes=3)
+    timing = cluster.timing
+    markers = Markers(cluster, "pause-leader")
+    with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
+        old = cluster.wait_for_leader()
+        term = cluster.status(old)["term"]
+        others = [n for n in cluster.nodes if n != old]
+        markers.write(2)
+        _warmed_up(cluster)
+        paused = pause(cluster, old)  # skips (FaultUnavailable) on a backend that cannot pause
+        try:
+            with ExitStack() as cuts:
+                for other in others:
+                    cuts.enter_context(partition(cluster, link=(other, old), mode="refused"))
+                new = cluster.wait_for_new_leader(old, term)
+                new_term = cluster.status(new)["term"]
+                rejected = {n: cluster.status(n)["updates_rejected"] for n in others}
+                resume(cluster, paused)
+                cluster.wait_until(lambda: (st := cluster.status(old))["role"] == "FOLLOWER"
+                                   and st["term"] >= new_term,
+                                   what=f"{old} to step down to term {new_term}",
+                                   timeout_s=heartbeats(cluster, 2) + timing.rpc_timeout_s)
+                after = {n: cluster.status(n)["updates_rejected"] for n in others}
+                print(f"{old} stepped down; rejected updates {rejected} -> {after}")
+                assert any(after[n] > rejected[n] for n in others), (
+                    f"{old} stepped down without any of its updates being rejected: {rejected} -> {after}")
+                assert cluster.status(old)["step_downs"] >= 1
+                assert cluster.leader() == new
+        finally:
+            resume(cluster, paused)
+        markers.write(2)
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    markers.assert_all_durable()
+
+
+@pytest.mark.docker_subset
+def test_whole_cluster_crash_and_restart(make_cluster: Any, workload: Any) -> None:
+    """Every node is SIGKILLed at once and started again: a leader comes back and every
+    acknowledged write is there (durable state is fsynced before it is acknowledged)."""
+    cluster = make_cluster(nodes=3)
+    timing = cluster.timing
+    markers = Markers(cluster, "crash-all")
+    with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
+        cluster.wait_for_leader()
+        markers.write(3)
+        wait_ok_ops(cluster, OK_OPS_TO_RESUME, 0.0, "the workload to commit")
+        commits = {n: cluster.status(n)["commit_index"] for n in cluster.nodes}
+        with stopped(cluster, "all"):
+            assert not any(cluster.is_running(n) for n in cluster.nodes)
+        cluster.wait_healthy()
+        leader = cluster.wait_for_leader(timing.first_leader_within_s)
+        restarted_at = cluster.history.now()
+        wait_ok_ops(cluster, OK_OPS_TO_RESUME, restarted_at, "writes after the restart")
+        st = cluster.status(leader)
+        assert st["commit_index"] >= max(commits.values()), (
+            f"commit index went back after the restart: {commits} -> {leader}: {st['commit_index']}")
+        markers.write(1)
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    markers.assert_all_durable()
+
+
+def test_leader_cut_off_from_majority_stays_leader(make_cluster: Any) -> None:
+    """B34: no check-quorum. A leader cut off from the majority stays LEADER in its term (the
+    majority elects another in a higher term); a write it accepts times out uncommitted and is
+    never applied. Healed, it hears the higher term and steps down."""
+    cluster = make_cluster(nodes=3)
+    timing = cluster.timing
+    markers = Markers(cluster, "cut-leader")
+    old = cluster.wait_for_leader()
+    term = cluster.status(old)["term"]
+    markers.write(MIN_OK_BEFORE)
+    key, value = "cut-leader-orphan", "written-to-a-cut-off-leader"
+    with partition(cluster, isolate=old, mode="refused") as record:
+        new = cluster.wait_for_new_leader(old, term)
+        new_term = cluster.status(new)["term"]
+        st = cluster.status(old)
+        assert st["role"] == "LEADER" and st["term"] == term, (
+            f"the cut-off leader {old} did not stay LEADER in term {term}: {st['role']}/t{st['term']}")
+        commit = st["commit_index"]
+        result = recorded_op(cluster, old, OpFn.WRITE, key, value)
+        print(f"write to cut-off {old}: {result.outcome} {result.error} after {result.latency_s:.3f}s")
+        assert result.outcome is Outcome.INFO and result.error == "timeout", (
+            f"a write to the cut-off leader should time out indeterminate, got {result}")
+        assert result.latency_s >= timing.kv_op_timeout_s * 0.9, result
+        st = cluster.status(old)
+        assert st["role"] == "LEADER" and st["term"] == term and st["commit_index"] == commit, (
+            f"{old} changed while cut off: {st['role']}/t{st['term']}, commit {commit} -> {st['commit_index']}")
+    stayed = [s["status"] for s in samples_of(cluster, old, record.t, cluster.history.now())
+              if s["status"] is not None]
+    assert stayed and all(s["role"] == "LEADER" and s["term"] == term for s in stayed), (
+        f"{old} did not stay LEADER in term {term} for the whole cut (observer samples)")
+    cluster.wait_until(lambda: (st := cluster.status(old))["role"] == "FOLLOWER" and st["term"] >= new_term,
+                       what=f"{old} to step down after healing",
+                       timeout_s=heartbeats(cluster, 2) + timing.rpc_timeout_s)
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    assert markers.read(key) != value, "a write the cut-off leader never committed was applied"
+    markers.write(1)  # writes resume after healing
+    markers.assert_all_durable()
