@@ -10,7 +10,17 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from faults.base import as_target, bounded, check_known, check_number
-from harness.errors import FaultError, HarnessError
+from faults.verify import (
+    UNVERIFIED,
+    Verification,
+    crash_draws,
+    crash_verification,
+    last_indexes,
+    progress_verification,
+    rejected_counts,
+    rejection_verification,
+)
+from harness.errors import FaultError, HarnessError, NodeUnreachable
 from harness.fault import RUNTIME_FAULT_FLAGS, FaultRecord, Target, record_fault, record_heal, resolve_target
 
 if TYPE_CHECKING:
@@ -21,6 +31,9 @@ CRASH_AFTER_LEADER_REQUEST = "fault_crash_after_leader_request_fraction"
 FOLLOWER_REJECT_UPDATES = "follower_reject_update_consensus_requests"
 FOLLOWER_FAIL_ALL_PREPARE = "follower_fail_all_prepare"
 FOLLOWER_FAIL_PREPARE_ROTATE = "follower_fail_prepare_with_rotate_event"
+WAL_LATENCY = "log_inject_latency"
+CRASH_FLAGS = (CRASH_ON_LEADER_REQUEST, CRASH_AFTER_LEADER_REQUEST)
+FOLLOWER_FLAGS = (FOLLOWER_REJECT_UPDATES, FOLLOWER_FAIL_ALL_PREPARE, FOLLOWER_FAIL_PREPARE_ROTATE)
 _FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -65,6 +78,7 @@ class FlagFault:
         self._lock = threading.Lock()
         self._previous: dict[str, dict[str, Any]] = {}  # node -> flag -> value before injection
         self._record: FaultRecord | None = None
+        self._baseline: dict[str, Any] = {}
 
     def available(self, cluster: Cluster) -> str | None:
         """Unavailable when no running node lists one of the flags (another implementation of the
@@ -109,19 +123,54 @@ class FlagFault:
             raise FaultError(f"{self.name}: setting {dict(self.flags)} failed: {exc}") from exc
         params["skipped_not_running"] = [n for n in ids if n not in hit]
         self._record = record_fault(cluster, self.name, params, hit, term)
+        self._baseline = self._observe(cluster, hit)
         return self._record
+
+    def _observe(self, cluster: Cluster, hit: list[str]) -> dict[str, Any]:
+        """What ``verify`` compares against: crash draws, rejected updates or log positions."""
+        try:
+            crash = [f for f in CRASH_FLAGS if float(self.flags.get(f, 0.0) or 0.0) > 0]
+            if crash:
+                return {"kind": "crash", "flag": crash[0], "draws": crash_draws(cluster, crash[0])}
+            if any(self.flags.get(f) is True for f in FOLLOWER_FLAGS):
+                return {"kind": "reject", "counts": rejected_counts(cluster, hit)}
+            if self.flags.get(WAL_LATENCY) is True:
+                return {"kind": "wal", "indexes": last_indexes(cluster, hit)}
+        except (HarnessError, AttributeError):
+            pass
+        return {"kind": "unknown"}
+
+    def verify(self, cluster: Cluster) -> Verification:
+        """Whether the flags bit since injection (see ``faults.verify``)."""
+        if self._record is None:
+            return UNVERIFIED
+        base, since = self._baseline, self._record.t
+        try:
+            if base.get("kind") == "crash":
+                return crash_verification(cluster, since, base["draws"], base["flag"])
+            if base.get("kind") == "reject":
+                return rejection_verification(cluster, since, base["counts"])
+            if base.get("kind") == "wal":
+                return progress_verification(cluster, base["indexes"])
+        except (HarnessError, AttributeError) as exc:
+            return Verification(None, f"could not verify: {exc}")
+        return Verification(None, f"set {', '.join(self.flags)}; its effect is not observable here")
 
     def heal(self, cluster: Cluster) -> None:
         with self._lock:
+            verification = self.verify(cluster)
             for node_id in list(self._previous):
-                if cluster.is_running(node_id) and not cluster.is_paused(node_id):
-                    current = cluster.flags(node_id)
-                    for flag, value in self._previous[node_id].items():
-                        if value is not None and current.get(flag) != value:
-                            cluster.set_flag(node_id, flag, value)
+                try:
+                    if cluster.is_running(node_id) and not cluster.is_paused(node_id):
+                        current = cluster.flags(node_id)
+                        for flag, value in self._previous[node_id].items():
+                            if value is not None and current.get(flag) != value:
+                                cluster.set_flag(node_id, flag, value)
+                except NodeUnreachable:
+                    pass  # crashed or restarting: it comes back with its spec's flags
                 del self._previous[node_id]
             if self._record is not None:
-                record_heal(cluster, self._record)
+                record_heal(cluster, self._record, **verification.heal_fields())
                 self._record = None
 
 
@@ -151,6 +200,15 @@ def follower_fail_all_prepare(target: Target | str = "followers") -> FlagFault:
 def follower_fail_prepare_with_rotate_event(target: Target | str = "followers") -> FlagFault:
     """CANNOT_PREPARE with "Previous Rotate Event with": not a counted failure (B9)."""
     return FlagFault({FOLLOWER_FAIL_PREPARE_ROTATE: True}, target, name="follower-fail-prepare-rotate")
+
+
+def wal_latency(mean_ms: int = 100, stddev_ms: int = 100, target: Target | str = "all") -> FlagFault:
+    """Every WAL sync on the target nodes sleeps N(mean_ms, stddev_ms) ms (kuduraft's
+    ``log_inject_latency`` with ``log_inject_latency_ms_mean`` / ``_ms_stddev``)."""
+    mean = int(check_number("mean_ms", mean_ms, 0, 600_000, integer=True))
+    stddev = int(check_number("stddev_ms", stddev_ms, 0, 600_000, integer=True))
+    return FlagFault({WAL_LATENCY: True, "log_inject_latency_ms_mean": mean,
+                      "log_inject_latency_ms_stddev": stddev}, target, name="wal-latency")
 
 
 @contextmanager

@@ -22,9 +22,18 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from faults.base import as_target, bounded, check_known, check_number
+from faults.shapes import Mode
 from harness.backend import CLIENT, LinkId
 from harness.errors import FaultError, HarnessError
-from harness.fault import FaultRecord, Target, nemesis_rng, record_fault, record_heal, resolve_target
+from harness.fault import (
+    FaultRecord,
+    Target,
+    TargetKind,
+    nemesis_rng,
+    record_fault,
+    record_heal,
+    resolve_target,
+)
 from harness.toxi import Stream
 
 if TYPE_CHECKING:
@@ -32,11 +41,6 @@ if TYPE_CHECKING:
 
 MAX_LATENCY_MS = 60_000
 _SEQ = itertools.count(1)  # distinguishes toxic names of fault instances within one process
-
-
-class Mode(StrEnum):
-    REFUSED = "refused"
-    BLACKHOLE = "blackhole"
 
 
 class Direction(StrEnum):
@@ -213,10 +217,15 @@ class _Endpoints:
     def resolve(self, cluster: Cluster) -> tuple[LinkId, tuple[str, ...], int | None]:
         statuses, rng = cluster.statuses(), nemesis_rng(cluster)
         src, term = _one_node(self.src, statuses, cluster.nodes, rng, "src")
-        dst, _ = _one_node(self.dst, statuses, cluster.nodes, rng, "dst")
+        others = [n for n in cluster.nodes if n != src]  # "one" as dst: one of the other nodes
+        dst, _ = _one_node(self.dst, statuses, others if self.dst.kind is TargetKind.ONE else cluster.nodes,
+                           rng, "dst")
         if src == dst:
             raise FaultError(f"link {self.src} -> {self.dst} resolved to the same node {src}")
         return LinkId(src, dst), (src, dst), term
+
+
+Endpoints = _Endpoints  # public name for the other link faults (faults.toxics)
 
 
 class CutLink(_LinkFault):

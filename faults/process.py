@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from faults.base import as_target, bounded, check_known, check_number
+from faults.verify import UNVERIFIED, Verification, node_silent
 from harness.errors import FaultError, HarnessError
 from harness.fault import FaultRecord, Target, check_available, record_fault, record_heal, resolve_target
 
@@ -29,6 +30,7 @@ class _ProcessFault:
         self._lock = threading.Lock()
         self._hit: list[str] = []
         self._record: FaultRecord | None = None
+        self._verification = UNVERIFIED
 
     def available(self, cluster: Cluster) -> str | None:
         check_known(cluster, self.target)
@@ -51,6 +53,22 @@ class _ProcessFault:
     def _undo(self, cluster: Cluster, node_id: str) -> None:
         raise NotImplementedError
 
+    def _took_effect(self, cluster: Cluster, node_id: str) -> bool | None:
+        """Checked right after acting on ``node_id`` (default: the process is gone); None: unknown."""
+        return not cluster.is_running(node_id)
+
+    def verify(self, cluster: Cluster) -> Verification:
+        """Whether the action took effect on every node hit (vacuous when no node was running)."""
+        if not self._hit:
+            return Verification(False, "no target node was running")
+        seen = {n: self._took_effect(cluster, n) for n in self._hit}
+        missed = [n for n, ok in seen.items() if ok is False]
+        if any(ok is None for ok in seen.values()) and not missed:
+            return Verification(None, f"cannot observe {self.name} on {', '.join(self._hit)}")
+        if missed:
+            return Verification(False, f"{self.name} did not take effect on {', '.join(missed)}")
+        return Verification(True, f"{self.name} took effect on {', '.join(self._hit)}")
+
     def inject(self, cluster: Cluster) -> FaultRecord:
         if self._record is not None:
             raise FaultError(f"{self.name} is already injected")
@@ -65,6 +83,7 @@ class _ProcessFault:
             self._record = record_fault(cluster, self.name, {**params, "error": str(exc)}, self._hit, term)
             raise FaultError(f"{self.name} {self.target}: failed on a node after hitting "
                              f"{self._hit or 'none'}: {exc}") from exc
+        self._verification = self.verify(cluster)
         self._record = record_fault(cluster, self.name, params, self._hit, term)
         return self._record
 
@@ -74,8 +93,9 @@ class _ProcessFault:
                 self._undo(cluster, self._hit[-1])
                 self._hit.pop()
             if self._record is not None:
-                record_heal(cluster, self._record)
+                record_heal(cluster, self._record, **self._verification.heal_fields())
                 self._record = None
+                self._verification = UNVERIFIED
 
 
 class Kill(_ProcessFault):
@@ -112,6 +132,10 @@ class Pause(_ProcessFault):
     def _act(self, cluster: Cluster, node_id: str) -> None:
         cluster.pause(node_id)
 
+    def _took_effect(self, cluster: Cluster, node_id: str) -> bool | None:
+        """The paused process stopped answering."""
+        return node_silent(cluster, node_id)
+
     def _undo(self, cluster: Cluster, node_id: str) -> None:
         if cluster.is_running(node_id) and cluster.is_paused(node_id):
             cluster.resume(node_id)
@@ -135,6 +159,10 @@ class Restart(_ProcessFault):
 
     def _act(self, cluster: Cluster, node_id: str) -> None:
         cluster.restart(node_id, hard=self.hard)
+
+    def _took_effect(self, cluster: Cluster, node_id: str) -> bool | None:
+        """A new process runs."""
+        return cluster.is_running(node_id)
 
     def _undo(self, cluster: Cluster, node_id: str) -> None:
         if not cluster.is_running(node_id):

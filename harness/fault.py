@@ -188,8 +188,9 @@ def record_fault(cluster: Cluster, fault: str, params: Mapping[str, Any], target
     return FaultRecord(fault, dict(params), tuple(targets), term, event["t"])
 
 
-def record_heal(cluster: Cluster, record: FaultRecord) -> None:
-    cluster.history.heal(record.fault, record.params, record.targets, record.term)
+def record_heal(cluster: Cluster, record: FaultRecord, **extra: Any) -> None:
+    """Write the ``heal`` event (``extra``: e.g. ``vacuous``/``evidence`` from verification)."""
+    cluster.history.heal(record.fault, record.params, record.targets, record.term, **extra)
 
 
 def restore_health(cluster: Cluster) -> None:

@@ -59,6 +59,15 @@ class Link:
     def toxics(self) -> list[Toxic]:
         return self._toxi.toxics(self.name)
 
+    def traffic(self) -> dict[Stream, tuple[int, int]]:
+        """Bytes so far per stream of this link: (received from the sender, sent on); see
+        ``ToxiproxyClient.traffic``."""
+        return {stream: pair for (proxy, stream), pair in self.server_traffic().items() if proxy == self.name}
+
+    def server_traffic(self) -> dict[tuple[str, Stream], tuple[int, int]]:
+        """Bytes so far on every proxy of this link's Toxiproxy server, in one API call."""
+        return self._toxi.traffic()
+
     def reset(self) -> None:
         """Remove this link's toxics and enable it (other links untouched)."""
         for toxic in self.toxics():

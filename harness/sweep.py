@@ -60,7 +60,7 @@ def owner_alive(token: str) -> bool:
         pid = int(pid_text)
     except ValueError:
         return False
-    return str(process_start_ticks(pid)) == ticks
+    return str(process_start_ticks(pid)) == ticks and process_alive(pid)  # a zombie owner is dead
 
 
 def labelled_env(run_id: str, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -12,6 +12,7 @@ status or does not answer within ``timeout_s`` raises ToxiproxyError naming the 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -57,6 +58,10 @@ class Toxic:
     stream: Stream
     toxicity: float
     attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+_METRIC = re.compile(r"^toxiproxy_proxy_(received|sent)_bytes_total\{([^}]*)\}\s+(\S+)$", re.M)
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def _text(exc: Exception) -> str:
@@ -184,3 +189,22 @@ class ToxiproxyClient:
 
     def toxics(self, proxy: str) -> list[Toxic]:
         return [_toxic(doc) for doc in self._call("GET", f"/proxies/{quote(proxy, safe='')}/toxics") or []]
+
+    # ---- traffic --------------------------------------------------------------------------------
+
+    def traffic(self) -> dict[tuple[str, Stream], tuple[int, int]]:
+        """Bytes per (proxy, stream) since the server started: (received from the sender, sent on
+        to the receiver), from ``GET /metrics`` (the server runs with ``-proxy-metrics``). A
+        stream that never carried a byte is absent. ToxiproxyError when metrics are off."""
+        text = self._call("GET", "/metrics")
+        if not isinstance(text, str):
+            raise ToxiproxyError("toxiproxy GET /metrics: no Prometheus text (is -proxy-metrics on?)")
+        out: dict[tuple[str, Stream], list[int]] = {}
+        for match in _METRIC.finditer(text):
+            which, labels, value = match.group(1), dict(_LABEL.findall(match.group(2))), match.group(3)
+            try:
+                key = (labels["proxy"], Stream(labels["direction"]))
+            except (KeyError, ValueError):
+                continue
+            out.setdefault(key, [0, 0])[0 if which == "received" else 1] = int(float(value))
+        return {key: (pair[0], pair[1]) for key, pair in out.items()}

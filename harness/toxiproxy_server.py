@@ -81,7 +81,8 @@ class ToxiproxyServer:
             self.port = free_port(self.HOST)
             with self.log_path.open("ab") as log:
                 self.process = subprocess.Popen(
-                    [str(binary), "-host", self.HOST, "-port", str(self.port), "-seed", str(self.seed)],
+                    [str(binary), "-host", self.HOST, "-port", str(self.port), "-seed", str(self.seed),
+                     "-proxy-metrics"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     env=self.env, start_new_session=True)
             client = ToxiproxyClient(self.api_url, timeout_s=1.0)

@@ -93,6 +93,8 @@ class FaultWindow:
     term: int | None
     t_inject: float
     t_heal: float | None
+    vacuous: bool | None = None  # from the heal event: True = in place but did not bite
+    evidence: str | None = None
 
     def end(self, duration_s: float) -> float:
         return self.t_heal if self.t_heal is not None else max(duration_s, self.t_inject)
@@ -117,7 +119,7 @@ def fault_windows(events: Sequence[Event]) -> list[FaultWindow]:
         candidates = [w for w in opened if w["t_heal"] is None and w["name"] == name]
         exact = [w for w in candidates if w["targets"] == targets]
         if exact or candidates:
-            (exact or candidates)[0]["t_heal"] = t
+            (exact or candidates)[0].update(t_heal=t, vacuous=e.get("vacuous"), evidence=e.get("evidence"))
     return [FaultWindow(**w) for w in opened]
 
 

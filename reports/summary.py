@@ -13,7 +13,8 @@ history's clock; a field that could not be measured is ``null``, never omitted):
   at all is unknown).
 - ``verdicts``: list of {``checker``, ``validity``, ``summary``} (details stay in verdicts.json).
 - ``faults``: list of {``name``, ``targets`` [str], ``params`` {}, ``term`` (int|null), ``t_inject``,
-  ``t_heal`` (null: not healed), ``duration_s`` (until heal or run end)}.
+  ``t_heal`` (null: not healed), ``duration_s`` (until heal or run end), ``vacuous`` (true: in place
+  but did not bite; null: not verified) and ``evidence``}.
 - ``ops``: {``total``, ``by_outcome`` {ok, fail, info, open}, ``by_type`` {f: {ok, fail, info, open}}}.
 - ``latency_ms``: {``by_outcome`` {outcome: pct}, ``ok_by_type`` {f: pct}} where pct is
   {``p50``, ``p90``, ``p99``, ``max``} in milliseconds (nearest rank; {} when no ops).
@@ -122,7 +123,8 @@ def build_summary(data: RunData, tl: Timeline) -> dict[str, Any]:
                      for v in data.verdicts],
         "faults": [{"name": w.name, "targets": list(w.targets), "params": w.params, "term": w.term,
                     "t_inject": _r(w.t_inject), "t_heal": _r(w.t_heal),
-                    "duration_s": _r(w.end(tl.duration_s) - w.t_inject)} for w in tl.faults],
+                    "duration_s": _r(w.end(tl.duration_s) - w.t_inject), "vacuous": w.vacuous,
+                    "evidence": w.evidence} for w in tl.faults],
         "ops": _ops(tl),
         "latency_ms": _latency(tl),
         "leader_changes": {"count": max(len(tl.leaders) - 1, 0),

@@ -47,9 +47,18 @@ def _extras(data: RunData) -> Mapping[str, Any]:
 
 
 def faults_injected(events: Iterable[Mapping[str, Any]]) -> list[str]:
-    """``name(targets)`` of every recorded fault, in order."""
-    return [f"{e.get('fault')}({', '.join(map(str, e.get('targets') or []))})" for e in events
-            if e.get("kind") == EventKind.FAULT.value]
+    """``name(targets)`` of every recorded fault, in order; `` vacuous`` when its heal says it did
+    not bite (in place, but e.g. no traffic crossed the cut)."""
+    rows: list[list[Any]] = []  # [label, name, targets, healed, vacuous]
+    for e in events:
+        targets = tuple(map(str, e.get("targets") or []))
+        if e.get("kind") == EventKind.FAULT.value:
+            rows.append([f"{e.get('fault')}({', '.join(targets)})", e.get("fault"), targets, False, None])
+        elif e.get("kind") == EventKind.HEAL.value:
+            row = next((r for r in rows if not r[3] and r[1] == e.get("fault") and r[2] == targets), None)
+            if row is not None:
+                row[3], row[4] = True, e.get("vacuous")
+    return [label + (" [yellow]vacuous[/]" if vacuous else "") for label, _, _, _, vacuous in rows]
 
 
 def count_leader_changes(events: Iterable[Mapping[str, Any]]) -> int:

@@ -15,7 +15,11 @@ app = typer.Typer(name="raftchaos", add_completion=False, no_args_is_help=True,
 # Command modules register themselves on ``app`` when imported; add new groups (up, status, fault,
 # down, run, replay, clean) as modules here, one import each.
 from harness.cli import clean as _clean  # noqa: E402,F401
+from harness.cli import faultcmd as _faultcmd  # noqa: E402,F401
 from harness.cli import report as _report  # noqa: E402,F401
+from harness.cli import scenario as _scenario  # noqa: E402,F401
+from harness.cli import status as _status  # noqa: E402,F401
+from harness.cli import up as _up  # noqa: E402,F401
 
 EXIT_BAD_INPUT = 2
 

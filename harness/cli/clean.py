@@ -22,7 +22,10 @@ def clean(
     Does not start a Docker daemon. Exit 0 when everything was removed, 1 when something could not be
     (each printed as ``error: ...``)."""
     from harness.cleanup import clean_everything
+    from harness.cli.state import clean_state
 
+    for line in clean_state(include_live=all_runs):  # a `raftchaos up` cluster: stale, or live with --all
+        print(line)
     report = clean_everything(include_live=all_runs)
     for line in report.lines():
         print(line)

@@ -1,0 +1,155 @@
+"""Partition faults: a shape (isolate, halves, majority-minority, bridge, ring, one-way) compiled onto the proxies."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from faults.base import as_target, check_known
+from faults.proxyops import ProxyEdits, apply_checked
+from faults.shapes import (
+    Mode,
+    ShapeKind,
+    compile_cuts,
+    from_groups,
+    plan_shape,
+    proxy_plan,
+    unavailable_reason,
+)
+from faults.verify import UNVERIFIED, Verification, cut_verification, traffic
+from harness.errors import FaultError
+from harness.fault import FaultRecord, Target, nemesis_rng, record_fault, record_heal, resolve_target
+
+if TYPE_CHECKING:
+    from harness.cluster import Cluster
+
+# Which resolved group the ``targets`` of the record name (the nodes "hit" by the partition).
+_HIT_GROUP = {ShapeKind.ISOLATE: 0, ShapeKind.MAJORITY_MINORITY: 0, ShapeKind.ONE_WAY: 0,
+              ShapeKind.HALVES: 0, ShapeKind.BRIDGE: 1, ShapeKind.MAJORITIES_RING: 0}
+
+
+def _enum(kind: type[Any], value: Any, what: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in kind)
+        raise FaultError(f"{what} must be one of {choices}, got {value!r}") from None
+
+
+class Partition:
+    """Cut the cluster along ``shape`` in ``mode`` (``refused`` or ``blackhole``).
+
+    ``target`` (isolate: who is isolated, default ``one``; majority-minority: who must be in the
+    minority, e.g. ``leader``; one-way: the senders) and ``dst`` (one-way: the receivers, default
+    everyone else) are resolved at injection. ``groups`` fixes the groups instead of drawing them
+    (a replay passes the recorded ones). ``include_client`` also cuts the client links of the
+    first group. The fault event records the groups drawn and every link touched; the heal event
+    whether the cut bit (traffic crossed it and was dropped)."""
+
+    def __init__(self, shape: ShapeKind | str, mode: Mode | str = Mode.REFUSED, target: Target | str | None = None,
+                 dst: Target | str | None = None, groups: Sequence[Sequence[str]] | None = None,
+                 include_client: bool = False) -> None:
+        self.shape: ShapeKind = _enum(ShapeKind, shape, "shape")
+        self.mode: Mode = _enum(Mode, mode, "mode")
+        needs_target = self.shape in (ShapeKind.ISOLATE, ShapeKind.ONE_WAY)
+        if target is None and needs_target and groups is None:
+            target = "one"
+        if target is not None and self.shape in (ShapeKind.HALVES, ShapeKind.BRIDGE, ShapeKind.MAJORITIES_RING):
+            raise FaultError(f"a {self.shape.value} partition draws its own sides: it takes no target")
+        if dst is not None and self.shape is not ShapeKind.ONE_WAY:
+            raise FaultError("dst applies to one-way cuts only")
+        self.target = as_target(target, "target") if target is not None else None
+        self.dst = as_target(dst, "dst") if dst is not None else None
+        if groups is not None and (not isinstance(groups, Sequence) or isinstance(groups, str)
+                                   or not all(isinstance(g, Sequence) and not isinstance(g, str) for g in groups)):
+            raise FaultError(f"groups must be a list of lists of node ids, got {groups!r}")
+        self.groups = [list(g) for g in groups] if groups is not None else None
+        if not isinstance(include_client, bool):
+            raise FaultError(f"include_client must be a bool, got {include_client!r}")
+        self.include_client = include_client
+        self.name = "isolate" if self.shape is ShapeKind.ISOLATE else f"partition-{self.shape.value}"
+        self._lock = threading.Lock()
+        self._edits: ProxyEdits | None = None
+        self._record: FaultRecord | None = None
+
+    def available(self, cluster: Cluster) -> str | None:
+        for t in (self.target, self.dst):
+            if t is not None:
+                check_known(cluster, t)
+        reason = unavailable_reason(self.shape, len(cluster.nodes))
+        for t in (self.target, self.dst):
+            if reason is None and t is not None:
+                reason = t.unavailable_reason(cluster.nodes)
+        return reason
+
+    def setup(self, cluster: Cluster) -> None:
+        """Nothing to prepare: resetting every link here would heal a fault this one nests in."""
+
+    def teardown(self, cluster: Cluster) -> None:
+        """FaultError when this fault left a toxic or a disabled proxy behind."""
+        if self._edits is not None and (left := self._edits.leftovers(cluster)):
+            raise FaultError(f"{self.name}: not healed: {', '.join(left)}")
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"shape": self.shape.value, "mode": self.mode.value}
+        if self.target is not None:
+            out["target"] = str(self.target)
+        if self.dst is not None:
+            out["dst"] = str(self.dst)
+        if self.include_client:
+            out["include_client"] = True
+        return out
+
+    def _resolve(self, cluster: Cluster) -> tuple[list[list[str]], int | None]:
+        first: tuple[str, ...] = ()
+        second: tuple[str, ...] = ()
+        term = None
+        if self.groups is not None:
+            _, term = resolve_target(cluster, Target.all())
+            return self.groups, term
+        if self.target is not None:
+            first, term = resolve_target(cluster, self.target)
+        if self.dst is not None:
+            second, _ = resolve_target(cluster, self.dst)
+        if self.target is None:
+            _, term = resolve_target(cluster, Target.all())
+        resolved, _, _ = plan_shape(self.shape, cluster.nodes, self.mode, nemesis_rng(cluster), first, second)
+        return [list(g) for g in resolved.groups], term
+
+    def inject(self, cluster: Cluster) -> FaultRecord:
+        if self._record is not None:
+            raise FaultError(f"{self.name} is already injected")
+        groups, term = self._resolve(cluster)
+        resolved = from_groups(self.shape, cluster.nodes, groups)
+        clients = resolved.groups[0] if self.include_client else ()
+        cuts = compile_cuts(resolved.blocked, self.mode, clients)
+        ops = proxy_plan(cuts)
+        hit = resolved.groups[_HIT_GROUP[self.shape]]
+        params = {**self.params(), "groups": [list(g) for g in resolved.groups],
+                  "links": sorted({op.link for op in ops})}
+        self._edits = ProxyEdits(self.name)
+        try:
+            apply_checked(cluster, self._edits, ops, f"{self.name} {self.mode.value}")
+        except FaultError as exc:
+            self._record = record_fault(cluster, self.name, {**params, "error": str(exc)}, hit, term)
+            raise
+        self._record = record_fault(cluster, self.name, params, hit, term)
+        return self._record
+
+    def verify(self, cluster: Cluster) -> Verification:
+        """Whether traffic crossed the cut (and was dropped) since injection."""
+        edits = self._edits
+        if edits is None:
+            return UNVERIFIED
+        after = traffic(cluster, sorted({link for link, _ in edits.dropped_streams()} | set(edits.disabled)))
+        return cut_verification(edits.baseline, after, edits.dropped_streams(), edits.disabled)
+
+    def heal(self, cluster: Cluster) -> None:
+        with self._lock:
+            verification = self.verify(cluster) if self._record is not None else UNVERIFIED
+            if self._edits is not None:
+                self._edits.undo(cluster)
+            if self._record is not None:
+                record_heal(cluster, self._record, **verification.heal_fields())
+                self._record = None

@@ -1,0 +1,113 @@
+"""Applying planned proxy operations to a live cluster's links, checking them in place, undoing exactly them."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from faults.shapes import ProxyOp
+from faults.verify import Traffic, dial_refused, traffic
+from harness.backend import LinkId
+from harness.errors import FaultError, HarnessError
+from harness.toxi import Stream
+
+if TYPE_CHECKING:
+    from harness.cluster import Cluster
+    from harness.link import Link
+
+_SEQ = itertools.count(1)
+
+
+def link_of(cluster: Cluster, name: str) -> Link:
+    link_id = LinkId.parse(name)
+    return cluster.client_link(link_id.dst) if link_id.is_client else cluster.link(link_id.src, link_id.dst)
+
+
+class ProxyEdits:
+    """The proxy operations one fault made (disabled links, toxics by name); ``undo`` reverts exactly
+    those, so faults on different links nest. Thread-safe; ``undo`` is idempotent."""
+
+    def __init__(self, owner: str) -> None:
+        self.tag = f"raftchaos-{owner}-{next(_SEQ)}"
+        self._lock = threading.Lock()
+        self.disabled: list[str] = []
+        self.toxics: list[tuple[str, str, Stream]] = []  # (link, toxic name, stream)
+        self.baseline: Traffic | None = None
+
+    def apply(self, cluster: Cluster, ops: Sequence[ProxyOp], toxicity: float = 1.0) -> None:
+        """Apply ``ops`` in order (HarnessError from Toxiproxy propagates; ``undo`` reverts the part
+        done). The traffic baseline for verification is taken just before."""
+        links = sorted({op.link for op in ops})
+        self.baseline = traffic(cluster, links)
+        with self._lock:
+            for op in ops:
+                link = link_of(cluster, op.link)
+                if op.op == "disable":
+                    link.disable()
+                    self.disabled.append(op.link)
+                    continue
+                assert op.toxic_type is not None and op.stream is not None
+                name = f"{self.tag}-{op.toxic_type}-{op.stream.value}"
+                link.add_toxic(op.toxic_type, op.stream, toxicity=toxicity,
+                               attributes=dict(op.attributes), name=name)
+                self.toxics.append((op.link, name, op.stream))
+
+    def check_in_place(self, cluster: Cluster) -> list[str]:
+        """Read every edit back from Toxiproxy (and dial disabled loopback proxies); the problems."""
+        problems = []
+        for name in self.disabled:
+            info = link_of(cluster, name).info()
+            if info.enabled:
+                problems.append(f"{name} still enabled")
+            elif dial_refused(info.listen) is False:
+                problems.append(f"{name} disabled but {info.listen} still accepts dials")
+        for name, toxic, _ in self.toxics:
+            if toxic not in {t.name for t in link_of(cluster, name).toxics()}:
+                problems.append(f"{name}: toxic {toxic} not listed")
+        return problems
+
+    def dropped_streams(self) -> list[tuple[str, Stream]]:
+        return [(link, stream) for link, _, stream in self.toxics]
+
+    def undo(self, cluster: Cluster) -> None:
+        with self._lock:
+            while self.toxics:
+                link, name, _ = self.toxics[-1]
+                link_of(cluster, link).remove_toxic(name)
+                self.toxics.pop()
+            while self.disabled:
+                link_of(cluster, self.disabled[-1]).enable()
+                self.disabled.pop()
+
+    def leftovers(self, cluster: Cluster) -> list[str]:
+        """What of this fault's tag is still on its links (teardown's check)."""
+        out = []
+        for name in sorted({link for link, _, _ in self.toxics} | set(self.disabled)):
+            link = link_of(cluster, name)
+            left = [t.name for t in link.toxics() if t.name.startswith(self.tag)]
+            if left or not link.enabled:
+                out.append(f"{name} (toxics {left}, enabled={link.enabled})")
+        return out
+
+
+def apply_checked(cluster: Cluster, edits: ProxyEdits, ops: Sequence[ProxyOp], what: str,
+                  toxicity: float = 1.0) -> None:
+    """Apply and read back; FaultError (after undoing) when Toxiproxy failed or the edit is not in place."""
+    try:
+        edits.apply(cluster, ops, toxicity)
+        problems = edits.check_in_place(cluster)
+    except HarnessError as exc:
+        _undo_quietly(cluster, edits)
+        raise FaultError(f"{what}: {exc}") from exc
+    if problems:
+        _undo_quietly(cluster, edits)
+        raise FaultError(f"{what}: not in place after injecting: {'; '.join(problems)}")
+
+
+def _undo_quietly(cluster: Cluster, edits: ProxyEdits) -> Any:
+    try:
+        edits.undo(cluster)
+    except HarnessError:
+        pass  # the final heal resets every link anyway

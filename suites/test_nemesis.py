@@ -1,0 +1,54 @@
+"""Seeded random nemesis: network, process and flag faults mixed under a workload; durability and recovery.
+
+The schedule is a value expanded from the test's seed (printed; ``pytest --seed N`` replays it and
+``raftchaos replay RUN_DIR`` re-executes the recorded ``schedule.jsonl``). The nemesis heals
+everything before the plugin's teardown runs the final reads and the checkers (durability,
+recovery, linearizability); an invalid verdict fails the test there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from faults.nemesis import read_schedule
+from faults.packages import FLAGS, NETWORK, PROCESS, mixed_package, random_package
+from harness.schedule import StepOp, plan_text
+from suites._helpers import wait_ok_ops
+
+pytestmark = [pytest.mark.chaos]
+
+COUNT = 6
+LIMIT_S = 10.0
+
+
+def test_same_seed_gives_the_same_schedule(raftchaos_seed: int) -> None:
+    package = mixed_package(COUNT, limit_s=LIMIT_S)
+    first = plan_text(package.steps(raftchaos_seed))
+    assert first == plan_text(package.steps(raftchaos_seed))
+    assert first != plan_text(package.steps(raftchaos_seed + 1))
+    kinds = {line.fault.name for line in package.steps(raftchaos_seed) if line.fault is not None}
+    assert kinds, "the plan injects something"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["mixed", "network", "process", "flags"])
+def test_random_schedule_keeps_acknowledged_writes(make_cluster: Any, workload: Any, raftchaos_seed: int,
+                                                   family: str) -> None:
+    faults = {"mixed": NETWORK + PROCESS + FLAGS, "network": NETWORK, "process": PROCESS, "flags": FLAGS}[family]
+    package = random_package(family, faults, COUNT, (0.5, 1.5), 0.5, LIMIT_S)
+    cluster = make_cluster(nodes=3, supervisor=True)
+    print(f"seed={raftchaos_seed}\n{plan_text(package.steps(raftchaos_seed))}")
+    with workload(cluster, clients=3, rate_hz=30.0):
+        wait_ok_ops(cluster, what="acknowledged writes before the first fault")
+        nemesis = package.run(cluster, raftchaos_seed)  # ends with the final heal
+        cluster.wait_for_leader(cluster.timing.new_leader_within_s() * 2)
+        wait_ok_ops(cluster, what="acknowledged writes after the final heal")
+    assert nemesis.errors == [], nemesis.errors
+    executed = read_schedule(cluster.run.schedule_path)
+    planned = package.steps(raftchaos_seed)
+    assert [(x["op"], x["slot"], x.get("fault")) for x in executed] == [
+        (s.op.value, s.slot, s.fault.name if s.fault else None) for s in planned]
+    injected = [x for x in executed if x["op"] == StepOp.INJECT.value and "targets" in x]
+    assert all(x["term"] is not None or x["targets"] == [] for x in injected)

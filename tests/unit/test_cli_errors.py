@@ -1,0 +1,49 @@
+"""CLI usage errors: one line on stderr, exit code 2, no traceback, nothing started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("RAFTCHAOS_HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "missing.toml"], "cannot read"),
+    (["reproduce", "missing.toml"], "cannot read"),
+    (["replay", "missing-dir"], "is not a directory"),
+    (["up", "--flag", "oops"], "name=value"),
+    (["up", "--profile", "slow"], "--profile must be one of"),
+    (["up", "--nodes", "9"], "node_count must be 1..7"),
+    (["status"], "no cluster is up"),
+    (["down"], "no cluster is up"),
+    (["fault", "add", "nope"], "unknown fault"),
+    (["fault", "add", "latency", "-p", "latency_ms=-3"], "latency_ms"),
+    (["fault", "heal"], "give a slot or --all"),
+    (["fault", "add", "pause"], "no cluster is up"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_reproduce_needs_symptoms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "plain.toml"
+    path.write_text("[[timeline]]\nat_s = 1\nfault = 'pause'\n")
+    assert main(["reproduce", str(path), "--times", "1"]) == 2
+    assert "no [[expect]] symptom" in capsys.readouterr().err
+
+
+def test_fault_list_needs_no_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fault", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("isolate", "majorities-ring", "slow-close", "limit-data", "wal-latency", "flag"):
+        assert name in out
