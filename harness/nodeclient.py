@@ -148,7 +148,7 @@ class NodeClient:
         if status == 421:
             return KvResult(Outcome.FAIL, latency, doc, "not_leader", status, doc.get("leader"),
                             doc.get("leader_http"))
-        if status == 400:
+        if status in (400, 409):  # bad request, or applied as a no-op (apply_error): no effect
             return KvResult(Outcome.FAIL, latency, doc, str(doc.get("error", "bad_request")), status)
         return KvResult(Outcome.INFO, latency, doc, str(doc.get("error", f"http_{status}")), status)
 

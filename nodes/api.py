@@ -93,6 +93,10 @@ class NodeApi:
         except LeadershipLost as e:
             return json_response(503, {"ok": False, "error": "leadership_lost", "message": str(e),
                                        "indeterminate": True})
+        if "error" in result:
+            # Committed and applied as a no-op (e.g. append to a non-string): definitely failed.
+            return json_response(409, {"ok": False, "error": "apply_error",
+                                       "message": result["error"], "index": result.get("index")})
         return json_response(200, {"ok": True, **result})
 
 

@@ -118,8 +118,9 @@ class RaftConsensus:
         self.faults.maybe_fault("fault_crash_before_cmeta_flush")
         self.meta.save(self.term, self.voted_for)
 
-    def adopt_term(self, term: int, *, reason: str) -> None:
-        """Move to a higher term: clear the vote, step down if leading, flush."""
+    def adopt_term(self, term: int, *, reason: str, flush: bool = True) -> None:
+        """Move to a higher term: clear the vote, step down if leading, flush (``flush=False`` only
+        when the caller flushes right after, e.g. together with a vote)."""
         if term <= self.term:
             return
         self.logger.info("advancing to term %d (%s)", term, reason)
@@ -128,7 +129,8 @@ class RaftConsensus:
         self.voted_for = None
         self.leader_uuid = None
         self.last_received_cur_leader = MIN_OPID
-        self.persist()
+        if flush:
+            self.persist()
         if was_leader or self.role is Role.CANDIDATE:
             self.become_follower(reason)
 

@@ -161,9 +161,13 @@ class Elections:
             if c.voted_for == cand:
                 return self._grant()
             return self._deny("ALREADY_VOTED", f"already voted for {c.voted_for} in term {term}")
-        if not pre and term > c.term:
-            c.adopt_term(term, reason=f"vote request from {cand}")
+        adopted = not pre and term > c.term
+        if adopted:
+            # Term and vote reach the disk in one flush (kuduraft adopts with SKIP_FLUSH_TO_DISK).
+            c.adopt_term(term, reason=f"vote request from {cand}", flush=False)
         if cand_last < c.log.last_opid:
+            if adopted:
+                c.persist()
             return self._deny("LAST_OPID_TOO_OLD", f"candidate last op {tuple(cand_last)} older "
                               f"than ours {tuple(c.log.last_opid)}")
         c.fd.snooze(self.backoff_s())

@@ -105,7 +105,7 @@ def parse_value(defn: FlagDef, raw: Any) -> Any:
         value = defn.kind(raw)
         if defn.kind is int and isinstance(raw, float) and raw != int(raw):
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf), float(10**400) from JSON
         raise FlagError(f"flag {name}: expected {defn.kind.__name__}, got {raw!r}") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise FlagError(f"flag {name}: must be finite, got {raw!r}")

@@ -35,6 +35,12 @@ class KvStore:
         self.data: dict[str, Any] = {}
 
     def apply(self, op: dict[str, Any]) -> dict[str, Any]:
+        """Total: a committed entry that cannot apply yields ``{"error": ...}`` and changes nothing
+        (raising here would wedge every replica on the same entry)."""
+        try:
+            validate_op(op)
+        except KvError as e:
+            return {"error": str(e)}
         kind = op.get("op")
         key = op.get("key", "")
         if kind == "put":
@@ -50,6 +56,8 @@ class KvStore:
             return {"swapped": False, "value": current}
         if kind == "append":
             current = self.data.get(key)
+            if current is not None and not isinstance(current, str):
+                return {"error": f"append: the value of {key!r} is not a string"}
             self.data[key] = (current or "") + str(op.get("value", ""))
             return {"value": self.data[key]}
         return {"error": f"unknown op {kind!r}"}

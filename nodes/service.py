@@ -25,13 +25,13 @@ class ConsensusService:
     async def handle(self, rpc: str, body: dict[str, Any]) -> dict[str, Any]:
         if rpc == "UpdateConsensus":
             return await self._update(body)
-        if rpc == "RequestVote":
+        if rpc in ("RequestVote", "RunLeaderElection"):
             dest = body.get("dest_uuid")
-            if dest is not None and dest != self.c.uuid:
+            if dest is not None and dest != self.c.uuid:  # B49, for every consensus RPC
                 return server_error("WRONG_SERVER_UUID", f"wrong destination {dest!r}; "
                                     f"this is {self.c.uuid}", self.c)
-            return self.elections.handle_request_vote(body)
-        if rpc == "RunLeaderElection":
+            if rpc == "RequestVote":
+                return self.elections.handle_request_vote(body)
             return self.elections.handle_run_leader_election(body)
         raise RemoteRpcError("NO_SUCH_METHOD", f"unknown rpc {rpc!r}")
 

@@ -100,6 +100,10 @@ async def handle_update(c: RaftConsensus, body: dict[str, Any]) -> dict[str, Any
         while ops and (ops[0].index <= c.commit_index or c.log.term_at(ops[0].index) == ops[0].term):
             preceding = OpId(ops[0].term, ops[0].index)
             ops.pop(0)
+        if preceding.index <= c.commit_index and c.log.term_at(preceding.index) is not None:
+            # A committed preceding id matches whatever term the request names (step 7), so check
+            # the new ops' sequence against the term we really hold there.
+            preceding = OpId(c.log.term_at(preceding.index) or 0, preceding.index)
         prev = preceding
         for op in ops:
             if op.index != prev.index + 1:
@@ -113,6 +117,10 @@ async def handle_update(c: RaftConsensus, body: dict[str, Any]) -> dict[str, Any
                                     f"than the previous op's term. Current: {op.term}.{op.index}. "
                                     f"Previous: {prev.term}.{prev.index}", c)
             prev = OpId(op.term, op.index)
+        if ops and ops[-1].term > req.caller_term:  # no leader writes ops of a term it has not reached
+            c.counters.updates_rejected += 1
+            return server_error("UNKNOWN_ERROR", f"Corruption: operation {ops[-1].term}.{ops[-1].index} "
+                                f"has a term above the caller's term {req.caller_term}", c)
         if req.caller_term < c.term:
             c.counters.updates_rejected += 1
             return reply(c, ("INVALID_TERM", f"Refusing update from remote peer {req.caller_uuid}: "
@@ -137,14 +145,14 @@ async def handle_update(c: RaftConsensus, body: dict[str, Any]) -> dict[str, Any
         c.last_leader_contact = c.clock.now()
         c.failed_elections = 0
         c.withhold_votes_until = c.clock.now() + c.flags.failure_timeout_s
+        # Early commit of ops already held (step 11) comes before prepare, so it survives a failure.
+        c.advance_commit(min(c.log.last_index, preceding.index, req.committed_index))
         prepared, cause = _prepare(c, ops)
         if ops and not prepared:
             c.counters.updates_rejected += 1
             return reply(c, ("CANNOT_PREPARE",
                              f"Could not prepare a single transaction due to: {cause}"))
         last_in_request = OpId(prepared[-1].term, prepared[-1].index) if prepared else preceding
-        early = min(c.log.last_index, preceding.index, req.committed_index)
-        c.advance_commit(early)
         for entry in prepared:
             c.log.append(entry)
         c.last_received_cur_leader = last_in_request
