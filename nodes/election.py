@@ -114,8 +114,11 @@ class Elections:
     def _finish(self, rnd: ElectionRound, won: bool) -> None:
         c = self.c
         rnd.decided = True
-        stale = (c.term != (rnd.term - 1 if rnd.pre else rnd.term)) or c.role is Role.LEADER
-        if self.current is rnd:
+        # A round a newer one replaced (the FD fired again meanwhile) is as stale as an old term.
+        superseded = self.current is not rnd
+        stale = (superseded or c.term != (rnd.term - 1 if rnd.pre else rnd.term)
+                 or c.role is Role.LEADER)
+        if not superseded:
             self.current = None
         if stale:
             return
@@ -136,7 +139,10 @@ class Elections:
             c.adopt_term(rnd.highest_term, reason="a voter has a higher term")
 
     # ----- RequestVote -----
-    def handle_request_vote(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def handle_request_vote(self, body: dict[str, Any]) -> dict[str, Any]:
+        """kuduraft's vote rules (spec 4.4). A vote arriving while an Update holds the update lock
+        is answered CONSENSUS_BUSY, except forced votes and votes with the failure detector off,
+        which wait for the lock instead."""
         c = self.c
         cand = body.get("candidate_uuid")
         term = body.get("candidate_term")
@@ -150,9 +156,16 @@ class Elections:
             return self._deny("INVALID_REQUEST", str(e))
         pre = body.get("is_pre_election") is True
         forced = body.get("ignore_live_leader") is True
-        fd_on = bool(c.flags["enable_leader_failure_detection"])
-        if c.update_lock.locked() and fd_on and not forced:
-            return self._deny("CONSENSUS_BUSY", "busy processing an update")
+        if bool(c.flags["enable_leader_failure_detection"]) and not forced:
+            if c.update_lock.locked():
+                return self._deny("CONSENSUS_BUSY", "busy processing an update")
+            return self._decide_vote(cand, term, cand_last, pre, forced)
+        async with c.update_lock:
+            return self._decide_vote(cand, term, cand_last, pre, forced)
+
+    def _decide_vote(self, cand: str, term: int, cand_last: OpId, pre: bool,
+                     forced: bool) -> dict[str, Any]:
+        c = self.c
         if not forced and (c.role is Role.LEADER or c.clock.now() < c.withhold_votes_until):
             return self._deny("LEADER_IS_ALIVE", "leader is alive")
         if term < c.term:

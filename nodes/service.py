@@ -31,7 +31,7 @@ class ConsensusService:
                 return server_error("WRONG_SERVER_UUID", f"wrong destination {dest!r}; "
                                     f"this is {self.c.uuid}", self.c)
             if rpc == "RequestVote":
-                return self.elections.handle_request_vote(body)
+                return await self.elections.handle_request_vote(body)
             return self.elections.handle_run_leader_election(body)
         raise RemoteRpcError("NO_SUCH_METHOD", f"unknown rpc {rpc!r}")
 

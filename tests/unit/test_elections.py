@@ -299,3 +299,19 @@ def test_step_down_over_the_api(tmp_path: Path) -> None:
         assert resp.status == 200 and json.loads(resp.body) == {"ok": True, "term": 2}
         assert n.c.role is Role.FOLLOWER
     run_node(tmp_path, body)
+
+
+def test_superseded_pre_election_result_is_ignored(tmp_path: Path) -> None:
+    """§4.3: when the FD fires again before a pre-election decides, the late answers of the
+    replaced round neither count as a failed election nor start anything."""
+    async def body(n: Node) -> None:
+        await expire_fd(n)
+        first = n.vote_requests()
+        n.elections.start(pre=True)  # the FD expiring again, same term
+        await n.settle()
+        assert n.c.counters.pre_elections_started == 2
+        for v in first:
+            v.reply(deny(v, 0))
+        await n.settle()
+        assert n.c.failed_elections == 0 and n.c.term == 0
+    run_node(tmp_path, body)

@@ -127,8 +127,8 @@ def test_b32_pre_election_votes_never_change_persisted_state(tmp_path: Path) -> 
 
 
 def test_b33_vote_during_update_is_consensus_busy(tmp_path: Path) -> None:
-    """B33: a vote arriving while an Update holds the update lock is denied CONSENSUS_BUSY (forced votes and
-    votes with the FD disabled do not try-lock)."""
+    """B33: a vote arriving while an Update holds the update lock is denied CONSENSUS_BUSY; forced
+    votes and votes with the FD disabled do not try-lock: they wait for the lock (spec 4.4)."""
     async def body(n: Node) -> None:
         n.writer.hold()
         task = asyncio.create_task(n.service.handle("UpdateConsensus", update_body(term=1, ops=[op(1, 1)])))
@@ -137,12 +137,16 @@ def test_b33_vote_during_update_is_consensus_busy(tmp_path: Path) -> None:
         resp = await n.vote(candidate="n3", term=2, last=(5, 5))
         assert code(resp) == "CONSENSUS_BUSY" and n.c.term == 1
         n.flags.set("enable_leader_failure_detection", False)
-        assert code(await n.vote(candidate="n3", term=2, last=(5, 5))) == "LEADER_IS_ALIVE"
-        n.flags.set("enable_leader_failure_detection", True)
-        assert (await n.vote(candidate="n3", term=2, last=(5, 5), forced=True))["vote_granted"] is True
+        waiting = asyncio.create_task(n.vote(candidate="n3", term=2, last=(5, 5)))
+        forced = asyncio.create_task(n.vote(candidate="n3", term=2, last=(5, 5), forced=True))
+        await n.settle()
+        assert not waiting.done() and not forced.done()  # blocked on the update lock, not BUSY
         n.writer.release()
         resp = await task
         assert resp["status"]["last_received"] == [1, 1]
+        assert code(await waiting) == "LEADER_IS_ALIVE"  # decided after the update was accepted
+        assert (await forced)["vote_granted"] is True
+        n.flags.set("enable_leader_failure_detection", True)
         assert code(await n.vote(candidate="n2", term=3, last=(5, 5))) == "LEADER_IS_ALIVE"  # lock free again
     run_node(tmp_path, body)
 
