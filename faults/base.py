@@ -6,13 +6,16 @@ import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.errors import FaultError
 from harness.fault import Fault, FaultRecord, Target, applied
 
 if TYPE_CHECKING:
     from harness.cluster import Cluster
+
+E = TypeVar("E", bound=Enum)
 
 
 def as_target(value: Target | str, what: str = "target") -> Target:
@@ -22,6 +25,15 @@ def as_target(value: Target | str, what: str = "target") -> Target:
     if not isinstance(value, str) or not value.strip():
         raise FaultError(f"{what} must be a Target or a non-empty string like 'leader' or 'n2', got {value!r}")
     return Target.parse(value.strip())
+
+
+def as_enum(kind: type[E], value: Any, what: str) -> E:
+    """``value`` as a member of ``kind`` (a member or its value); FaultError listing the choices otherwise."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in kind)
+        raise FaultError(f"{what} must be one of {choices}, got {value!r}") from None
 
 
 def check_known(cluster: Cluster, target: Target, what: str = "target") -> None:

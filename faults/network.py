@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from faults.base import as_target, bounded, check_known, check_number
+from faults.base import as_enum, as_target, bounded, check_known, check_number
 from faults.shapes import Mode
 from harness.backend import CLIENT, LinkId
 from harness.errors import FaultError, HarnessError
@@ -59,17 +59,9 @@ class Direction(StrEnum):
         return (Stream.UPSTREAM, Stream.DOWNSTREAM)
 
 
-def _enum(kind: type[StrEnum], value: Any, what: str) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(repr(m.value) for m in kind)
-        raise FaultError(f"{what} must be one of {choices}, got {value!r}") from None
-
-
 def _check_mode(mode: Mode | str, direction: Direction | str) -> tuple[Mode, Direction]:
-    checked_mode: Mode = _enum(Mode, mode, "mode")
-    checked_direction: Direction = _enum(Direction, direction, "direction")
+    checked_mode: Mode = as_enum(Mode, mode, "mode")
+    checked_direction: Direction = as_enum(Direction, direction, "direction")
     if checked_mode is Mode.REFUSED and checked_direction is not Direction.BOTH:
         raise FaultError("mode 'refused' disables the whole proxy, so direction must be 'both' "
                          "(use mode 'blackhole' to drop only requests or only replies)")
@@ -265,7 +257,7 @@ class LinkLatency:
         if self.jitter_ms > self.latency_ms:
             raise FaultError(f"jitter_ms ({jitter_ms}) must not exceed latency_ms ({latency_ms}): "
                              "a delay cannot be negative")
-        self.direction = _enum(Direction, direction, "direction")
+        self.direction = as_enum(Direction, direction, "direction")
         self._lock = threading.Lock()
         self._toxics: list[tuple[LinkId, str]] = []
         self._record: FaultRecord | None = None

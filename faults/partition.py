@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from faults.base import as_target, check_known
-from faults.proxyops import ProxyEdits, apply_checked
+from faults.base import as_enum, as_target, check_known
+from faults.proxyops import ProxyEditFault
 from faults.shapes import (
     Mode,
     ShapeKind,
@@ -19,7 +18,7 @@ from faults.shapes import (
 )
 from faults.verify import UNVERIFIED, Verification, cut_verification, traffic
 from harness.errors import FaultError
-from harness.fault import FaultRecord, Target, nemesis_rng, record_fault, record_heal, resolve_target
+from harness.fault import FaultRecord, Target, nemesis_rng, resolve_target
 
 if TYPE_CHECKING:
     from harness.cluster import Cluster
@@ -29,15 +28,7 @@ _HIT_GROUP = {ShapeKind.ISOLATE: 0, ShapeKind.MAJORITY_MINORITY: 0, ShapeKind.ON
               ShapeKind.HALVES: 0, ShapeKind.BRIDGE: 1, ShapeKind.MAJORITIES_RING: 0}
 
 
-def _enum(kind: type[Any], value: Any, what: str) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(repr(m.value) for m in kind)
-        raise FaultError(f"{what} must be one of {choices}, got {value!r}") from None
-
-
-class Partition:
+class Partition(ProxyEditFault):
     """Cut the cluster along ``shape`` in ``mode`` (``refused`` or ``blackhole``).
 
     ``target`` (isolate: who is isolated, default ``one``; majority-minority: who must be in the
@@ -50,8 +41,8 @@ class Partition:
     def __init__(self, shape: ShapeKind | str, mode: Mode | str = Mode.REFUSED, target: Target | str | None = None,
                  dst: Target | str | None = None, groups: Sequence[Sequence[str]] | None = None,
                  include_client: bool = False) -> None:
-        self.shape: ShapeKind = _enum(ShapeKind, shape, "shape")
-        self.mode: Mode = _enum(Mode, mode, "mode")
+        self.shape: ShapeKind = as_enum(ShapeKind, shape, "shape")
+        self.mode: Mode = as_enum(Mode, mode, "mode")
         needs_target = self.shape in (ShapeKind.ISOLATE, ShapeKind.ONE_WAY)
         if target is None and needs_target and groups is None:
             target = "one"
@@ -69,9 +60,7 @@ class Partition:
             raise FaultError(f"include_client must be a bool, got {include_client!r}")
         self.include_client = include_client
         self.name = "isolate" if self.shape is ShapeKind.ISOLATE else f"partition-{self.shape.value}"
-        self._lock = threading.Lock()
-        self._edits: ProxyEdits | None = None
-        self._record: FaultRecord | None = None
+        super().__init__()
 
     def available(self, cluster: Cluster) -> str | None:
         for t in (self.target, self.dst):
@@ -85,11 +74,6 @@ class Partition:
 
     def setup(self, cluster: Cluster) -> None:
         """Nothing to prepare: resetting every link here would heal a fault this one nests in."""
-
-    def teardown(self, cluster: Cluster) -> None:
-        """FaultError when this fault left a toxic or a disabled proxy behind."""
-        if self._edits is not None and (left := self._edits.leftovers(cluster)):
-            raise FaultError(f"{self.name}: not healed: {', '.join(left)}")
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"shape": self.shape.value, "mode": self.mode.value}
@@ -128,14 +112,7 @@ class Partition:
         hit = resolved.groups[_HIT_GROUP[self.shape]]
         params = {**self.params(), "groups": [list(g) for g in resolved.groups],
                   "links": sorted({op.link for op in ops})}
-        self._edits = ProxyEdits(self.name)
-        try:
-            apply_checked(cluster, self._edits, ops, f"{self.name} {self.mode.value}")
-        except FaultError as exc:
-            self._record = record_fault(cluster, self.name, {**params, "error": str(exc)}, hit, term)
-            raise
-        self._record = record_fault(cluster, self.name, params, hit, term)
-        return self._record
+        return self._apply(cluster, ops, f"{self.name} {self.mode.value}", params, hit, term)
 
     def verify(self, cluster: Cluster) -> Verification:
         """Whether traffic crossed the cut (and was dropped) since injection."""
@@ -144,12 +121,3 @@ class Partition:
             return UNVERIFIED
         after = traffic(cluster, sorted({link for link, _ in edits.dropped_streams()} | set(edits.disabled)))
         return cut_verification(edits.baseline, after, edits.dropped_streams(), edits.disabled)
-
-    def heal(self, cluster: Cluster) -> None:
-        with self._lock:
-            verification = self.verify(cluster) if self._record is not None else UNVERIFIED
-            if self._edits is not None:
-                self._edits.undo(cluster)
-            if self._record is not None:
-                record_heal(cluster, self._record, **verification.heal_fields())
-                self._record = None

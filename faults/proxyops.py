@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from faults.shapes import ProxyOp
-from faults.verify import Traffic, dial_refused, traffic
+from faults.verify import UNVERIFIED, Traffic, Verification, dial_refused, traffic
 from harness.backend import LinkId
 from harness.errors import FaultError, HarnessError
+from harness.fault import FaultRecord, record_fault, record_heal
 from harness.toxi import Stream
 
 if TYPE_CHECKING:
@@ -111,3 +112,46 @@ def _undo_quietly(cluster: Cluster, edits: ProxyEdits) -> Any:
         edits.undo(cluster)
     except HarnessError:
         pass  # the final heal resets every link anyway
+
+
+class ProxyEditFault:
+    """What every fault made of one ``ProxyEdits`` shares (partitions, toxics): applying the edits
+    and recording the fault event, healing (verify, undo, record the heal once) and teardown's
+    leftover check. Subclasses set ``name`` and provide ``verify``."""
+
+    name: str
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._edits: ProxyEdits | None = None
+        self._record: FaultRecord | None = None
+
+    def teardown(self, cluster: Cluster) -> None:
+        """FaultError when this fault left a toxic or a disabled proxy behind."""
+        if self._edits is not None and (left := self._edits.leftovers(cluster)):
+            raise FaultError(f"{self.name}: not healed: {', '.join(left)}")
+
+    def verify(self, cluster: Cluster) -> Verification:
+        raise NotImplementedError
+
+    def _apply(self, cluster: Cluster, ops: Sequence[ProxyOp], what: str, params: dict[str, Any],
+               hit: Sequence[str], term: int | None, toxicity: float = 1.0) -> FaultRecord:
+        """Apply ``ops`` (``apply_checked``) and record the fault event; when that fails the event
+        carries the ``error`` and the FaultError propagates."""
+        self._edits = ProxyEdits(self.name)
+        try:
+            apply_checked(cluster, self._edits, ops, what, toxicity)
+        except FaultError as exc:
+            self._record = record_fault(cluster, self.name, {**params, "error": str(exc)}, hit, term)
+            raise
+        self._record = record_fault(cluster, self.name, params, hit, term)
+        return self._record
+
+    def heal(self, cluster: Cluster) -> None:
+        with self._lock:
+            verification = self.verify(cluster) if self._record is not None else UNVERIFIED
+            if self._edits is not None:
+                self._edits.undo(cluster)
+            if self._record is not None:
+                record_heal(cluster, self._record, **verification.heal_fields())
+                self._record = None

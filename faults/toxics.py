@@ -9,18 +9,17 @@ the per-connection choice to Toxiproxy (not seedable: recorded, but not replayed
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from faults.base import check_number
+from faults.base import as_enum, check_number
 from faults.network import Direction, Endpoints
-from faults.proxyops import ProxyEdits, apply_checked
+from faults.proxyops import ProxyEditFault
 from faults.shapes import ProxyOp
 from faults.verify import UNVERIFIED, Verification, flow_verification, traffic
 from harness.errors import FaultError
-from harness.fault import FaultRecord, Target, nemesis_rng, record_fault, record_heal
+from harness.fault import FaultRecord, Target, nemesis_rng
 
 if TYPE_CHECKING:
     from harness.cluster import Cluster
@@ -83,7 +82,7 @@ def check_toxic_params(toxic: str, params: Mapping[str, Any]) -> dict[str, int]:
     return values
 
 
-class LinkToxic:
+class LinkToxic(ProxyEditFault):
     """Add one toxic to the directed link ``src->dst`` (each a node id or a single-node target such
     as ``leader``), on ``direction`` (``requests`` = upstream, ``replies`` = downstream, ``both``)."""
 
@@ -92,19 +91,14 @@ class LinkToxic:
         self.toxic = toxic
         self.values = check_toxic_params(toxic, params)
         self.ends = Endpoints(src, dst)
-        try:
-            self.direction = Direction(direction)
-        except ValueError:
-            raise FaultError(f"direction must be one of 'both', 'requests', 'replies', got {direction!r}") from None
+        self.direction: Direction = as_enum(Direction, direction, "direction")
         self.toxicity = float(check_number("toxicity", toxicity, 0.0, 1.0))
         self.drawn_ms = dict(drawn_ms) if drawn_ms is not None else None
         if self.drawn_ms is not None and toxic != "latency":
             raise FaultError("drawn_ms applies to latency only")
         self.name = toxic.replace("_", "-")
         self._drawn: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._edits: ProxyEdits | None = None
-        self._record: FaultRecord | None = None
+        super().__init__()
 
     def available(self, cluster: Cluster) -> str | None:
         if len(cluster.nodes) < 2:
@@ -113,10 +107,6 @@ class LinkToxic:
 
     def setup(self, cluster: Cluster) -> None:
         """Nothing to prepare (faults on other links stay as they are)."""
-
-    def teardown(self, cluster: Cluster) -> None:
-        if self._edits is not None and (left := self._edits.leftovers(cluster)):
-            raise FaultError(f"{self.name}: not healed: {', '.join(left)}")
 
     def params(self) -> dict[str, Any]:
         return {"src": str(self.ends.src), "dst": str(self.ends.dst), "direction": self.direction.value,
@@ -145,14 +135,7 @@ class LinkToxic:
         params = {**self.params(), "links": [link_id.name]}
         if self.toxic == "latency":
             params["drawn_ms"] = dict(self._drawn)
-        self._edits = ProxyEdits(self.name)
-        try:
-            apply_checked(cluster, self._edits, ops, f"{self.name} on {link_id}", self.toxicity)
-        except FaultError as exc:
-            self._record = record_fault(cluster, self.name, {**params, "error": str(exc)}, hit, term)
-            raise
-        self._record = record_fault(cluster, self.name, params, hit, term)
-        return self._record
+        return self._apply(cluster, ops, f"{self.name} on {link_id}", params, hit, term, self.toxicity)
 
     def verify(self, cluster: Cluster) -> Verification:
         """Whether bytes went through the toxic since injection."""
@@ -161,12 +144,3 @@ class LinkToxic:
             return UNVERIFIED
         streams = edits.dropped_streams()
         return flow_verification(edits.baseline, traffic(cluster, sorted({lk for lk, _ in streams})), streams)
-
-    def heal(self, cluster: Cluster) -> None:
-        with self._lock:
-            verification = self.verify(cluster) if self._record is not None else UNVERIFIED
-            if self._edits is not None:
-                self._edits.undo(cluster)
-            if self._record is not None:
-                record_heal(cluster, self._record, **verification.heal_fields())
-                self._record = None

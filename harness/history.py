@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
@@ -181,22 +181,33 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def load_history(path: Path | str) -> list[Event]:
-    """Read a history back. A torn (unparseable) last line is dropped; a bad line elsewhere raises."""
+def iter_json_lines(path: Path | str, bad_line: Callable[[int, str], Exception]) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line of a JSONL file, parsed, with its 1-based number, in order.
+
+    A torn (unparseable) last line is dropped, as a crashed run leaves one; any other line that is
+    not JSON raises ``bad_line(number, line)`` when the iteration reaches it.
+    """
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     lines = text.split("\n")
-    events: list[Event] = []
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            event = json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError:
             if i == last:
-                break  # torn write of a crashed run
-            raise HarnessError(f"{path}:{i + 1}: not a JSON event: {line[:80]!r}") from None
+                return  # torn write of a crashed run
+            raise bad_line(i + 1, line) from None
+        yield i + 1, value
+
+
+def load_history(path: Path | str) -> list[Event]:
+    """Read a history back. A torn (unparseable) last line is dropped; a bad line elsewhere raises."""
+    events: list[Event] = []
+    for number, event in iter_json_lines(
+            path, lambda n, line: HarnessError(f"{path}:{n}: not a JSON event: {line[:80]!r}")):
         if not isinstance(event, dict):
-            raise HarnessError(f"{path}:{i + 1}: not a JSON object")
+            raise HarnessError(f"{path}:{number}: not a JSON object")
         events.append(event)
     return events

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.backend import Capabilities, LinkId, links_of
+from harness.backend import (
+    Capabilities,
+    client_proxy_listen,
+    links_of,
+    node_args,
+    start_banner,
+    write_cluster_file,
+)
 from harness.errors import ConfigError, SetupError
 from harness.spec import ClusterSpec
 from harness.store import RunDir
@@ -83,23 +88,12 @@ class LocalBackend:
             for link in links:
                 upstream = self._http[link.dst] if link.is_client else self._rpc[link.dst]
                 self._proxies.append(ProxyConfig(link.name, f"{HOST}:{next(ports)}", upstream))
-            self._write_cluster_file()
+            write_cluster_file(self._run.cluster_file, spec, self._rpc, self._http, self._proxies)
             self._server = ToxiproxyServer(run.toxiproxy_log, seed=spec.seed,
                                            env=labelled_env(run.run_id))
             self._server.start()
             if self._server.pid is not None:
                 self._registry.add([self._server.pid])
-
-    def _write_cluster_file(self) -> None:
-        assert self._spec is not None and self._run is not None
-        listen = {p.name: p.listen for p in self._proxies}
-        doc = {
-            "nodes": {n: {"rpc": self._rpc[n], "http": self._http[n]} for n in self._spec.nodes},
-            "dial": {a: {b: listen[LinkId(a, b).name] for b in self._spec.nodes if b != a}
-                     for a in self._spec.nodes},
-            "topology": dict(self._spec.topology),
-        }
-        self._run.cluster_file.write_text(json.dumps(doc, indent=2))
 
     def proxy_configs(self) -> list[ProxyConfig]:
         return list(self._proxies)
@@ -120,7 +114,7 @@ class LocalBackend:
 
     def client_url(self, node_id: str) -> str:
         self._known(node_id)
-        return f"http://{next(p.listen for p in self._proxies if p.name == LinkId('client', node_id).name)}"
+        return f"http://{client_proxy_listen(self._proxies, node_id)}"
 
     def log_path(self, node_id: str) -> Path:
         assert self._run is not None
@@ -138,18 +132,15 @@ class LocalBackend:
             self._incarnation[node_id] = incarnation
             data = self._run.node_data(node_id)
             data.mkdir(parents=True, exist_ok=True)
-            argv = [self.python, "-m", "nodes", "--config", str(self._run.cluster_file), "--id", node_id,
-                    "--data", str(data), "--seed", str(self._spec.node_seed(node_id, incarnation))]
-            for name, value in self._spec.node_flags_for(node_id).items():
-                argv += ["--flag", f"{name}={_flag_text(value)}"]
+            argv = [self.python, "-m", "nodes",
+                    *node_args(self._spec, node_id, self._run.cluster_file, data, incarnation)]
             env = labelled_env(self._run.run_id)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.repo_root), env.get("PYTHONPATH")]))
             env["PYTHONUNBUFFERED"] = "1"
             log = self.log_path(node_id)
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("ab") as fh:
-                stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-                fh.write(f"=== raftchaos: start {node_id} incarnation {incarnation} at {stamp}\n".encode())
+                fh.write(start_banner(node_id, incarnation))
                 fh.flush()
                 proc = subprocess.Popen(argv, cwd=self.repo_root, env=env, stdin=subprocess.DEVNULL,
                                         stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
@@ -238,9 +229,3 @@ class LocalBackend:
                 self._registry.remove()
         if errors:
             raise errors[0]
-
-
-def _flag_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from nodes.listen import check_listen_host
+from nodes.listen import Listener
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 1024 * 1024
@@ -129,63 +129,35 @@ class HttpServer:
     def __init__(self, host: str, port: int, handler: HttpHandler, log: logging.Logger, *,
                  max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES,
                  idle_timeout_s: float | None = 120.0) -> None:
-        check_listen_host(host)  # ValueError naming the bind rule
-        self._host = host
-        self._port = port
+        self._listener = Listener("HttpServer", host, port)
         self._handler = handler
         self._log = log
         self._max_header_bytes = max_header_bytes
         self._max_body_bytes = max_body_bytes
         self._idle_timeout_s = idle_timeout_s
-        self._server: asyncio.Server | None = None
-        self._closing = False
-        self._conn_tasks: set[asyncio.Task[Any]] = set()
         self.requests = 0
         """Requests answered (any status), for tests."""
 
     async def start(self) -> None:
         """Bind and start accepting; OSError (e.g. address in use) propagates."""
-        if self._server is not None:
-            raise RuntimeError("HttpServer already started")
-        self._server = await asyncio.start_server(self._on_connection, self._host, self._port,
-                                                  limit=self._max_header_bytes)
+        await self._listener.start(self._on_connection, limit=self._max_header_bytes)
 
     @property
     def port(self) -> int:
         """The bound port (the OS-chosen one when constructed with port 0)."""
-        if self._server is None or not self._server.sockets:
-            return self._port
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._listener.port
 
     async def close(self) -> None:
         """Stop accepting and close every connection (cancelling handlers in progress); idempotent."""
-        self._closing = True
-        if self._server is not None:
-            self._server.close()
-        tasks = list(self._conn_tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self._listener.close()
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closing:
-            writer.close()
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._conn_tasks.add(task)
+        """Serve requests until one ends the connection; the Listener closes the writer."""
         try:
             while await self._serve_one(reader, writer):
                 pass
         except (OSError, TimeoutError):
             pass  # peer went away or idled out: nothing to answer
-        except asyncio.CancelledError:
-            pass  # only close() cancels this task; see RpcServer._on_connection
-        finally:
-            self._conn_tasks.discard(task)
-            writer.close()
 
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Read, handle and answer one request; True to keep the connection for the next one."""

@@ -7,6 +7,8 @@ import os
 import zlib
 from pathlib import Path
 
+from nodes.durable import fsync_dir, write_all
+
 META_FILE = "consensus-meta.json"
 
 
@@ -17,14 +19,6 @@ class MetadataError(Exception):
 def _canonical(term: int, voted_for: str | None) -> bytes:
     return json.dumps({"term": term, "voted_for": voted_for}, separators=(",", ":"),
                       sort_keys=True).encode("utf-8")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class MetadataStore:
@@ -78,12 +72,10 @@ class MetadataStore:
         self._dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(self._tmp, self.path)
-        _fsync_dir(self._dir)
+        fsync_dir(self._dir)
         self.flush_count += 1

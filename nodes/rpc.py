@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nodes.listen import check_listen_host
+from nodes.listen import Listener
 from nodes.wire import MAX_FRAME_BYTES, FrameError, encode_frame, read_frame
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -104,65 +104,35 @@ class RpcServer:
 
     def __init__(self, host: str, port: int, handler: Handler, log: logging.Logger,
                  max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
-        check_listen_host(host)  # ValueError naming the bind rule
-        self._host = host
-        self._port = port
+        self._listener = Listener("RpcServer", host, port)
         self._handler = handler
         self._log = log
         self._max_frame_bytes = max_frame_bytes
-        self._server: asyncio.Server | None = None
-        self._closing = False
-        self._conn_tasks: set[asyncio.Task[Any]] = set()
         self._request_tasks: set[asyncio.Task[None]] = set()
         self.stats = RpcServerStats()
 
     async def start(self) -> None:
         """Bind and start accepting; OSError (e.g. address in use) propagates."""
-        if self._server is not None:
-            raise RuntimeError("RpcServer already started")
-        self._server = await asyncio.start_server(self._on_connection, self._host, self._port)
+        await self._listener.start(self._on_connection)
 
     @property
     def port(self) -> int:
         """The bound port (the OS-chosen one when constructed with port 0)."""
-        if self._server is None or not self._server.sockets:
-            return self._port
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._listener.port
 
     async def close(self) -> None:
         """Stop accepting, close every connection and cancel in-flight handlers; idempotent."""
-        self._closing = True
-        if self._server is not None:
-            self._server.close()
-        tasks = list(self._conn_tasks) + list(self._request_tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self._listener.close(self._request_tasks)
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closing:
-            writer.close()
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._conn_tasks.add(task)
+        """Read and dispatch requests; the Listener closes the writer."""
         self.stats.connections_accepted += 1
         conn = _ServerConn(writer)
-        try:
-            if await self._read_requests(reader, conn, writer.get_extra_info("peername")):
-                # Clean EOF or reset: let in-flight requests finish (their writes may still land
-                # after a half-close) so a handler is never cut off half-way by a client going away.
-                if conn.tasks:
-                    await asyncio.wait(set(conn.tasks))
-        except asyncio.CancelledError:
-            # Only close() cancels this task. End it normally: Python 3.11's stream callback
-            # calls task.exception() on it and would log a cancelled task as an error.
-            pass
-        finally:
-            self._conn_tasks.discard(task)
-            writer.close()
+        if await self._read_requests(reader, conn, writer.get_extra_info("peername")):
+            # Clean EOF or reset: let in-flight requests finish (their writes may still land
+            # after a half-close) so a handler is never cut off half-way by a client going away.
+            if conn.tasks:
+                await asyncio.wait(set(conn.tasks))
 
     async def _read_requests(self, reader: asyncio.StreamReader, conn: _ServerConn, peer: object) -> bool:
         """Dispatch requests until EOF (True) or a protocol error (False)."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nodes.durable import fsync_dir, write_all
+
 KINDS = frozenset({"NO_OP", "WRITE", "CONFIG"})
 
 # Record header: payload length, crc32(payload), crc32(the first 8 header bytes). The header CRC
@@ -85,21 +87,6 @@ def encode_record(obj: dict[str, Any]) -> bytes:
 
 def segment_name(number: int) -> str:
     return f"wal-{number:06d}.log"
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 @dataclass(frozen=True)
@@ -330,7 +317,7 @@ class Wal:
             assert self._fd is not None
             start = self._segment_size
             try:
-                _write_all(self._fd, blob)
+                write_all(self._fd, blob)
                 if self._fsync:
                     os.fsync(self._fd)
                     self.stats.fsyncs += 1
@@ -358,4 +345,4 @@ class Wal:
         self._segment_size = 0
         self.stats.segments_created += 1
         if self._fsync:
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)

@@ -110,6 +110,14 @@ def peer_counter(cluster: Cluster, leader: str, peer: str, name: str) -> int:
     return int(view["counters"][name]) if view else -1
 
 
+def wait_failed_attempt(cluster: Cluster, leader: str, peer: str, timeout_s: float,
+                        what: str | None = None) -> None:
+    """Deadline-bounded wait until ``leader`` counts a failed attempt for ``peer`` (its entry's
+    ``failed_attempts`` > 0); ``what`` names the wait in the timeout error."""
+    cluster.wait_until(lambda: peer_view(cluster, leader, peer).get("failed_attempts", 0) > 0,
+                       what=what or f"{leader} to count a failed attempt for {peer}", timeout_s=timeout_s)
+
+
 # ---- derived bounds -----------------------------------------------------------------------------
 
 

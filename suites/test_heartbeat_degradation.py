@@ -29,6 +29,7 @@ from suites._helpers import (
     peer_counter,
     peer_view,
     snap,
+    wait_failed_attempt,
     wait_ok_ops,
     wait_sampled,
 )
@@ -117,9 +118,7 @@ def test_refused_follower_gets_status_only_heartbeats_then_recovers(make_cluster
     _idle(cluster, leader, [victim])
     with partition(cluster, isolate=victim, mode="refused"):
         with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
-            cluster.wait_until(lambda: peer_view(cluster, leader, victim).get("failed_attempts", 0) > 0,
-                               what=f"{leader} to count a failed attempt for {victim}",
-                               timeout_s=timing.peer_failed_within_s + heartbeats(cluster, 1))
+            wait_failed_attempt(cluster, leader, victim, timing.peer_failed_within_s + heartbeats(cluster, 1))
             window = measure(cluster, leader, DEGRADED_WINDOW_P * timing.heartbeat_s,
                              f"{victim} cut off (refused)")
         ops_at_heal = peer_counter(cluster, leader, victim, "requests_with_ops")
@@ -234,9 +233,8 @@ def test_blackholed_follower_stays_pending_until_rpc_timeout(make_cluster: Any, 
     _idle(cluster, leader, [victim])
     with partition(cluster, isolate=victim, mode="blackhole"):
         with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
-            cluster.wait_until(lambda: peer_view(cluster, leader, victim).get("failed_attempts", 0) > 0,
-                               what=f"{leader} to time out a request to {victim}",
-                               timeout_s=timing.peer_failed_within_s + heartbeats(cluster, 1))
+            wait_failed_attempt(cluster, leader, victim, timing.peer_failed_within_s + heartbeats(cluster, 1),
+                                what=f"{leader} to time out a request to {victim}")
             # Bound: a few episodes (timeout + next heartbeat each), as a gap between two episodes
             # shorter than one poll can go unseen.
             _, longest_s = _pending_episode(cluster, leader, victim,

@@ -15,6 +15,7 @@ profile's value, raised at runtime on the leader where a test changes it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from suites._helpers import (
     peer_counter,
     peer_view,
     snap,
+    wait_failed_attempt,
     wait_ok_ops,
 )
 
@@ -43,6 +45,17 @@ LOAD_CLIENTS = 4
 LOAD_RATE_HZ = 40.0
 WINDOW_P = 10
 PROXY_THRESHOLD_FACTOR = 2  # B45 test: the leader's threshold is raised to this x the profile's
+
+
+def _destination_view(window: Window, dest: str, proxy_before: dict[str, int],
+                      proxy_after: dict[str, int]) -> tuple[dict[str, int], Mapping[str, Any]]:
+    """The leader's counter deltas and final entry for ``dest`` over ``window`` (printed, with the
+    proxy node's counters), after checking the leader led one term throughout."""
+    window.assert_same_leadership()
+    d = window.deltas(dest)
+    entry = window.after.peer(dest)
+    print(f"to {dest}: {d}\nentry: {entry}\nproxy node: {proxy_before} -> {proxy_after}")
+    return d, entry
 
 
 def _proxied_cluster(make_cluster: Any) -> tuple[Cluster, str, str]:
@@ -111,19 +124,14 @@ def test_destination_cut_behind_proxy(make_cluster: Any, workload: Any, mode: st
     with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
         _warmed_up(cluster)
         with partition(cluster, link=(PROXY, dest), mode=mode):
-            cluster.wait_until(lambda: peer_view(cluster, leader, dest).get("failed_attempts", 0) > 0,
-                               what=f"{leader} to count a failed attempt for {dest}",
-                               timeout_s=2 * timing.rpc_timeout_s + heartbeats(cluster, 1))
+            wait_failed_attempt(cluster, leader, dest, 2 * timing.rpc_timeout_s + heartbeats(cluster, 1))
             proxy_before = _proxy_counters(cluster)
             window = measure(cluster, leader, 2 * timing.rpc_timeout_s + WINDOW_P * timing.heartbeat_s,
                              f"{PROXY}->{dest} {mode}")
             proxy_after = _proxy_counters(cluster)
         wait_ok_ops(cluster, what="acknowledged writes after healing")
         target = cluster.status(leader)["commit_index"]
-    window.assert_same_leadership()
-    d = window.deltas(dest)
-    entry = window.after.peer(dest)
-    print(f"to {dest}: {d}\nentry: {entry}\nproxy node: {proxy_before} -> {proxy_after}")
+    d, entry = _destination_view(window, dest, proxy_before, proxy_after)
     assert entry["status"] == expected_status, f"{mode} destination behind a proxy (B48): {entry}"
     assert entry["failed_attempts"] > window.before.peer(dest)["failed_attempts"], entry
     assert entry["next_hop"] == PROXY and d["proxied_sends"] == d["requests_sent"] > 0, d
@@ -198,18 +206,13 @@ def test_hop_exhaustion_is_a_failed_attempt(make_cluster: Any, workload: Any) ->
     with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
         _warmed_up(cluster)
         with runtime_flags(cluster, {"raft_proxy_max_hops": 0}, target=leader):
-            cluster.wait_until(lambda: peer_view(cluster, leader, dest).get("failed_attempts", 0) > 0,
-                               what=f"{leader} to count a failed attempt for {dest}",
-                               timeout_s=heartbeats(cluster, 2) + timing.rpc_timeout_s)
+            wait_failed_attempt(cluster, leader, dest, heartbeats(cluster, 2) + timing.rpc_timeout_s)
             proxy_before, dest_before = _proxy_counters(cluster), snap(cluster, dest)
             window: Window = measure(cluster, leader, WINDOW_P * timing.heartbeat_s, "hops exhausted")
             proxy_after, dest_after = _proxy_counters(cluster), snap(cluster, dest)
         wait_ok_ops(cluster, what="acknowledged writes after healing")
         target = cluster.status(leader)["commit_index"]
-    window.assert_same_leadership()
-    d = window.deltas(dest)
-    entry = window.after.peer(dest)
-    print(f"to {dest}: {d}\nentry: {entry}\nproxy node: {proxy_before} -> {proxy_after}")
+    d, entry = _destination_view(window, dest, proxy_before, proxy_after)
     assert entry["status"] == "REMOTE_ERROR" and entry["next_hop"] == PROXY, entry
     assert entry["failed_attempts"] >= window.before.peer(dest)["failed_attempts"] + d["requests_sent"] - 1, (
         f"hop exhaustion not counted as failed attempts (B47): {entry}")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.history import iter_json_lines
 
 CLIENT_KINDS = frozenset({"invoke", "ok", "fail", "info"})
 FUNCTIONS = frozenset({"read", "write", "cas", "append"})
@@ -209,20 +209,9 @@ def read_history(path: Path | str) -> tuple[list[dict[str, Any]], list[Op]]:
     A torn (unparseable) last line is dropped, as a crashed run leaves one; any other line that is
     not JSON raises HistoryError naming it.
     """
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
-    lines = text.split("\n")
-    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     events: list[dict[str, Any]] = []
     numbers: list[int] = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            if i == last:
-                break
-            raise HistoryError(i + 1, f"not JSON: {line[:80]!r}") from None
+    for number, event in iter_json_lines(path, lambda n, line: HistoryError(n, f"not JSON: {line[:80]!r}")):
         events.append(event)
-        numbers.append(i + 1)
+        numbers.append(number)
     return events, parse_history(events, numbers)

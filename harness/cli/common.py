@@ -1,4 +1,5 @@
-"""Helpers shared by the CLI command modules: one-line errors with exit code 2, ``key=value`` parsing."""
+"""Helpers shared by the CLI command modules: one-line errors with exit code 2, ``key=value`` parsing,
+the open-faults table."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any, NoReturn
 
 import typer
+from rich.table import Table
 
 EXIT_BAD_INPUT = 2
 
@@ -35,3 +37,14 @@ def parse_pairs(items: Iterable[str], what: str) -> dict[str, Any]:
             fail(f"{what} must look like name=value, got {item!r}")
         out[key.strip()] = parse_value(value.strip())
     return out
+
+
+def open_faults_table(faults: Iterable[dict[str, Any]], title: str) -> Table:
+    """The running cluster's open faults (``GET /faults`` of the supervisor), one row per slot."""
+    table = Table(title=title)
+    for column in ("slot", "fault", "targets", "term", "params"):
+        table.add_column(column)
+    for f in faults:
+        table.add_row(str(f["slot"]), f["fault"], ",".join(f.get("targets") or []), str(f.get("term")),
+                      str(f.get("params")))
+    return table

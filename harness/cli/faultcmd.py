@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.cli import app
-from harness.cli.common import fail, parse_pairs
+from harness.cli.common import fail, open_faults_table, parse_pairs
 from harness.cli.state import control, live_state, read_state
 from harness.errors import ConfigError, HarnessError
 
@@ -86,11 +86,5 @@ def list_faults() -> int:
         open_faults = control(live_state(), "GET", "/faults", timeout_s=5).get("faults", [])
     except (ConfigError, HarnessError):
         return 0
-    active = Table(title="open faults on the running cluster")
-    for column in ("slot", "fault", "targets", "term", "params"):
-        active.add_column(column)
-    for f in open_faults:
-        active.add_row(str(f["slot"]), f["fault"], ",".join(f.get("targets") or []), str(f.get("term")),
-                       str(f.get("params")))
-    console.print(active)
+    console.print(open_faults_table(open_faults, "open faults on the running cluster"))
     return 0

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 
 from harness.cli import app
-from harness.cli.common import fail
+from harness.cli.common import fail, open_faults_table
 from harness.cli.state import control, live_state
 from harness.errors import ConfigError, HarnessError
 from harness.nodeclient import NodeClient
@@ -65,13 +65,7 @@ def render(doc: dict[str, Any], faults: list[dict[str, Any]]) -> Group:
             peers.add_row(node, peer, f"[{'red' if failed else 'green'}]{failed}", str(view.get("request_pending")),
                           str(view.get("health")), str(view.get("status")), str(view.get("last_request_kind")),
                           *(str(counters.get(key, "-")) for key, _ in KIND_COUNTERS))
-    active = Table(title="open faults")
-    for column in ("slot", "fault", "targets", "term", "params"):
-        active.add_column(column)
-    for f in faults:
-        active.add_row(str(f["slot"]), f["fault"], ",".join(f.get("targets") or []), str(f.get("term")),
-                       str(f.get("params")))
-    return Group(nodes, peers, active)
+    return Group(nodes, peers, open_faults_table(faults, "open faults"))
 
 
 def _faults(doc: dict[str, Any]) -> list[dict[str, Any]]:

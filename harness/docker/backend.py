@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import sys
 import threading
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -31,7 +29,14 @@ from rich.console import Console
 from rich.progress import Progress
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from harness.backend import Capabilities, LinkId, links_of
+from harness.backend import (
+    Capabilities,
+    client_proxy_listen,
+    links_of,
+    node_args,
+    start_banner,
+    write_cluster_file,
+)
 from harness.docker.daemon import ensure_daemon
 from harness.docker.images import Images, ensure_images
 from harness.docker.network import AddressPlan, create_run_network
@@ -104,7 +109,9 @@ class DockerBackend:
             network, self._plan = create_run_network(self._client, self._resources)
             self._network_name = network.name
             self._plan_addresses(spec)
-            self._write_cluster_file()
+            write_cluster_file(self._run.cluster_file, spec,
+                               {n: f"{ip}:{RPC_PORT}" for n, ip in self._node_ip.items()},
+                               {n: f"{ip}:{HTTP_PORT}" for n, ip in self._node_ip.items()}, self._proxies)
             self._start_toxiproxy(spec.seed)
             for node_id in spec.nodes:
                 self._start_sandbox(node_id)
@@ -118,18 +125,6 @@ class DockerBackend:
             port = HTTP_PORT if link.is_client else RPC_PORT
             upstream = f"{self._node_ip[link.dst]}:{port}"
             self._proxies.append(ProxyConfig(link.name, f"{proxy_ip}:{FIRST_PROXY_PORT + offset}", upstream))
-
-    def _write_cluster_file(self) -> None:
-        assert self._spec is not None and self._run is not None
-        listen = {p.name: p.listen for p in self._proxies}
-        nodes = self._spec.nodes
-        doc = {
-            "nodes": {n: {"rpc": f"{self._node_ip[n]}:{RPC_PORT}", "http": f"{self._node_ip[n]}:{HTTP_PORT}"}
-                      for n in nodes},
-            "dial": {a: {b: listen[LinkId(a, b).name] for b in nodes if b != a} for a in nodes},
-            "topology": dict(self._spec.topology),
-        }  # fmt: skip
-        self._run.cluster_file.write_text(json.dumps(doc, indent=2))
 
     def _start_toxiproxy(self, seed: int) -> None:
         assert self._resources is not None and self._images is not None and self._plan is not None
@@ -225,7 +220,7 @@ class DockerBackend:
 
     def client_url(self, node_id: str) -> str:
         self._known(node_id)
-        return f"http://{next(p.listen for p in self._proxies if p.name == LinkId('client', node_id).name)}"
+        return f"http://{client_proxy_listen(self._proxies, node_id)}"
 
     def log_path(self, node_id: str) -> Path:
         assert self._run is not None
@@ -247,14 +242,8 @@ class DockerBackend:
             log = self.log_path(node_id).resolve()
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("ab") as fh:
-                stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-                fh.write(
-                    f"=== raftchaos: start {node_id} incarnation {number} at {stamp} (docker)\n".encode()
-                )
-            argv = ["--config", str(self._run.cluster_file.resolve()), "--id", node_id, "--data", str(data),
-                    "--seed", str(self._spec.node_seed(node_id, number))]  # fmt: skip
-            for flag, value in self._spec.node_flags_for(node_id).items():
-                argv += ["--flag", f"{flag}={_flag_text(value)}"]
+                fh.write(start_banner(node_id, number, " (docker)"))
+            argv = node_args(self._spec, node_id, self._run.cluster_file.resolve(), data, number)
             container_id = self._create(
                 image=self._images.node,
                 name=self._resources.name(Role.NODE, node_id),
@@ -392,9 +381,3 @@ def _default_progress() -> Progress | None:
     if not sys.stderr.isatty():
         return None
     return Progress(console=Console(stderr=True), transient=True)
-
-
-def _flag_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

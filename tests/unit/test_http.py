@@ -23,6 +23,15 @@ def run(coro: Coroutine[Any, Any, T], timeout_s: float = 15.0) -> T:
     return asyncio.run(asyncio.wait_for(coro, timeout_s))
 
 
+def run_quietly(coro: Coroutine[Any, Any, T]) -> T:
+    """``run`` with the server's log disabled (for scenarios whose rejections it would log)."""
+    LOG.disabled = True
+    try:
+        return run(coro)
+    finally:
+        LOG.disabled = False
+
+
 async def handler(method: str, path: str, query: dict[str, str], body: bytes) -> HttpResponse:
     if path == "/crash":
         raise RuntimeError("kaboom")
@@ -162,11 +171,7 @@ def test_bad_requests_get_an_error_and_the_connection_closes(raw: bytes, status:
             assert (await read_response(reader))[0] == 200
             writer.close()
 
-    logging.getLogger("test.http").disabled = True
-    try:
-        run(scenario())
-    finally:
-        logging.getLogger("test.http").disabled = False
+    run_quietly(scenario())
 
 
 def test_413_reaches_a_client_still_sending_its_body() -> None:
@@ -182,11 +187,7 @@ def test_413_reaches_a_client_still_sending_its_body() -> None:
                     return e.code
             assert await asyncio.to_thread(post) == 413
 
-    logging.getLogger("test.http").disabled = True
-    try:
-        run(scenario())
-    finally:
-        logging.getLogger("test.http").disabled = False
+    run_quietly(scenario())
 
 
 def test_body_limit_is_configurable_and_inclusive() -> None:
@@ -202,11 +203,7 @@ def test_body_limit_is_configurable_and_inclusive() -> None:
             assert (await read_response(reader))[0] == 413
             writer.close()
 
-    logging.getLogger("test.http").disabled = True
-    try:
-        run(scenario())
-    finally:
-        logging.getLogger("test.http").disabled = False
+    run_quietly(scenario())
 
 
 def test_handler_exception_is_500_and_connection_survives(caplog: pytest.LogCaptureFixture) -> None:
