@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from harness.backend import (
     write_cluster_file,
 )
 from harness.errors import ConfigError, SetupError
+from harness.ports import free_ports
 from harness.spec import ClusterSpec
 from harness.store import RunDir
 from harness.sweep import Registry, labelled_env, sweep_orphans
@@ -27,20 +27,6 @@ from harness.toxi import ProxyConfig
 from harness.toxiproxy_server import REPO_ROOT, ToxiproxyServer
 
 HOST = "127.0.0.1"
-
-
-def free_ports(count: int, host: str = HOST) -> list[int]:
-    """``count`` distinct ports free on ``host`` right now (all held open until all are chosen)."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(sock)
-            sock.bind((host, 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 class LocalBackend:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 from harness.errors import SetupError, ToxiproxyError
+from harness.ports import free_port
 from harness.toxi import ToxiproxyClient
 from harness.waits import WaitStrategy, wait_until
 
@@ -33,13 +33,6 @@ def find_server_binary(repo_root: Path = REPO_ROOT) -> Path:
     if found:
         return Path(found)
     raise SetupError(INSTALL_HINT)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free on ``host`` right now (the caller binds it soon after; collisions are retried)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class ToxiproxyServer:
