@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faults.catalog import build_fault
-from harness.errors import FaultError, FaultUnavailable, HarnessError
+from harness.errors import FaultError, FaultUnavailable, HarnessError, NoTarget
 from harness.fault import Fault, FaultRecord, restore_health
 from harness.schedule import Step, StepOp
 
@@ -144,6 +144,9 @@ class Nemesis:
             record: FaultRecord = fault.inject(self.cluster)
         except FaultUnavailable as exc:
             return {"skipped": exc.reason}
+        except NoTarget as exc:
+            self.skipped.append(f"{step.fault.name}: {exc}")
+            return {"skipped": str(exc)}
         except HarnessError as exc:
             self.errors.append(f"{step.fault.name}: {exc}")
             if fault is not None:

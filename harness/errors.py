@@ -43,6 +43,11 @@ class FaultError(HarnessError):
     """A fault could not be injected or healed (the harness's failure, not the system's)."""
 
 
+class NoTarget(FaultError):
+    """The target resolves to nobody right now (e.g. ``leader`` while no leader is agreed, even
+    after waiting for one): a schedule records the step as skipped, as Jepsen's nemesis does."""
+
+
 class FaultUnavailable(FaultError):
     """A fault cannot run on this cluster/backend; ``reason`` says why. Suites skip, never fail."""
 

@@ -14,7 +14,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from harness.errors import FaultError, FaultUnavailable
+from harness.errors import FaultError, FaultUnavailable, NoTarget, WaitTimeout
 from harness.waits import agreed_leader
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class Target:
         nodes = list(node_ids)
         kind = self.kind
         if kind in (TargetKind.LEADER, TargetKind.FOLLOWERS) and leader is None:
-            raise FaultError(f"target {self}: no agreed leader right now")
+            raise NoTarget(f"target {self}: no agreed leader right now")
         hit: list[str]
         if kind is TargetKind.LEADER:
             hit = [leader] if leader else []
@@ -172,8 +172,20 @@ class Fault(Protocol):
 
 def resolve_target(cluster: Cluster, target: Target, rng: random.Random | None = None
                    ) -> tuple[tuple[str, ...], int | None]:
-    """Resolve ``target`` on the live cluster (rng default: the cluster's seeded nemesis rng)."""
-    return target.resolve(cluster.statuses(), cluster.nodes, rng or nemesis_rng(cluster))
+    """Resolve ``target`` on the live cluster (rng default: the cluster's seeded nemesis rng).
+
+    ``leader``/``followers`` wait (bounded by the profile's new-leader bound) for an agreed
+    leader, since a schedule often aims at the leader right after a fault that deposed it;
+    NoTarget if none appears."""
+    rng = rng or nemesis_rng(cluster)
+    try:
+        return target.resolve(cluster.statuses(), cluster.nodes, rng)
+    except NoTarget:
+        try:
+            cluster.wait_for_leader(cluster.timing.new_leader_within_s())
+        except WaitTimeout:
+            pass  # resolve() below says so with NoTarget
+    return target.resolve(cluster.statuses(), cluster.nodes, rng)
 
 
 def nemesis_rng(cluster: Cluster) -> random.Random:

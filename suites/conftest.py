@@ -14,6 +14,7 @@ SUITE_MARKERS = {
     "recovery": "kill / pause / crash-all / cut-off leader: leaders come back, nothing acked is lost",
     "crash_on_leader_request": "B21, B22: leaders crash with status 85 under kuduraft's crash fractions",
     "proxy_hops": "B43-B48: replication through a proxy peer and its failure modes",
+    "nemesis": "seeded random schedules of network, process and flag faults under a workload",
 }
 
 

@@ -17,7 +17,7 @@ from faults.packages import FLAGS, NETWORK, PROCESS, mixed_package, random_packa
 from harness.schedule import StepOp, plan_text
 from suites._helpers import wait_ok_ops
 
-pytestmark = [pytest.mark.chaos]
+pytestmark = [pytest.mark.chaos, pytest.mark.nemesis]
 
 COUNT = 6
 LIMIT_S = 10.0
