@@ -70,9 +70,10 @@ test-docker: setup
 	  $(PY) -m pytest suites -q --backend docker -m docker_subset $(PYTEST_ARGS); \
 	fi
 
-# The main job: the chaos suites on the local-process backend, with the rich report.
+# The main job: the chaos suites on the local-process backend, with the rich report; every run directory
+# (history, verdicts, report.html) is kept so the summary links each test's HTML report.
 chaos: setup
-	$(PY) -m pytest suites -q --backend local $(PYTEST_ARGS)
+	$(PY) -m pytest suites -q --backend local --keep-runs $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/node_throughput.py
