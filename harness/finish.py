@@ -12,6 +12,7 @@ from harness.checkers.durability import check_durability
 from harness.checkers.linearizable import check_linearizable
 from harness.checkers.recovery import check_recovery, heal_bound_s
 from harness.checkers.verdict import Verdict, compose, guarded
+from harness.checkers.windows import check_windows
 from harness.errors import HarnessError
 from harness.fault import restore_health
 from harness.history import Event, EventKind, OpFn
@@ -90,12 +91,14 @@ def _read(cluster: Cluster, leader: str, key: str, timeout_s: float) -> tuple[bo
 
 def standard_verdicts(events: Sequence[Event],
                       linearizable_budget_s: float = LINEARIZABLE_BUDGET_S) -> list[Verdict]:
-    """Durability always; recovery (bounded by the run's own timing) when a fault was injected;
-    linearizability of the client ops, unknown past ``linearizable_budget_s`` of search. A checker
-    that raises (a malformed history included) yields unknown."""
+    """Durability always; recovery (bounded by the run's own timing) and the before / during /
+    after windows of each fault when a fault was injected; linearizability of the client ops,
+    unknown past ``linearizable_budget_s`` of search. A checker that raises (a malformed history
+    included) yields unknown."""
     verdicts = [guarded("durability", check_durability, events)]
     if any(e.get("kind") == EventKind.FAULT.value for e in events):
         verdicts.append(guarded("recovery", check_recovery, events, heal_bound_s(events)))
+        verdicts.append(guarded("windows", check_windows, events))
     verdicts.append(guarded("linearizable", _linearizable, events, linearizable_budget_s))
     return verdicts
 

@@ -73,6 +73,42 @@ def _window_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _pct(rate: Any) -> str:
+    return "–" if not isinstance(rate, int | float) else f"{100 * rate:.0f}%"
+
+
+def _ms(latency: dict[str, Any], point: str) -> str:
+    value = latency.get(point)
+    return "–" if not isinstance(value, int | float) else f"{value:.1f}"
+
+
+def _fault_window_tables(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table per fault: a row per window with success rate, latency, leader changes and, per
+    peer, the requests the leader sent it (with ops / status-only / heartbeats)."""
+    tables = []
+    for fault in summary.get("fault_windows", []):
+        windows = [(name, fault["windows"].get(name) or {}) for name in ("before", "during", "after")]
+        peers = sorted({p for _, w in windows for p in w.get("peers") or {}})
+        rows = []
+        for name, w in windows:
+            ops = w.get("ops") or {}
+            latency = w.get("latency_ms") or {}
+            rows.append({
+                "window": name, "span": f"{w.get('start_t', 0):.2f}–{w.get('end_t', 0):.2f}",
+                "ops": f"{ops.get('ok', 0)} / {ops.get('fail', 0)} / {ops.get('info', 0)}",
+                "compare_failed": ops.get("compare_failed", "–"),
+                "success": _pct(w.get("success_rate")), "p50": _ms(latency, "p50"),
+                "p99": _ms(latency, "p99"), "leader_changes": w.get("leader_changes", "–"),
+                "leaders": ", ".join(w.get("leaders") or []) or "none",
+                "peer_cells": [" / ".join(str((w.get("peers") or {}).get(p, {}).get(k, "–"))
+                                          for k in REQUEST_KINDS) for p in peers]})
+        tables.append({"index": fault.get("index"), "fault": fault.get("fault"),
+                       "t_fault": fault.get("t_fault"), "t_heal": fault.get("t_heal"),
+                       "vacuous": fault.get("vacuous"), "targets": fault.get("targets") or [],
+                       "peers": peers, "rows": rows})
+    return tables
+
+
 def build_context(data: RunData, tl: Timeline, summary: dict[str, Any]) -> dict[str, Any]:
     """Everything the template shows; plain values only, so the template stays logic-light."""
     plugin = _plugin_fields(data)
@@ -91,6 +127,8 @@ def build_context(data: RunData, tl: Timeline, summary: dict[str, Any]) -> dict[
         "faults": summary["faults"], "recovery": summary["recovery"],
         "kind_labels": [REQUEST_KIND_LABELS[k] for k in REQUEST_KINDS],
         "window_rows": _window_rows(summary), "resets": summary["peer_counter_resets"],
+        "fault_window_tables": _fault_window_tables(summary),
+        "windows_verdict": next((v for v in verdicts if v["checker"] == "windows"), None),
         "lin_windows": tl.lin, "lin_verdicts": [v for v in verdicts if v["checker"] == "linearizable"],
         "schedule": [json.dumps(e, sort_keys=True, default=str) for e in data.schedule[:MAX_SCHEDULE_ROWS]],
         "schedule_total": len(data.schedule), "logs": data.logs, "files": files,

@@ -96,7 +96,8 @@ def _shade_handles(tl: Timeline) -> list[Patch]:
 
 def _finish(ax: Axes, tl: Timeline, handles: Sequence[object] = (), xlabel: bool = True,
             legend: bool = True) -> None:
-    ax.set_xlim(0, max(tl.duration_s, 1e-3))
+    # A little room past the last event, so markers at the run's end (process exits) are not cut.
+    ax.set_xlim(0, max(tl.duration_s, 1e-3) * 1.02)
     if xlabel:
         ax.set_xlabel("time since run start (s)")
     all_handles = list(handles) + (_shade_handles(tl) if legend else [])
@@ -228,7 +229,8 @@ def plot_terms_and_commits(tl: Timeline) -> Plot:
     fig, (ax_term, ax_commit) = _figure(5.2, rows=2)
     ax_term.set_title("Raft term per node")
     ax_term.set_ylabel("term")
-    ax_term.yaxis.set_major_locator(MaxNLocator(integer=True))
+    # min_n_ticks=1: with a single term, only the tick "1" (not 0.5, 0.6, ... 1.5).
+    ax_term.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     handles = _step_lines(ax_term, tl, "term", offset=0.04)
     terms = [s.term for series in tl.samples.values() for s in series if s.term is not None]
     if terms:  # terms are small integers: never let matplotlib zoom into 0.96..1.04

@@ -42,9 +42,10 @@ def _guarded(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> di
 def recheck_verdicts(events: Sequence[Event], previous: Sequence[dict[str, Any]]
                      ) -> tuple[list[dict[str, Any]], list[str]]:
     """(verdicts, skipped checker names). Runs what the plugin runs at the end of a test
-    (durability; recovery when a fault was injected), linearizability on the client ops, and
-    degradation again for each fault a saved degradation verdict named. Saved verdicts of other
-    checkers (a suite's own) are kept as they were, since only the suite can recompute them."""
+    (durability; recovery and the fault windows when a fault was injected), linearizability on
+    the client ops, and degradation again for each fault a saved degradation verdict named. Saved
+    verdicts of other checkers (a suite's own) are kept as they were, since only the suite can
+    recompute them."""
     verdicts: list[dict[str, Any]] = []
     skipped: list[str] = []
     rechecked: set[str] = set()
@@ -61,6 +62,7 @@ def recheck_verdicts(events: Sequence[Event], previous: Sequence[dict[str, Any]]
     if any(e.get("kind") == "fault" for e in events):
         bound = _load("recovery", "heal_bound_s")
         run("recovery", "recovery", "check_recovery", events, bound(events) if bound else None)
+        run("windows", "windows", "check_windows", events)
     run("linearizable", "linearizable", "check_linearizable", list(events),
         time_limit_s=LINEARIZABLE_TIME_LIMIT_S)
     for old in previous:

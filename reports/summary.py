@@ -33,6 +33,18 @@ history's clock; a field that could not be measured is ``null``, never omitted):
 - ``peer_counter_resets``: {link: how many times that leader's counters restarted}.
 - ``linearizability_windows``: list of {``key``, ``t_start``, ``t_end``, ``stuck_index``,
   ``op_indexes``} (invoke positions in events.jsonl) for each key the checker found invalid.
+- ``fault_windows`` (added under ``/1``, so older summaries lack it): list (one per fault) as the
+  ``windows`` verdict measured it, of {``index``, ``fault`` (label), ``name``, ``targets``,
+  ``t_fault``, ``t_heal``, ``vacuous``, ``evidence``, ``windows`` {``before``, ``during``,
+  ``after``}}, each window being {``start_t``, ``end_t``, ``seconds``, ``ops`` {ok, fail, info,
+  compare_failed} (client ops invoked in [start, end), final reads left out, never-completed ops
+  counted as info; compare_failed: the fails that were a cas which executed and found another
+  value), ``success_rate`` ((ok + compare_failed) / (ok + fail + info), a failed compare being
+  served; null: no op), ``latency_ms`` {``p50``, ``p90``,
+  ``p99``} of the ok ops ({} when none), ``leader_changes`` (int), ``leaders`` [str], ``peers``
+  {peer: {``requests_with_ops``, ``status_only_requests``, ``heartbeat_sends``}}}. Before and after
+  are as long as the fault, at least 4 heartbeat periods, cut at neighbouring faults. Empty when
+  no ``windows`` verdict was recorded (no fault, or a run judged before that checker existed).
 - ``problems``: list of str (files present but unreadable).
 """
 
@@ -57,6 +69,8 @@ SUMMARY_KEYS: dict[str, tuple[type, ...]] = {
 FAULT_KEYS = ("name", "targets", "params", "term", "t_inject", "t_heal", "duration_s")
 RECOVERY_KEYS = ("fault", "targets", "t_heal", "first_ok_s", "leader_s", "caught_up_s")
 WINDOW_KEYS = ("fault_index", "fault", "link", "before", "during", "after")
+FAULT_WINDOW_KEYS = ("index", "fault", "targets", "t_fault", "t_heal", "windows")
+PHASES = ("before", "during", "after")
 
 
 def _r(value: float | None, digits: int = 6) -> float | None:
@@ -107,6 +121,15 @@ def peer_request_windows(tl: Timeline) -> list[dict[str, Any]]:
     return out
 
 
+def fault_windows(data: RunData) -> list[dict[str, Any]]:
+    """The before / during / after measurements the ``windows`` verdict saved ([] when none)."""
+    for verdict in data.verdicts:
+        faults = verdict["details"].get("faults") if verdict["checker"] == "windows" else None
+        if isinstance(faults, list):
+            return [f for f in faults if isinstance(f, dict) and isinstance(f.get("windows"), dict)]
+    return []
+
+
 def build_summary(data: RunData, tl: Timeline) -> dict[str, Any]:
     """The summary document (see the module docstring for the schema)."""
     return {
@@ -138,6 +161,7 @@ def build_summary(data: RunData, tl: Timeline) -> dict[str, Any]:
         "linearizability_windows": [{"key": w.key, "t_start": _r(w.t_start), "t_end": _r(w.t_end),
                                      "stuck_index": w.stuck_index,
                                      "op_indexes": [op.index for op in w.ops]} for w in tl.lin],
+        "fault_windows": fault_windows(data),
         "problems": list(data.problems),
     }
 
@@ -165,8 +189,23 @@ def validate_summary(doc: Any) -> list[str]:
             counts = (item.get(part) or {}).get("counts") if isinstance(item, dict) else None
             if not isinstance(counts, dict) or set(counts) != set(REQUEST_KINDS):
                 problems.append(f"peer_request_windows[{i}].{part}.counts must have {REQUEST_KINDS}")
+    problems += _fault_window_problems(doc.get("fault_windows", []))
     if doc.get("overall") not in ("valid", "invalid", "unknown"):
         problems.append(f"overall is {doc.get('overall')!r}")
+    return problems
+
+
+def _fault_window_problems(items: Any) -> list[str]:
+    """``fault_windows`` is optional (added under the same schema) but typed when present."""
+    if not isinstance(items, list):
+        return ["'fault_windows' must be a list"]
+    problems = []
+    for i, item in enumerate(items):
+        missing = [k for k in FAULT_WINDOW_KEYS if not isinstance(item, dict) or k not in item]
+        if missing:
+            problems.append(f"fault_windows[{i}] misses {', '.join(missing)}")
+        elif not isinstance(item["windows"], dict) or set(item["windows"]) != set(PHASES):
+            problems.append(f"fault_windows[{i}].windows must have {PHASES}")
     return problems
 
 

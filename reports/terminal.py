@@ -104,7 +104,8 @@ def _summary_table(rows: Sequence[RunRow]) -> Table:
     for column in ("test", "outcome", "verdict", "seed", "faults injected", "recovery", "leader changes"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row.test, f"[{OUTCOME_STYLE.get(row.outcome, '')}]{row.outcome}",
+        outcome = f"[{OUTCOME_STYLE[row.outcome]}]{row.outcome}" if row.outcome in OUTCOME_STYLE else row.outcome
+        table.add_row(row.test, outcome,
                       f"[{STYLE.get(row.verdict, '')}]{row.verdict}", str(row.seed),
                       "\n".join(row.faults) or "-", "\n".join(row.recovery) or "-", str(row.leader_changes))
     return table
@@ -138,8 +139,35 @@ def degradation_table(row: RunRow, verdict: Mapping[str, Any]) -> Table:
     return table
 
 
+def _arrow(values: Iterable[str]) -> str:
+    return "→".join(values)
+
+
+def window_lines(row: RunRow, verdict: Mapping[str, Any]) -> list[str]:
+    """One compact line per fault of a ``windows`` verdict: success rate, p50/p99 latency (ms),
+    leader changes and, for each targeted peer, requests with ops / status-only / heartbeats,
+    before → during → after."""
+    lines = []
+    for fault in verdict["details"].get("faults") or []:
+        parts = [(fault.get("windows") or {}).get(w) or {} for w in ("before", "during", "after")]
+        rate = [("-" if w.get("success_rate") is None else f"{100 * w['success_rate']:.0f}%") for w in parts]
+        lat = {p: [f"{w['latency_ms'][p]:.0f}" if p in (w.get("latency_ms") or {}) else "-" for w in parts]
+               for p in ("p50", "p99")}
+        test = row.test.rsplit("::", 1)[-1]
+        text = (f"  [{STYLE.get(verdict['validity'], '')}]{test}[/] {fault.get('fault')}: success "
+                f"{_arrow(rate)} · p50 {_arrow(lat['p50'])} ms · p99 {_arrow(lat['p99'])} ms · leader "
+                f"changes {_arrow(str(w.get('leader_changes', '-')) for w in parts)}")
+        for peer in fault.get("targets") or []:
+            kinds = ["/".join(str(((w.get("peers") or {}).get(peer) or {}).get(k, "-"))
+                              for k, _ in DEGRADATION_COLUMNS) for w in parts]
+            text += f" · to {peer} ops/st-only/hb {_arrow(kinds)}"
+        lines.append(text)
+    return lines
+
+
 def render(paths: Iterable[Path | str], console: Console) -> list[RunRow]:
-    """Print the summary table, each run's verdicts and its degradation tables; returns the rows.
+    """Print the summary table, each run's verdicts, its degradation tables and a line per fault
+    window; returns the rows.
     Directories that cannot be read are named with the reason instead of aborting the report."""
     rows: list[RunRow] = []
     for path in paths:
@@ -160,6 +188,9 @@ def render(paths: Iterable[Path | str], console: Console) -> list[RunRow]:
         for verdict in row.verdicts:
             if verdict["checker"] == "degradation" and verdict["details"].get("peers"):
                 console.print(degradation_table(row, verdict))
+            if verdict["checker"] == "windows":
+                for line in window_lines(row, verdict):
+                    console.print(line)
     return rows
 
 

@@ -14,6 +14,8 @@ NAME = "degradation"
 WINDOWS = ("before", "during", "after")
 COUNTERS = ("requests_sent", "requests_with_ops", "status_only_requests", "heartbeat_sends",
             "signals_dropped_pending", "signals_suppressed_failed", "ops_read")
+# A short fault still gets before/after windows of this many heartbeat periods P, so they hold samples.
+MIN_WINDOW_P = 4
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,12 @@ def _window_of(t: float, bounds: Mapping[str, tuple[float, float]]) -> str | Non
     return None
 
 
-def peer_windows(events: Iterable[Event], fault_index: int = 0,
-                 window_s: float | None = None) -> tuple[list[PeerWindow], list[str]]:
+def peer_windows(events: Iterable[Event], fault_index: int = 0, window_s: float | None = None,
+                 bounds: Mapping[str, tuple[float, float]] | None = None
+                 ) -> tuple[list[PeerWindow], list[str]]:
     """Per-peer counter increments in the windows around fault ``fault_index`` (before and after
-    are as long as the fault, at least 4 P, unless ``window_s`` is given), and the nodes that led
-    meanwhile.
+    are as long as the fault, at least 4 P, unless ``window_s`` is given; ``bounds`` gives each
+    window's (start, end] outright), and the nodes that led meanwhile.
 
     Increments are taken between consecutive samples of one node while it stays LEADER in one
     term; a new term (or a counter that went down) means the leader rebuilt its peers, so the
@@ -73,9 +76,9 @@ def peer_windows(events: Iterable[Event], fault_index: int = 0,
     samples = [e for e in events if e.get("kind") == EventKind.SAMPLE.value]
     last_t = float(samples[-1]["t"]) if samples else faults[fault_index].t_fault
     timing = run_timing(events)
-    # A short fault still gets before/after windows of a few heartbeats, so they hold samples.
-    min_window_s = 4 * timing.heartbeat_s if timing else 1.0
-    bounds = _bounds(faults[fault_index], last_t, window_s, min_window_s)
+    min_window_s = MIN_WINDOW_P * timing.heartbeat_s if timing else 1.0
+    if bounds is None:
+        bounds = _bounds(faults[fault_index], last_t, window_s, min_window_s)
     totals: dict[tuple[str, str], dict[str, int]] = {}
     gauges: dict[tuple[str, str], int] = {}
     counts: dict[tuple[str, str], int] = {}

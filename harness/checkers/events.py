@@ -80,7 +80,8 @@ def _op(inv: Event, comp: Event | None) -> Op:
 
 @dataclass(frozen=True)
 class FaultWindow:
-    """One injected fault and its heal (``t_heal`` None if the history has none)."""
+    """One injected fault and its heal (``t_heal`` None if the history has none). ``vacuous`` is
+    the heal's verdict on whether the fault bit (True: in place but did not bite; None: not told)."""
 
     index: int
     fault: str
@@ -89,6 +90,8 @@ class FaultWindow:
     targets: tuple[str, ...]
     term: int | None
     params: Mapping[str, Any] = field(default_factory=dict)
+    vacuous: bool | None = None
+    evidence: str | None = None
 
     @property
     def injected(self) -> bool:
@@ -111,16 +114,21 @@ def fault_windows(events: Iterable[Event]) -> list[FaultWindow]:
     used: set[int] = set()
     windows = []
     for index, fault in enumerate(faults):
-        t_heal = None
+        matched: Event | None = None
         for j, heal in enumerate(heals):
             if (j not in used and heal.get("fault") == fault.get("fault")
                     and heal.get("targets") == fault.get("targets") and heal["t"] >= fault["t"]):
                 used.add(j)
-                t_heal = float(heal["t"])
+                matched = heal
                 break
-        windows.append(FaultWindow(index, str(fault.get("fault")), float(fault["t"]), t_heal,
+        vacuous = matched.get("vacuous") if matched is not None else None
+        evidence = matched.get("evidence") if matched is not None else None
+        windows.append(FaultWindow(index, str(fault.get("fault")), float(fault["t"]),
+                                   float(matched["t"]) if matched is not None else None,
                                    tuple(fault.get("targets") or ()), fault.get("term"),
-                                   dict(fault.get("params") or {})))
+                                   dict(fault.get("params") or {}),
+                                   vacuous if isinstance(vacuous, bool) else None,
+                                   str(evidence) if evidence is not None else None))
     return windows
 
 

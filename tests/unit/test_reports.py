@@ -13,6 +13,7 @@ from harness.cli import main
 from reports.derive import CLIENT_KINDS, REQUEST_KINDS, client_ops, counts_between, node_samples, peer_series
 from reports.html import render_for_pytest, render_run
 from reports.summary import SCHEMA, validate_summary
+from reports.terminal import render_text
 
 SPEC = {"node_count": 3, "flags": {}, "node_flags": {}, "topology": {}, "backend": "local", "seed": 42,
         "run_dir": None, "test_name": "synthetic",
@@ -269,3 +270,55 @@ def test_cli_bad_arguments_are_one_line(argv: list[str], capsys: pytest.CaptureF
 def test_cli_check(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(run_dir / "events.jsonl")]) == 1
     assert main(["check", str(tmp_path / "nope.jsonl")]) == 2
+
+
+def _section(html: str, start: str, end: str) -> str:
+    return html[html.index(start):html.index(end)]
+
+
+def test_fault_windows_table_is_rendered(run_dir: Path) -> None:
+    result = render_run(run_dir)
+    windows = next(v for v in result.verdicts if v["checker"] == "windows")
+    assert windows["validity"] == "valid", windows["summary"]
+    html = result.report_path.read_text()
+    assert 'href="#windows"' in html
+    section = _section(html, '<h2 id="windows">', '<h2 id="peers-table">')
+    assert section.count('<table class="fault-windows">') == 1 and "Fault #0: link_down(n2)" in section
+    assert '<span class="badge valid">valid</span>' in section
+    assert [w for w in ("before", "during", "after") if f"<td>{w}</td>" in section] == ["before", "during", "after"]
+    assert '<tr class="faulted">' in section
+    for header in ("success", "p50", "p99", "leader changes", "<th>n2 (target)</th>", "<th>n3</th>"):
+        assert header in section
+    assert "<td class=\"num\">80%</td>" in section  # 2 of 10 ops timed out while n2 was cut off
+    assert "0 / 14 / 14" in section  # n2 got status-only heartbeats and no ops during the fault
+    doc = json.loads(result.summary_path.read_text())
+    assert validate_summary(doc) == []
+    during = doc["fault_windows"][0]["windows"]["during"]
+    assert during["success_rate"] == 0.8 and during["ops"] == {"ok": 8, "fail": 0, "info": 2, "compare_failed": 0}
+    assert during["peers"]["n2"] == {"requests_with_ops": 0, "status_only_requests": 14, "heartbeat_sends": 14}
+    assert doc["fault_windows"][0]["windows"]["after"]["leader_changes"] == 1  # n1 killed, n2 took over
+
+
+def test_a_run_judged_without_the_windows_checker_says_so(run_dir: Path) -> None:
+    (run_dir / "verdicts.json").write_text(json.dumps({"schema": 1, "verdicts": [
+        {"checker": "durability", "validity": "valid", "summary": "fine", "details": {}}]}))
+    html = render_for_pytest(run_dir).read_text()
+    assert "The windows checker has not been run on this run" in html
+    assert '<table class="fault-windows">' not in html
+    assert json.loads((run_dir / "summary.json").read_text())["fault_windows"] == []
+
+
+def test_validate_summary_checks_fault_windows_only_when_present(run_dir: Path) -> None:
+    doc = json.loads(render_run(run_dir).summary_path.read_text())
+    doc["fault_windows"][0]["windows"].pop("after")
+    assert any("fault_windows[0].windows" in p for p in validate_summary(doc))
+    del doc["fault_windows"]  # an optional key added under the same schema: older summaries lack it
+    assert validate_summary(doc) == []
+
+
+def test_terminal_report_prints_a_line_per_fault_window(run_dir: Path) -> None:
+    render_run(run_dir)
+    text = render_text([run_dir], width=240)
+    line = next(x for x in text.splitlines() if "synthetic link_down(n2): success" in x)
+    assert "success 100%→80%→100%" in line and "leader changes 0→0→1" in line
+    assert "to n2 ops/st-only/hb 56/1/1→0/14/14→40/0/0" in line
