@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from faults.base import as_target, bounded, check_known, check_number
+from faults.rearm import Rearmer
 from faults.verify import (
     UNVERIFIED,
     Verification,
@@ -57,13 +58,16 @@ def _check_value(name: str, value: Any) -> Any:
 class FlagFault:
     """Set ``flags`` on the ``target`` nodes (resolved at injection); heal puts back each node's
     value from before the injection. Every change is a recorded ``node``/``flag`` event, and the
-    fault/heal events list the flags and who got them. A node that restarted meanwhile already
-    runs its spec's flags and is left alone."""
+    fault/heal events list the flags and who got them. A node that restarted meanwhile runs its
+    spec's flags again: it is left alone, unless ``reapply_on_restart`` is set: then every node
+    the fault hit gets the flags again as soon as it answers after a start while the fault is on
+    (the crash supervisor's restart after an injected crash, or anyone's), each change a recorded
+    ``flag`` event; the heal event lists them as ``reapplied`` (and ``reapply_errors``)."""
 
     name = "flags"
 
     def __init__(self, flags: Mapping[str, Any], target: Target | str = "all",
-                 name: str | None = None) -> None:
+                 name: str | None = None, reapply_on_restart: bool = False) -> None:
         if not isinstance(flags, Mapping) or not flags:
             raise FaultError(f"flags must be a non-empty mapping of flag name to value, got {flags!r}")
         checked = {}
@@ -73,12 +77,17 @@ class FlagFault:
             checked[flag] = _check_value(flag, value)
         self.flags: Mapping[str, Any] = MappingProxyType(checked)
         self.target = as_target(target)
+        if not isinstance(reapply_on_restart, bool):
+            raise FaultError(f"reapply_on_restart must be a bool, got {reapply_on_restart!r}")
+        self.reapply_on_restart = reapply_on_restart
         if name is not None:
             self.name = name
         self._lock = threading.Lock()
         self._previous: dict[str, dict[str, Any]] = {}  # node -> flag -> value before injection
         self._record: FaultRecord | None = None
         self._baseline: dict[str, Any] = {}
+        self._rearmer: Rearmer | None = None
+        self._reapplied: list[str] = []
 
     def available(self, cluster: Cluster) -> str | None:
         """Unavailable when no running node lists one of the flags (another implementation of the
@@ -108,6 +117,8 @@ class FlagFault:
             raise FaultError(f"{self.name} is already injected")
         ids, term = resolve_target(cluster, self.target)
         params: dict[str, Any] = {"flags": dict(self.flags), "target": str(self.target)}
+        if self.reapply_on_restart:
+            params["reapply_on_restart"] = True
         hit: list[str] = []
         try:
             for node_id in ids:
@@ -124,7 +135,21 @@ class FlagFault:
         params["skipped_not_running"] = [n for n in ids if n not in hit]
         self._record = record_fault(cluster, self.name, params, hit, term)
         self._baseline = self._observe(cluster, hit)
+        if self.reapply_on_restart and hit:
+            self._rearmer = Rearmer(cluster, hit, lambda node_id: self._reapply(cluster, node_id)).start()
         return self._record
+
+    def _reapply(self, cluster: Cluster, node_id: str) -> None:
+        """Set the flags again on ``node_id``, which started again while the fault is on (called by
+        the rearmer's thread; holds the lock, so it never interleaves with ``heal``)."""
+        with self._lock:
+            if self._record is None:
+                return
+            current = cluster.flags(node_id)
+            for flag, value in self.flags.items():
+                if current.get(flag) != value:
+                    cluster.set_flag(node_id, flag, value)
+            self._reapplied.append(node_id)
 
     def _observe(self, cluster: Cluster, hit: list[str]) -> dict[str, Any]:
         """What ``verify`` compares against: crash draws, rejected updates or log positions."""
@@ -156,7 +181,22 @@ class FlagFault:
             return Verification(None, f"could not verify: {exc}")
         return Verification(None, f"set {', '.join(self.flags)}; its effect is not observable here")
 
+    def _stop_rearming(self) -> dict[str, Any]:
+        """Stop re-applying (before taking the lock: the rearmer may be waiting for it) and return
+        what it did, for the heal event."""
+        rearmer, self._rearmer = self._rearmer, None
+        if rearmer is None:
+            return {}
+        rearmer.stop()
+        with self._lock:
+            extra: dict[str, Any] = {"reapplied": list(self._reapplied)}
+            self._reapplied.clear()
+        if rearmer.errors:
+            extra["reapply_errors"] = list(rearmer.errors)
+        return extra
+
     def heal(self, cluster: Cluster) -> None:
+        rearmed = self._stop_rearming()
         with self._lock:
             verification = self.verify(cluster)
             for node_id in list(self._previous):
@@ -170,21 +210,26 @@ class FlagFault:
                     pass  # crashed or restarting: it comes back with its spec's flags
                 del self._previous[node_id]
             if self._record is not None:
-                record_heal(cluster, self._record, **verification.heal_fields())
+                record_heal(cluster, self._record, **verification.heal_fields(), **rearmed)
                 self._record = None
 
 
 # ---- kuduraft's fault flags by name ---------------------------------------------------------------
 
-def crash_on_leader_request(fraction: float, target: Target | str = "all") -> FlagFault:
+def crash_on_leader_request(fraction: float, target: Target | str = "all",
+                            reapply_on_restart: bool = False) -> FlagFault:
     """The leader exits with status 85 before a send with probability ``fraction`` (B21). Set on
-    every node by default: whoever is elected next must carry the flag too."""
-    return FlagFault({CRASH_ON_LEADER_REQUEST: fraction}, target, name="crash-on-leader-request")
+    every node by default: whoever is elected next must carry the flag too. With
+    ``reapply_on_restart`` a node the crash supervisor restarts is re-armed (see ``FlagFault``)."""
+    return FlagFault({CRASH_ON_LEADER_REQUEST: fraction}, target, name="crash-on-leader-request",
+                     reapply_on_restart=reapply_on_restart)
 
 
-def crash_after_leader_request(fraction: float, target: Target | str = "all") -> FlagFault:
+def crash_after_leader_request(fraction: float, target: Target | str = "all",
+                               reapply_on_restart: bool = False) -> FlagFault:
     """The leader exits with status 85 after processing a reply with probability ``fraction`` (B22)."""
-    return FlagFault({CRASH_AFTER_LEADER_REQUEST: fraction}, target, name="crash-after-leader-request")
+    return FlagFault({CRASH_AFTER_LEADER_REQUEST: fraction}, target, name="crash-after-leader-request",
+                     reapply_on_restart=reapply_on_restart)
 
 
 def follower_reject_updates(target: Target | str = "followers") -> FlagFault:

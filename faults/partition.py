@@ -16,7 +16,7 @@ from faults.shapes import (
     proxy_plan,
     unavailable_reason,
 )
-from faults.verify import UNVERIFIED, Verification, cut_verification, traffic
+from faults.verify import Verification
 from harness.errors import FaultError
 from harness.fault import FaultRecord, Target, nemesis_rng, resolve_target
 
@@ -116,8 +116,4 @@ class Partition(ProxyEditFault):
 
     def verify(self, cluster: Cluster) -> Verification:
         """Whether traffic crossed the cut (and was dropped) since injection."""
-        edits = self._edits
-        if edits is None:
-            return UNVERIFIED
-        after = traffic(cluster, sorted({link for link, _ in edits.dropped_streams()} | set(edits.disabled)))
-        return cut_verification(edits.baseline, after, edits.dropped_streams(), edits.disabled)
+        return self.verify_cut(cluster)

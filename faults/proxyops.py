@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from faults.shapes import ProxyOp
-from faults.verify import UNVERIFIED, Traffic, Verification, dial_refused, traffic
+from faults.verify import UNVERIFIED, Traffic, Verification, cut_verification, dial_refused, traffic
 from harness.backend import LinkId
 from harness.errors import FaultError, HarnessError
 from harness.fault import FaultRecord, record_fault, record_heal
@@ -133,6 +133,15 @@ class ProxyEditFault:
 
     def verify(self, cluster: Cluster) -> Verification:
         raise NotImplementedError
+
+    def verify_cut(self, cluster: Cluster) -> Verification:
+        """For faults that cut links (disable proxies, drop streams): whether traffic crossed the
+        cut since injection (see ``faults.verify.cut_verification``)."""
+        edits = self._edits
+        if edits is None:
+            return UNVERIFIED
+        after = traffic(cluster, sorted({link for link, _ in edits.dropped_streams()} | set(edits.disabled)))
+        return cut_verification(edits.baseline, after, edits.dropped_streams(), edits.disabled)
 
     def _apply(self, cluster: Cluster, ops: Sequence[ProxyOp], what: str, params: dict[str, Any],
                hit: Sequence[str], term: int | None, toxicity: float = 1.0) -> FaultRecord:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faults.base import as_enum, check_number
-from faults.network import Direction, Endpoints
+from faults.links import Direction, Endpoints
 from faults.proxyops import ProxyEditFault
 from faults.shapes import ProxyOp
 from faults.verify import UNVERIFIED, Verification, flow_verification, traffic

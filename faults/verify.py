@@ -63,7 +63,9 @@ def _delta(before: Traffic, after: Traffic, key: tuple[str, Stream]) -> tuple[in
 def cut_verification(before: Traffic | None, after: Traffic | None, dropped: Sequence[tuple[str, Stream]],
                      disabled: Sequence[str]) -> Verification:
     """A cut bit when some dropping stream received bytes it did not pass on, or a disabled link
-    had carried traffic before it was disabled (so someone lost a connection it was using)."""
+    had carried traffic (so someone lost a connection it was using). Toxiproxy adds a connection's
+    bytes to its counters only when the connection closes; disabling a proxy closes its
+    connections, so their bytes show up *after* the cut: both are counted."""
     if before is None or after is None:
         return Verification(None, "toxiproxy exposes no traffic metrics")
     hits: list[str] = []
@@ -73,7 +75,7 @@ def cut_verification(before: Traffic | None, after: Traffic | None, dropped: Seq
         (hits if attempted > 0 and delivered == 0 else quiet).append(
             f"{link} {stream.value}: {attempted} B in, {delivered} B out")
     for link in disabled:
-        used = sum(before.get((link, s), (0, 0))[1] for s in Stream)
+        used = sum(before.get((link, s), (0, 0))[1] + _delta(before, after, (link, s))[1] for s in Stream)
         (hits if used > 0 else quiet).append(f"{link} disabled after carrying {used} B")
     if hits:
         return Verification(True, "; ".join(hits[:4]) + (" ..." if len(hits) > 4 else ""))

@@ -77,6 +77,7 @@ class Cluster:
         self._cleanup_errors: list[BaseException] = []
         self._rngs: dict[str, random.Random] = {}
         self._exit_listeners: list[Callable[[str, int], None]] = []
+        self._start_listeners: list[Callable[[str], None]] = []
         self._run: RunDir | None = None
         self._history: History | None = None
         self._toxi: ToxiproxyClient | None = None
@@ -304,6 +305,18 @@ class Cluster:
         """Call ``listener(node_id, code)`` whenever ``reap`` finds a node that exited on its own."""
         self._exit_listeners.append(listener)
 
+    def add_start_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(node_id)`` after every ``start`` (a restart's and the crash supervisor's
+        too): the process runs but may not answer yet. It runs in the starting thread, maybe under
+        the cluster's lock, so it must not block (a fault hands the work to a thread of its own)."""
+        self._start_listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[..., None]) -> None:
+        """Stop calling ``listener`` (a start or an exit listener); no error if it is not registered."""
+        for listeners in (self._start_listeners, self._exit_listeners):
+            if listener in listeners:
+                listeners.remove(listener)
+
     def reap(self) -> list[tuple[str, int]]:
         """Record an ``exit`` event for every node that exited on its own since last seen
         (the observer and the crash supervisor call this on their ticks)."""
@@ -330,6 +343,8 @@ class Cluster:
             self.backend.start(self._check(node_id))
             self._up.add(node_id)
             self.history.node_event(node_id, NodeEventType.START)
+        for listener in list(self._start_listeners):
+            listener(node_id)
 
     def kill(self, node_id: str) -> int | None:
         """SIGKILL; returns the exit code."""

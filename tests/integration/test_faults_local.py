@@ -1,4 +1,5 @@
-"""Faults on a real 3-node local cluster: what the leader's per-peer status shows, and that heal restores it."""
+"""Faults on a real 3-node local cluster: what the leader's per-peer status shows, that heal restores
+it, and that the heal event says whether the fault bit (Toxiproxy's byte counters)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from faults.flags import flag_fault, follower_reject_updates
 from faults.network import link_latency, partition
 from faults.process import paused, stopped
 from harness.cluster import Cluster
+from harness.workload import Workload, WorkloadSpec
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +94,47 @@ def test_kill_leader_and_pause_follower_are_recorded_and_healed(cluster: Cluster
     assert not any(cluster.is_paused(n) for n in cluster.nodes)
     kinds = [(e["kind"], e["fault"]) for e in _fault_events(cluster)]
     assert kinds == [("fault", "kill"), ("heal", "kill"), ("fault", "pause"), ("heal", "pause")]
+
+
+def _last_heal(cluster: Cluster, fault: str) -> dict[str, Any]:
+    heals = [e for e in _fault_events(cluster) if e["kind"] == "heal" and e["fault"] == fault]
+    assert heals, f"no heal event of {fault}"
+    return heals[-1]
+
+
+def test_refused_isolate_of_a_follower_under_load_is_recorded_as_bitten(cluster: Cluster) -> None:
+    leader, victim = _victim(cluster)
+    timing = cluster.timing
+    with Workload(cluster, WorkloadSpec(clients=2, rate_per_s=40)) as workload:
+        # Replicating to the victim first (a fresh leader may still count failures from the start).
+        _healthy_again(cluster, leader, victim)
+        cluster.wait_until(lambda: workload.stats.ok >= 5, what="acknowledged operations",
+                           timeout_s=timing.client_timeout_s + 2.0)
+        with partition(cluster, isolate=victim, mode="refused"):
+            cluster.wait_until(lambda: _peer(cluster, leader, victim)["failed_attempts"] > 0,
+                               what="the leader to count failures",
+                               timeout_s=timing.peer_failed_within_s + timing.heartbeat_s)
+    heal = _last_heal(cluster, "isolate")
+    print(f"heal: {heal}")
+    assert heal["vacuous"] is False, heal
+    assert f"{leader}->{victim} disabled after carrying" in heal["evidence"], heal["evidence"]
+    _healthy_again(cluster, leader, victim)
+
+
+def test_latency_on_a_link_nobody_uses_is_recorded_vacuous(cluster: Cluster) -> None:
+    """A follower's outbound link to the other follower only carries votes: with a stable leader
+    nothing goes through the toxic, so the fault was in place but did not bite."""
+    leader, quiet_src = _victim(cluster)
+    quiet_dst = next(n for n in cluster.nodes if n not in (leader, quiet_src))
+    term = cluster.status(leader)["term"]
+    window_s = 4 * cluster.timing.heartbeat_s
+    with link_latency(cluster, quiet_src, quiet_dst, latency_ms=50):
+        until = cluster.history.now() + window_s
+        cluster.wait_until(lambda: cluster.history.now() >= until, what=f"a {window_s:.2f} s window",
+                           timeout_s=window_s + 5.0, poll_s=0.02)
+    assert cluster.status(leader)["term"] == term, "an election ran meanwhile: the link was used for votes"
+    heal = _last_heal(cluster, "latency")
+    print(f"heal: {heal}")
+    assert heal["vacuous"] is True, heal
+    assert heal["evidence"].startswith("no traffic through the toxic"), heal["evidence"]
+    assert f"{quiet_src}->{quiet_dst} upstream: 0 B in" in heal["evidence"], heal["evidence"]

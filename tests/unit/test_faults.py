@@ -1,8 +1,10 @@
-"""Fault parameter validation, and inject/heal on a fake cluster: targets, links touched, history events."""
+"""Fault parameter validation, and inject/heal on a fake cluster: targets, links touched, history events,
+whether a fault bit (traffic through the fake proxies), and re-arming flags after a restart."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +14,37 @@ from faults.flags import FlagFault, crash_on_leader_request, follower_reject_upd
 from faults.network import CutLink, Isolate, LinkLatency, isolation_links, link_latency, partition
 from faults.process import Kill, Pause, Restart
 from harness.backend import Capabilities, LinkId
-from harness.errors import FaultError, FaultUnavailable
+from harness.errors import FaultError, FaultUnavailable, NodeUnreachable, ToxiproxyError
 from harness.history import History, load_history
-from harness.toxi import Stream, Toxic
+from harness.toxi import ProxyInfo, Stream, Toxic
+from harness.waits import WaitStrategy, wait_until
 
 SEED = 99
 
 
+Traffic = dict[tuple[str, Stream], tuple[int, int]]
+
+
 class FakeLink:
-    def __init__(self, link: LinkId) -> None:
+    """A proxy in memory; ``traffic`` is the whole fake server's byte counters (None: no metrics)."""
+
+    def __init__(self, link: LinkId, traffic: Traffic | None) -> None:
         self.id = link
         self.enabled = True
         self.toxic_list: dict[str, Toxic] = {}
+        self.traffic = traffic
+        self.ignore_disable = False  # a proxy that silently stays up (the in-place check catches it)
+
+    def info(self) -> ProxyInfo:
+        return ProxyInfo(self.id.name, f"fake:{self.id.name}", "fake:0", self.enabled)
+
+    def server_traffic(self) -> Traffic:
+        if self.traffic is None:
+            raise ToxiproxyError("toxiproxy GET /metrics: no Prometheus text")
+        return dict(self.traffic)
 
     def disable(self) -> None:
-        self.enabled = False
+        self.enabled = self.ignore_disable
 
     def enable(self) -> None:
         self.enabled = True
@@ -51,18 +69,32 @@ class FakeBackend:
 class FakeCluster:
     """The Cluster verbs the faults use, in memory; n2 leads in term 5."""
 
-    def __init__(self, tmp: Path, n: int = 3, can_pause: bool = True) -> None:
+    def __init__(self, tmp: Path, n: int = 3, can_pause: bool = True, metrics: bool = True) -> None:
         self.nodes = tuple(f"n{i}" for i in range(1, n + 1))
         self.history = History(tmp / "events.jsonl")
         self.capabilities = Capabilities(can_pause=can_pause)
         self.backend = FakeBackend()
         self._rng = random.Random(SEED)
-        self.links = {f"{a}->{b}": FakeLink(LinkId(a, b)) for a in self.nodes for b in self.nodes if a != b}
-        self.links.update({f"client->{n}": FakeLink(LinkId("client", n)) for n in self.nodes})
+        self.traffic: Traffic | None = {} if metrics else None
+        self.link_map = {f"{a}->{b}": FakeLink(LinkId(a, b), self.traffic)
+                         for a in self.nodes for b in self.nodes if a != b}
+        self.link_map.update({f"client->{n}": FakeLink(LinkId("client", n), self.traffic) for n in self.nodes})
         self.running = set(self.nodes)
         self.paused: set[str] = set()
-        self.flag_values = {n: {"follower_reject_update_consensus_requests": False,
-                                "fault_crash_on_leader_request_fraction": 0.0} for n in self.nodes}
+        self.flag_values = {n: dict(self.DEFAULT_FLAGS) for n in self.nodes}
+        self.start_listeners: list[Callable[[str], None]] = []
+
+    DEFAULT_FLAGS = {"follower_reject_update_consensus_requests": False,
+                     "fault_crash_on_leader_request_fraction": 0.0}
+
+    def send(self, link: str, stream: Stream, received: int, sent: int) -> None:
+        """``received`` bytes entered the proxy ``link`` on ``stream`` and ``sent`` left it."""
+        assert self.traffic is not None
+        before = self.traffic.get((link, stream), (0, 0))
+        self.traffic[(link, stream)] = (before[0] + received, before[1] + sent)
+
+    def links(self) -> list[FakeLink]:
+        return list(self.link_map.values())
 
     def statuses(self) -> dict[str, Any]:
         return {n: {"role": "LEADER" if n == "n2" else "FOLLOWER", "term": 5, "leader": "n2"}
@@ -72,10 +104,10 @@ class FakeCluster:
         return self._rng
 
     def link(self, src: str, dst: str) -> FakeLink:
-        return self.links[f"{src}->{dst}"]
+        return self.link_map[f"{src}->{dst}"]
 
     def client_link(self, node: str) -> FakeLink:
-        return self.links[f"client->{node}"]
+        return self.link_map[f"client->{node}"]
 
     def is_running(self, node: str) -> bool:
         return node in self.running
@@ -92,7 +124,18 @@ class FakeCluster:
         return 0
 
     def start(self, node: str) -> None:
+        """A started node runs its spec's flags (the defaults here), as a real restart does."""
         self.running.add(node)
+        self.flag_values[node] = dict(self.DEFAULT_FLAGS)
+        for listener in list(self.start_listeners):
+            listener(node)
+
+    def add_start_listener(self, listener: Callable[[str], None]) -> None:
+        self.start_listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[..., None]) -> None:
+        if listener in self.start_listeners:
+            self.start_listeners.remove(listener)
 
     def restart(self, node: str, hard: bool = False) -> None:
         self.start(node)
@@ -104,6 +147,8 @@ class FakeCluster:
         self.paused.discard(node)
 
     def flags(self, node: str) -> dict[str, Any]:
+        if node not in self.running:
+            raise NodeUnreachable(f"{node} is down", "refused")
         return dict(self.flag_values[node])
 
     def set_flag(self, node: str, name: str, value: Any) -> Any:
@@ -180,7 +225,7 @@ def test_refused_isolate_of_the_leader_records_who_and_term_and_heals(fake: Fake
         assert record.targets == ("n2",) and record.term == 5
         assert not fake.link("n1", "n2").enabled and not fake.link("n2", "n3").enabled
         assert fake.link("n1", "n3").enabled and fake.client_link("n2").enabled
-    assert all(link.enabled for link in fake.links.values())
+    assert all(link.enabled for link in fake.links())
     fault, heal = fake.events()
     assert fault["kind"] == "fault" and fault["targets"] == ["n2"] and fault["term"] == 5
     assert fault["params"]["mode"] == "refused" and fault["params"]["target"] == "leader"
@@ -246,3 +291,117 @@ def test_unavailable_fault_raises_fault_unavailable(tmp_path: Path) -> None:
     cluster = FakeCluster(tmp_path, n=2)
     with pytest.raises(FaultUnavailable, match="minority"), partition(cluster, isolate="minority"):  # type: ignore[arg-type]
         pass
+
+
+# ---- did the fault bite? (heal events carry vacuous/evidence, from the proxies' byte counters) ----
+
+
+def _heal(cluster: FakeCluster) -> dict[str, Any]:
+    heals = [e for e in cluster.events() if e["kind"] == "heal"]
+    assert len(heals) == 1, heals
+    return heals[0]
+
+
+def test_refused_isolate_bites_when_a_cut_link_was_in_use(fake: FakeCluster) -> None:
+    fake.send("n2->n1", Stream.UPSTREAM, 120, 120)  # the leader was heartbeating n1
+    with partition(fake, isolate="n1", mode="refused"):  # type: ignore[arg-type]
+        pass
+    heal = _heal(fake)
+    assert heal["vacuous"] is False and "n2->n1 disabled after carrying 120 B" in heal["evidence"]
+    assert heal["params"]["target"] == "n1" and heal["params"]["mode"] == "refused"
+    assert all(link.enabled for link in fake.links())
+
+
+def test_refused_isolate_of_a_node_nobody_talked_to_is_vacuous(fake: FakeCluster) -> None:
+    with partition(fake, isolate="n3", mode="refused"):  # type: ignore[arg-type]
+        pass
+    heal = _heal(fake)
+    assert heal["vacuous"] is True and heal["evidence"].startswith("no traffic crossed the cut")
+
+
+def test_blackhole_cut_bites_when_bytes_enter_and_none_leave(fake: FakeCluster) -> None:
+    with partition(fake, link=("n2", "n3"), mode="blackhole", direction="requests") as record:  # type: ignore[arg-type]
+        assert record.params["links"] == ["n2->n3"] and record.params["direction"] == "requests"
+        fake.send("n2->n3", Stream.UPSTREAM, 64, 0)
+    heal = _heal(fake)
+    assert heal["vacuous"] is False and "n2->n3 upstream: 64 B in, 0 B out" in heal["evidence"]
+    assert fake.link("n2", "n3").toxics() == []
+
+
+def test_latency_bites_only_when_bytes_go_through_the_toxic(tmp_path: Path) -> None:
+    for used in (True, False):
+        cluster = FakeCluster(tmp_path / str(used))
+        with link_latency(cluster, "n1", "n3", latency_ms=50, direction="replies") as record:  # type: ignore[arg-type]
+            # The old LinkLatency record, still (the catalog's toxic adds ``toxicity``).
+            assert {"src", "dst", "links", "latency_ms", "jitter_ms", "direction", "drawn_ms"} <= set(record.params)
+            assert record.fault == "latency" and record.params["drawn_ms"] == {"downstream": 50}
+            if used:
+                cluster.send("n1->n3", Stream.DOWNSTREAM, 10, 10)
+        heal = _heal(cluster)
+        assert heal["vacuous"] is (not used), heal
+        assert ("10 B in" in heal["evidence"]) is used
+
+
+def test_without_toxiproxy_metrics_a_fault_is_recorded_as_not_verified(tmp_path: Path) -> None:
+    cluster = FakeCluster(tmp_path, metrics=False)
+    with partition(cluster, isolate="n1"):  # type: ignore[arg-type]
+        pass
+    heal = _heal(cluster)
+    assert heal["vacuous"] is None and "no traffic metrics" in heal["evidence"]
+
+
+def test_a_cut_that_is_not_in_place_fails_injection_and_is_undone(fake: FakeCluster) -> None:
+    fake.link("n3", "n1").ignore_disable = True
+    with pytest.raises(FaultError, match=r"not in place after injecting: n3->n1 still enabled"), \
+            partition(fake, isolate="n1"):  # type: ignore[arg-type]
+        pass
+    (fault,) = [e for e in fake.events() if e["kind"] == "fault"]
+    assert "not in place" in fault["params"]["error"]
+    assert all(link.enabled for name, link in fake.link_map.items() if name != "n3->n1")
+
+
+# ---- flags re-applied after a restart ----------------------------------------------------------
+
+CRASH_FLAG = "fault_crash_on_leader_request_fraction"
+
+
+def _crash_and_restart(cluster: FakeCluster, node: str) -> None:
+    cluster.kill(node)  # as an injected crash: the node is gone ...
+    cluster.start(node)  # ... and the supervisor starts it again, with the spec's flags
+
+
+def test_flag_fault_reapplies_its_flags_to_a_restarted_node(fake: FakeCluster) -> None:
+    fault = crash_on_leader_request(0.05, "followers", reapply_on_restart=True)
+    record = fault.inject(fake)  # type: ignore[arg-type]
+    assert record.params["reapply_on_restart"] is True and record.targets == ("n1", "n3")
+    _crash_and_restart(fake, "n1")
+    wait_until(lambda: fake.flag_values["n1"][CRASH_FLAG] == 0.05, what="n1 re-armed",
+               strategy=WaitStrategy(5.0, 0.005))
+    _crash_and_restart(fake, "n2")  # not hit by the fault: left alone
+    fault.heal(fake)  # type: ignore[arg-type]
+    assert {n: v[CRASH_FLAG] for n, v in fake.flag_values.items()} == {"n1": 0.0, "n2": 0.0, "n3": 0.0}
+    heal = _heal(fake)
+    assert heal["reapplied"] == ["n1"] and "reapply_errors" not in heal
+    assert fake.start_listeners == []
+    _crash_and_restart(fake, "n3")  # after the heal: nothing is re-armed
+    assert fake.flag_values["n3"][CRASH_FLAG] == 0.0
+
+
+def test_flag_fault_leaves_a_restarted_node_alone_by_default(fake: FakeCluster) -> None:
+    fault = crash_on_leader_request(0.05)
+    assert "reapply_on_restart" not in fault.inject(fake).params  # type: ignore[arg-type]
+    assert fake.start_listeners == []
+    _crash_and_restart(fake, "n1")
+    assert fake.flag_values["n1"][CRASH_FLAG] == 0.0
+    fault.heal(fake)  # type: ignore[arg-type]
+    assert "reapplied" not in _heal(fake)
+    with pytest.raises(FaultError, match="reapply_on_restart must be a bool"):
+        FlagFault({CRASH_FLAG: 0.1}, reapply_on_restart="yes")  # type: ignore[arg-type]
+
+
+def test_refused_cut_counts_the_bytes_of_connections_it_closed(fake: FakeCluster) -> None:
+    """Toxiproxy counts a connection's bytes when it closes: disabling the proxy closes it."""
+    with partition(fake, link=("n2", "n1")):  # type: ignore[arg-type]
+        fake.send("n2->n1", Stream.UPSTREAM, 300, 300)
+    heal = _heal(fake)
+    assert heal["vacuous"] is False and heal["evidence"] == "n2->n1 disabled after carrying 300 B"
