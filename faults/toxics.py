@@ -17,7 +17,15 @@ from faults.base import as_enum, check_number
 from faults.links import Direction, Endpoints
 from faults.proxyops import ProxyEditFault
 from faults.shapes import ProxyOp
-from faults.verify import UNVERIFIED, Verification, flow_verification, traffic
+from faults.verify import (
+    UNVERIFIED,
+    SourceCounters,
+    SourceEvidence,
+    Verification,
+    flow_verification,
+    source_counters,
+    traffic,
+)
 from harness.errors import FaultError
 from harness.fault import FaultRecord, Target, nemesis_rng
 
@@ -98,6 +106,8 @@ class LinkToxic(ProxyEditFault):
             raise FaultError("drawn_ms applies to latency only")
         self.name = toxic.replace("_", "-")
         self._drawn: dict[str, int] = {}
+        self._link: tuple[str, str] | None = None
+        self._source_before: SourceCounters | None = None
         super().__init__()
 
     def available(self, cluster: Cluster) -> str | None:
@@ -135,12 +145,21 @@ class LinkToxic(ProxyEditFault):
         params = {**self.params(), "links": [link_id.name]}
         if self.toxic == "latency":
             params["drawn_ms"] = dict(self._drawn)
-        return self._apply(cluster, ops, f"{self.name} on {link_id}", params, hit, term, self.toxicity)
+        record = self._apply(cluster, ops, f"{self.name} on {link_id}", params, hit, term, self.toxicity)
+        # Read once the toxic is in place: whatever the source counts from now on went through it.
+        self._link = (link_id.src, link_id.dst)
+        self._source_before = source_counters(cluster, link_id.src, link_id.dst)
+        return record
 
     def verify(self, cluster: Cluster) -> Verification:
-        """Whether bytes went through the toxic since injection."""
+        """Whether traffic went through the toxic since injection: bytes Toxiproxy counted (closed
+        connections only) or the source node's counters for the destination (``flow_verification``)."""
         edits = self._edits
         if edits is None:
             return UNVERIFIED
         streams = edits.dropped_streams()
-        return flow_verification(edits.baseline, traffic(cluster, sorted({lk for lk, _ in streams})), streams)
+        node = None
+        if self._link is not None:
+            src, dst = self._link
+            node = SourceEvidence(src, dst, self._source_before, source_counters(cluster, src, dst))
+        return flow_verification(edits.baseline, traffic(cluster, sorted({lk for lk, _ in streams})), streams, node)

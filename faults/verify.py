@@ -82,19 +82,140 @@ def cut_verification(before: Traffic | None, after: Traffic | None, dropped: Seq
     return Verification(False, "no traffic crossed the cut: " + ("; ".join(quiet[:4]) or "no links"))
 
 
-def flow_verification(before: Traffic | None, after: Traffic | None,
-                      streams: Sequence[tuple[str, Stream]]) -> Verification:
-    """A toxic that shapes traffic (latency, bandwidth, ...) bit when bytes went through it."""
+@dataclass(frozen=True)
+class SourceCounters:
+    """One ``/status`` read of a link's source node ``src``, about its traffic to ``dst``.
+
+    ``sent``/``replies``: the leader's direct UpdateConsensus requests to ``dst`` (``requests_sent``
+    minus ``proxied_sends``, which go to a proxy node over another link) and the replies it
+    processed (``responses_ok + responses_error``); None when ``src`` is not a leader (no per-peer
+    counters). ``proxied``: its ``proxied_sends`` to ``dst``. ``forwarded``/``relayed``: on a
+    proxy node that feeds only ``dst`` (the spec's topology), the proxied requests it passed on
+    and the answers it relayed back; None otherwise."""
+
+    role: str | None
+    term: int | None
+    sent: int | None = None
+    replies: int | None = None
+    proxied: int | None = None
+    forwarded: int | None = None
+    relayed: int | None = None
+
+
+def _count(mapping: Mapping[str, Any], *keys: str) -> int:
+    return sum(int(mapping.get(k) or 0) for k in keys)
+
+
+def _only_child(cluster: Cluster, src: str, dst: str) -> bool:
+    """The spec's topology feeds ``dst``, and nothing else, from ``src`` (so all it forwards goes to dst)."""
+    spec = getattr(cluster, "spec", None)
+    topology: Mapping[str, str] = getattr(spec, "topology", None) or {}
+    return [peer for peer, proxy in topology.items() if proxy == src] == [dst]
+
+
+def source_counters(cluster: Cluster, src: str, dst: str) -> SourceCounters | None:
+    """``src``'s ``/status`` as ``SourceCounters`` for the link ``src->dst`` (None: no answer)."""
+    try:
+        st = cluster.status(src)
+    except (HarnessError, AttributeError):
+        return None
+    role, term = st.get("role"), st.get("term")
+    out = SourceCounters(str(role) if role is not None else None, int(term) if term is not None else None)
+    peer = (st.get("peers") or {}).get(dst)
+    if role == "LEADER" and isinstance(peer, Mapping):
+        c = peer.get("counters") or {}
+        proxied = _count(c, "proxied_sends")
+        out = SourceCounters(out.role, out.term, _count(c, "requests_sent") - proxied,
+                             _count(c, "responses_ok", "responses_error"), proxied)
+    proxy = st.get("proxy") or {}
+    if isinstance(proxy, Mapping) and _only_child(cluster, src, dst):
+        out = SourceCounters(out.role, out.term, out.sent, out.replies, out.proxied,
+                             _count(proxy, "received") - _count(proxy, "hops_exhausted", "unknown_dest"),
+                             _count(proxy, "success"))
+    return out
+
+
+def _grew(before: int | None, after: int | None) -> int:
+    return after - before if before is not None and after is not None and after > before else 0
+
+
+@dataclass(frozen=True)
+class SourceEvidence:
+    """``SourceCounters`` of the link ``src->dst`` read once the toxic was in place and at heal."""
+
+    src: str
+    dst: str
+    before: SourceCounters | None
+    after: SourceCounters | None
+
+    def stable_leader(self) -> bool:
+        """``src`` led the same term at both reads, so its per-peer counters are one Peer's."""
+        b, a = self.before, self.after
+        return (b is not None and a is not None and b.role == a.role == "LEADER" and b.term == a.term
+                and b.sent is not None and a.sent is not None)
+
+    def crossed(self, streams: Iterable[Stream]) -> list[str]:
+        """What ``src`` counted going through the toxic's ``streams`` (empty: nothing or cannot tell)."""
+        b, a = self.before, self.after
+        if b is None or a is None or b.term != a.term:
+            return []
+        out = []
+        wanted = set(streams)
+        if self.stable_leader():
+            if Stream.UPSTREAM in wanted and (n := _grew(b.sent, a.sent)):
+                out.append(f"{self.src} sent {n} UpdateConsensus requests to {self.dst} across the toxic")
+            # Replies to proxied sends come back over another link: count replies only without those.
+            if Stream.DOWNSTREAM in wanted and a.proxied == b.proxied and (n := _grew(b.replies, a.replies)):
+                out.append(f"{self.src} got {n} UpdateConsensus replies from {self.dst} across the toxic")
+        if Stream.UPSTREAM in wanted and (n := _grew(b.forwarded, a.forwarded)):
+            out.append(f"{self.src} forwarded {n} proxied requests to {self.dst} across the toxic")
+        if Stream.DOWNSTREAM in wanted and (n := _grew(b.relayed, a.relayed)):
+            out.append(f"{self.src} relayed {n} answers from {self.dst} across the toxic")
+        return out
+
+    def flat(self) -> str:
+        """``src``'s counters for ``dst`` (meaningful when ``stable_leader``: they did not move)."""
+        a = self.after
+        assert a is not None
+        return (f"{self.src} led term {a.term} and its counters for {self.dst} did not move "
+                f"({a.sent} requests sent, {a.replies} replies)")
+
+    def why_unknown(self) -> str:
+        b, a = self.before, self.after
+        if b is None or a is None:
+            return f"{self.src}'s /status could not be read"
+        if b.term != a.term:
+            return f"{self.src}'s counters restarted with a new term ({b.term} -> {a.term})"
+        return f"{self.src} keeps no per-peer counters"
+
+
+def flow_verification(before: Traffic | None, after: Traffic | None, streams: Sequence[tuple[str, Stream]],
+                      node: SourceEvidence | None = None) -> Verification:
+    """A toxic that shapes traffic (latency, bandwidth, ...) bit when traffic went through it.
+
+    Toxiproxy (v2.5) adds a connection's bytes to its counters only when the connection closes,
+    and Raft peer connections stay open, so bytes are one witness and the source node's own
+    counters (``node``) the other. Nothing moved: vacuous when ``src`` led one term throughout
+    (its counters for ``dst`` would have grown); otherwise the harness cannot tell (None).
+    Toxiproxy's API shows no open or past connections either, so "never connected" is not told apart."""
+    parts, total = [], 0
+    if before is not None and after is not None:
+        for link, stream in streams:
+            attempted, delivered = _delta(before, after, (link, stream))
+            total += attempted
+            parts.append(f"{link} {stream.value}: {attempted} B in, {delivered} B out")
+    bytes_text = "; ".join(parts)
+    crossed = node.crossed(s for _, s in streams) if node is not None else []
+    if total > 0 or crossed:
+        return Verification(True, "; ".join(crossed + ([bytes_text] if total > 0 else [])))
+    if node is not None and node.stable_leader():
+        return Verification(False, "no traffic through the toxic: " + "; ".join([node.flat()] + parts))
     if before is None or after is None:
-        return Verification(None, "toxiproxy exposes no traffic metrics")
-    parts = []
-    total = 0
-    for link, stream in streams:
-        attempted, delivered = _delta(before, after, (link, stream))
-        total += attempted
-        parts.append(f"{link} {stream.value}: {attempted} B in, {delivered} B out")
-    return Verification(total > 0, "; ".join(parts) if total > 0 else "no traffic through the toxic: "
-                        + "; ".join(parts))
+        return Verification(None, "toxiproxy exposes no traffic metrics"
+                            + (f"; {node.why_unknown()}" if node is not None else ""))
+    why = node.why_unknown() if node is not None else "the source node was not asked"
+    return Verification(None, f"cannot tell: Toxiproxy 2.5 counts bytes when a connection closes and {why} ("
+                        + bytes_text + ")")
 
 
 def dial_refused(listen: str) -> bool | None:

@@ -83,6 +83,9 @@ class FakeCluster:
         self.paused: set[str] = set()
         self.flag_values = {n: dict(self.DEFAULT_FLAGS) for n in self.nodes}
         self.start_listeners: list[Callable[[str], None]] = []
+        self.leader, self.term = "n2", 5
+        self.peer_counters = {n: {"requests_sent": 0, "proxied_sends": 0, "responses_ok": 0, "responses_error": 0}
+                              for n in self.nodes}  # the leader's, per peer
 
     DEFAULT_FLAGS = {"follower_reject_update_consensus_requests": False,
                      "fault_crash_on_leader_request_fraction": 0.0}
@@ -97,8 +100,22 @@ class FakeCluster:
         return list(self.link_map.values())
 
     def statuses(self) -> dict[str, Any]:
-        return {n: {"role": "LEADER" if n == "n2" else "FOLLOWER", "term": 5, "leader": "n2"}
-                for n in self.nodes}
+        return {n: self.status(n) for n in self.nodes}
+
+    def status(self, node: str) -> dict[str, Any]:
+        """``/status`` as docs/node-api.md has it: the leader has per-peer counters, the others none."""
+        if node not in self.running or node in self.paused:
+            raise NodeUnreachable(f"{node} does not answer", "refused")
+        leads = node == self.leader
+        peers = {p: {"counters": dict(c)} for p, c in self.peer_counters.items() if p != node} if leads else {}
+        return {"role": "LEADER" if leads else "FOLLOWER", "term": self.term, "leader": self.leader,
+                "peers": peers, "proxy": {"received": 0, "success": 0}}
+
+    def replicate(self, peer: str, requests: int, replies: int) -> None:
+        """The leader sent ``requests`` UpdateConsensus to ``peer`` and processed ``replies``."""
+        counters = self.peer_counters[peer]
+        counters["requests_sent"] += requests
+        counters["responses_ok"] += replies
 
     def rng(self, purpose: str) -> random.Random:
         return self._rng
@@ -328,18 +345,68 @@ def test_blackhole_cut_bites_when_bytes_enter_and_none_leave(fake: FakeCluster) 
     assert fake.link("n2", "n3").toxics() == []
 
 
-def test_latency_bites_only_when_bytes_go_through_the_toxic(tmp_path: Path) -> None:
-    for used in (True, False):
-        cluster = FakeCluster(tmp_path / str(used))
-        with link_latency(cluster, "n1", "n3", latency_ms=50, direction="replies") as record:  # type: ignore[arg-type]
-            # The old LinkLatency record, still (the catalog's toxic adds ``toxicity``).
-            assert {"src", "dst", "links", "latency_ms", "jitter_ms", "direction", "drawn_ms"} <= set(record.params)
-            assert record.fault == "latency" and record.params["drawn_ms"] == {"downstream": 50}
-            if used:
-                cluster.send("n1->n3", Stream.DOWNSTREAM, 10, 10)
+def test_latency_bites_when_bytes_go_through_the_toxic(fake: FakeCluster) -> None:
+    """A connection that closed while the toxic was on: Toxiproxy counted its bytes."""
+    with link_latency(fake, "n1", "n3", latency_ms=50, direction="replies") as record:  # type: ignore[arg-type]
+        # The old LinkLatency record, still (the catalog's toxic adds ``toxicity``).
+        assert {"src", "dst", "links", "latency_ms", "jitter_ms", "direction", "drawn_ms"} <= set(record.params)
+        assert record.fault == "latency" and record.params["drawn_ms"] == {"downstream": 50}
+        fake.send("n1->n3", Stream.DOWNSTREAM, 10, 10)
+    heal = _heal(fake)
+    assert heal["vacuous"] is False, heal
+    assert heal["evidence"] == "n1->n3 downstream: 10 B in, 10 B out"
+
+
+def test_latency_on_a_busy_leader_link_bites_by_the_leaders_counters(fake: FakeCluster) -> None:
+    """The leader's connection to n1 stays open, so Toxiproxy counts no bytes: the leader's
+    per-peer counters show the requests (and the replies) that went through the toxic."""
+    fake.replicate("n1", 40, 40)  # before the fault: not counted
+    with link_latency(fake, "n2", "n1", latency_ms=50):  # type: ignore[arg-type]
+        fake.replicate("n1", 7, 6)
+    heal = _heal(fake)
+    assert heal["vacuous"] is False, heal
+    assert heal["evidence"] == ("n2 sent 7 UpdateConsensus requests to n1 across the toxic; "
+                                "n2 got 6 UpdateConsensus replies from n1 across the toxic"), heal
+
+
+def test_latency_on_the_reply_stream_counts_the_leaders_replies_only(tmp_path: Path) -> None:
+    for direction, replies, bit in (("replies", 3, True), ("replies", 0, False), ("requests", 0, True)):
+        cluster = FakeCluster(tmp_path / f"{direction}{replies}")
+        with link_latency(cluster, "n2", "n3", latency_ms=50, direction=direction):  # type: ignore[arg-type]
+            cluster.replicate("n3", 2, replies)
         heal = _heal(cluster)
-        assert heal["vacuous"] is (not used), heal
-        assert ("10 B in" in heal["evidence"]) is used
+        assert heal["vacuous"] is (not bit), (direction, replies, heal)
+        assert ("3 UpdateConsensus replies from n3" in heal["evidence"]) is (replies == 3), heal
+
+
+def test_latency_on_a_follower_to_follower_link_without_bytes_cannot_tell(fake: FakeCluster) -> None:
+    """n1 is a follower: no per-peer counters, and open connections show no bytes."""
+    with link_latency(fake, "n1", "n3", latency_ms=50):  # type: ignore[arg-type]
+        fake.replicate("n1", 5, 5)  # the leader's traffic to n1 is another link
+    heal = _heal(fake)
+    assert heal["vacuous"] is None, heal
+    assert heal["evidence"].startswith("cannot tell: Toxiproxy 2.5 counts bytes when a connection closes "
+                                       "and n1 keeps no per-peer counters"), heal
+    assert "n1->n3 upstream: 0 B in, 0 B out" in heal["evidence"]
+
+
+def test_latency_on_a_leader_link_whose_counters_stay_flat_is_vacuous(fake: FakeCluster) -> None:
+    fake.replicate("n3", 9, 9)
+    with link_latency(fake, "n2", "n3", latency_ms=50):  # type: ignore[arg-type]
+        fake.replicate("n1", 5, 5)  # another peer
+    heal = _heal(fake)
+    assert heal["vacuous"] is True, heal
+    assert heal["evidence"] == ("no traffic through the toxic: n2 led term 5 and its counters for n3 did not "
+                                "move (9 requests sent, 9 replies); n2->n3 upstream: 0 B in, 0 B out; "
+                                "n2->n3 downstream: 0 B in, 0 B out"), heal
+
+
+def test_a_new_term_during_a_latency_cannot_tell(fake: FakeCluster) -> None:
+    """The leader rebuilds its peers every election: counters of two terms are not comparable."""
+    with link_latency(fake, "n2", "n3", latency_ms=50):  # type: ignore[arg-type]
+        fake.term = 6
+    heal = _heal(fake)
+    assert heal["vacuous"] is None and "new term (5 -> 6)" in heal["evidence"], heal
 
 
 def test_without_toxiproxy_metrics_a_fault_is_recorded_as_not_verified(tmp_path: Path) -> None:
