@@ -21,7 +21,7 @@ from harness.divergence import Divergence, first_divergence, raft_events
 from harness.errors import ConfigError
 from harness.history import load_history
 from harness.schedule import FaultSpec, Step, StepOp
-from harness.spec import ClusterSpec
+from harness.spec import BackendName, ClusterSpec
 from harness.store import open_run_dir
 
 # The fields of an executed step that must match between a run and its replay.
@@ -75,16 +75,25 @@ class ReplayOutcome:
     replay_events: int
 
 
-def replay_run(run_dir: Path | str, runs_root: Path | None = None) -> ReplayOutcome:
-    """Re-execute ``run_dir``'s schedule on a fresh cluster of its spec (same seed) and compare."""
+def recorded_spec(run_dir: Path | str) -> ClusterSpec:
+    """The spec a recorded run ran with (its ``spec.json``); ConfigError when there is none."""
+    original = open_run_dir(run_dir)
+    if not original.spec_path.exists():
+        raise ConfigError(f"{run_dir}: no spec.json")
+    return ClusterSpec.from_json(original.spec_path.read_text())
+
+
+def replay_run(run_dir: Path | str, runs_root: Path | None = None,
+               backend: BackendName | None = None) -> ReplayOutcome:
+    """Re-execute ``run_dir``'s schedule on a fresh cluster of its spec (same seed) and compare;
+    ``backend`` (when given) replaces the recorded spec's backend."""
     original = open_run_dir(run_dir)
     if not original.schedule_path.exists():
         raise ConfigError(f"{run_dir}: no schedule.jsonl: the run recorded no nemesis schedule")
-    if not original.spec_path.exists():
-        raise ConfigError(f"{run_dir}: no spec.json")
     executed = read_schedule(original.schedule_path)
-    spec_doc = ClusterSpec.from_json(original.spec_path.read_text()).to_dict()
-    spec = ClusterSpec.from_dict({**spec_doc, "run_dir": None, "test_name": f"replay-{spec_doc['test_name']}"[:80]})
+    spec_doc = recorded_spec(run_dir).to_dict()
+    spec = ClusterSpec.from_dict({**spec_doc, "run_dir": None, "test_name": f"replay-{spec_doc['test_name']}"[:80],
+                                  "backend": backend if backend is not None else spec_doc["backend"]})
     steps = replay_steps(executed)
     run_plan = plan_from_info(read_run_info(original), steps, spec.test_name)
     outcome = execute(spec, run_plan, runs_root)

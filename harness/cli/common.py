@@ -1,17 +1,26 @@
 """Helpers shared by the CLI command modules: one-line errors with exit code 2, ``key=value`` parsing,
-the open-faults table."""
+the open-faults table, the ``--backend`` option and making Docker ready for it."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
+from harness.errors import SetupError
+from harness.spec import BackendName
+
 EXIT_BAD_INPUT = 2
+
+# ``--backend``: None means "what the scenario file (or the recorded run) says, else local".
+BackendOption = Annotated[BackendName | None, typer.Option(
+    case_sensitive=False, show_default=False,
+    help="local or docker (default: the scenario file's or the recorded run's, else local)")]
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -48,3 +57,20 @@ def open_faults_table(faults: Iterable[dict[str, Any]], title: str) -> Table:
         table.add_row(str(f["slot"]), f["fault"], ",".join(f.get("targets") or []), str(f.get("term")),
                       str(f.get("params")))
     return table
+
+
+def ensure_backend(backend: BackendName) -> None:
+    """For ``docker``: make the daemon answer and the images exist (rich progress on stderr), as
+    ``python -m harness.docker setup`` does. On failure one line and exit 3 (no daemon) or 2."""
+    if backend is not BackendName.DOCKER:
+        return
+    from harness.docker.daemon import DockerUnavailable, no_daemon_reason
+    from harness.docker.ready import EXIT_NO_DAEMON, ensure_ready
+
+    try:
+        client, _images = ensure_ready(Console(stderr=True))
+    except DockerUnavailable as exc:
+        fail(no_daemon_reason(exc), code=EXIT_NO_DAEMON)
+    except SetupError as exc:
+        fail(f"docker setup failed: {exc.message}")
+    client.close()

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from harness.cli import app
-from harness.cli.common import fail
+from harness.cli.common import BackendOption, ensure_backend, fail
 from harness.errors import ConfigError, HarnessError
+from harness.spec import BackendName
 
 if TYPE_CHECKING:
     from faults.runner import RunOutcome
+    from faults.scenario import Scenario
 
 
 def _print_outcome(outcome: RunOutcome) -> None:
@@ -27,13 +30,15 @@ def _print_outcome(outcome: RunOutcome) -> None:
     print(f"run dir: {outcome.run.path} (seed {outcome.seed})")
 
 
-def _load(path: Path):  # type: ignore[no-untyped-def]
+def _load(path: Path, backend: BackendName | None) -> Scenario:
+    """The scenario file with ``--backend`` (when given) overriding its ``[cluster] backend``."""
     from faults.scenario import load_scenario
 
     try:
-        return load_scenario(path)
+        scn = load_scenario(path)
     except ConfigError as exc:
         fail(str(exc))
+    return dataclasses.replace(scn, backend=backend) if backend is not None else scn
 
 
 @app.command("run")
@@ -41,12 +46,14 @@ def run(
     scenario: Annotated[Path, typer.Argument(help="a scenario TOML file")],
     seed: Annotated[int | None, typer.Option(help="override the file's seed")] = None,
     runs_dir: Annotated[Path | None, typer.Option(help="where run directories go")] = None,
+    backend: BackendOption = None,
 ) -> int:
     """Run a scenario once on a fresh cluster. Exit 0 when every verdict is valid and every expected
     symptom held, 1 otherwise."""
     from faults.runner import execute, scenario_plan
 
-    scn = _load(scenario)
+    scn = _load(scenario, backend)
+    ensure_backend(scn.backend)
     run_seed = scn.resolve_seed(seed)
     print(f"scenario {scn.name}: seed={run_seed}")
     try:
@@ -65,6 +72,7 @@ def reproduce(
     times: Annotated[int, typer.Option(help="how many runs")] = 5,
     seed: Annotated[int | None, typer.Option(help="first seed (run i uses seed + i); default the file's")] = None,
     runs_dir: Annotated[Path | None, typer.Option(help="where run directories go")] = None,
+    backend: BackendOption = None,
 ) -> int:
     """Run an incident N times (seeds s, s+1, ...) and print how often every expected symptom held.
     Exit 0 when it reproduced at least once, 1 when never."""
@@ -72,9 +80,10 @@ def reproduce(
 
     if times < 1:
         fail(f"--times must be >= 1, got {times}")
-    scn = _load(incident)
+    scn = _load(incident, backend)
     if not scn.expect:
         fail(f"{incident}: no [[expect]] symptom to reproduce")
+    ensure_backend(scn.backend)
     base = scn.resolve_seed(seed)
     hits = 0
     for i in range(times):
@@ -98,15 +107,21 @@ def reproduce(
 def replay(
     run_dir: Annotated[Path, typer.Argument(help="a run directory with schedule.jsonl and spec.json")],
     runs_dir: Annotated[Path | None, typer.Option(help="where the replay's run directory goes")] = None,
+    backend: BackendOption = None,
 ) -> int:
     """Re-execute a run's recorded schedule on a fresh cluster of the same spec and report the first
     divergence of the observed Raft events. Exit 0 when the schedule replayed identically."""
-    from faults.replay import replay_run
+    from faults.replay import recorded_spec, replay_run
 
     if not run_dir.is_dir():
         fail(f"{run_dir} is not a directory")
     try:
-        result = replay_run(run_dir, runs_dir)
+        chosen = backend if backend is not None else recorded_spec(run_dir).backend
+    except ConfigError as exc:
+        fail(str(exc))
+    ensure_backend(chosen)
+    try:
+        result = replay_run(run_dir, runs_dir, backend=chosen)
     except ConfigError as exc:
         fail(str(exc))
     except HarnessError as exc:

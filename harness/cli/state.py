@@ -17,8 +17,9 @@ from typing import Any
 
 import requests
 
-from harness.errors import ConfigError, HarnessError
-from harness.sweep import kill_group, owner_alive, sweep_orphans
+from harness.errors import ConfigError, HarnessError, WaitTimeout
+from harness.sweep import kill_group, owner_alive, process_alive, sweep_orphans
+from harness.waits import WaitStrategy, wait_until
 
 CONTROL_TIMEOUT_S = 30.0
 
@@ -79,7 +80,8 @@ def remove_stale() -> list[str]:
     with contextlib.suppress(FileNotFoundError):
         state_path().unlink()
     killed = sweep_orphans()
-    return [f"removed stale state of run {doc.get('run_id', '?')}"] + [f"killed {p.pid} (run {p.run_id})" for p in killed]
+    return ([f"removed stale state of run {doc.get('run_id', '?')}"] + [f"killed {p.pid} (run {p.run_id})" for p in killed]
+            + sweep_docker(doc))
 
 
 def control(doc: dict[str, Any], method: str, path: str, body: dict[str, Any] | None = None,
@@ -104,7 +106,24 @@ def stop_daemon(doc: dict[str, Any]) -> None:
     pid = doc.get("pid")
     if isinstance(pid, int):
         kill_group(pid)
+        with contextlib.suppress(WaitTimeout):
+            wait_until(lambda: not process_alive(pid), what=f"supervisor {pid} to die",
+                       strategy=WaitStrategy(5.0, 0.05))
     sweep_orphans()
+    sweep_docker(doc)
+
+
+def sweep_docker(doc: dict[str, Any]) -> list[str]:
+    """For a Docker cluster (``doc["spec"]["backend"]``) whose supervisor is gone: remove the containers
+    and networks of dead runs (logs saved into their run directories); what was removed."""
+    if (doc.get("spec") or {}).get("backend") != "docker":
+        return []
+    from harness.cleanup import clean_everything
+
+    report = clean_everything(include_live=False)
+    removed = report.containers + report.networks + report.volumes
+    return ([f"removed docker leftovers: {', '.join(removed)}"] if removed else []) + [
+        f"docker: could not remove: {e}" for e in report.errors]
 
 
 def clean_state(include_live: bool) -> list[str]:

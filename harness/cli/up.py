@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from harness.cli import app
-from harness.cli.common import fail, parse_pairs
+from harness.cli.common import BackendOption, ensure_backend, fail, parse_pairs
 from harness.cli.state import (
     control,
     daemon_alive,
@@ -24,8 +25,10 @@ from harness.cli.state import (
     state_dir,
     state_path,
     stop_daemon,
+    sweep_docker,
 )
 from harness.errors import ConfigError, HarnessError, WaitTimeout
+from harness.spec import BackendName
 from harness.sweep import process_alive
 from harness.waits import WaitStrategy, wait_until
 
@@ -33,7 +36,8 @@ START_TIMEOUT_S = 90.0
 
 
 def _spec_and_plan(nodes: int, flags: list[str], seed: int | None, profile: str, supervisor: bool,
-                   workload: bool, scenario: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+                   workload: bool, scenario: Path | None,
+                   backend: BackendName | None) -> tuple[dict[str, Any], dict[str, Any]]:
     from faults.runner import scenario_plan
     from faults.scenario import PROFILES, load_scenario, parse_scenario
 
@@ -48,6 +52,8 @@ def _spec_and_plan(nodes: int, flags: list[str], seed: int | None, profile: str,
         lines += [f"{k} = {json.dumps(v)}" for k, v in pairs.items()]
         lines += ["[workload]", f"enabled = {str(workload).lower()}"]
         scn = parse_scenario("\n".join(lines), "raftchaos up")
+    if backend is not None:
+        scn = dataclasses.replace(scn, backend=backend)
     run_seed = scn.resolve_seed(seed)
     run_plan = scenario_plan(scn, run_seed)
     info = run_plan.info()
@@ -83,6 +89,7 @@ def up(
     scenario: Annotated[Path | None, typer.Option(help="take everything from a scenario file "
                                                        "(its timeline runs too)")] = None,
     timeout_s: Annotated[float, typer.Option(help="how long to wait for a leader")] = START_TIMEOUT_S,
+    backend: BackendOption = None,
 ) -> int:
     """Start a cluster and keep it running in the background; print node and proxy addresses."""
     for line in remove_stale():
@@ -91,9 +98,10 @@ def up(
     if existing is not None and daemon_alive(existing):
         fail(f"a cluster is already up (run {existing.get('run_id')}); stop it first: raftchaos down")
     try:
-        spec, info = _spec_and_plan(nodes, flag or [], seed, profile, supervisor, workload, scenario)
+        spec, info = _spec_and_plan(nodes, flag or [], seed, profile, supervisor, workload, scenario, backend)
     except (ConfigError, HarnessError) as exc:
         fail(str(exc))
+    ensure_backend(BackendName(spec["backend"]))
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
@@ -113,6 +121,7 @@ def up(
     except KeyboardInterrupt:
         stop_daemon({"pid": proc.pid})
         proc.wait(10)
+        sweep_docker({"spec": spec})  # now that the supervisor is reaped, its containers count as dead
         print("raftchaos: aborted; everything started was stopped", file=sys.stderr)
         return 130
     finally:
@@ -122,6 +131,7 @@ def up(
         stop_daemon({"pid": proc.pid})
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10)
+        sweep_docker({"spec": spec})
         state_path().unlink(missing_ok=True)
         print(f"raftchaos: error: cluster did not start: {doc.get('error')} (log: {log})", file=sys.stderr)
         return 1
@@ -130,12 +140,13 @@ def up(
 
 
 def _print_addresses(doc: dict[str, Any]) -> None:
-    print(f"cluster up: run {doc['run_id']} (seed {doc['seed']})")
+    print(f"cluster up: run {doc['run_id']} (seed {doc['seed']}, backend {doc['spec']['backend']})")
     print(f"run dir:    {doc['run_dir']}")
     print(f"supervisor: pid {doc['pid']}, control {doc['control']} (loopback only)")
     print(f"toxiproxy:  {doc['toxiproxy']}")
     for node, n in doc["nodes"].items():
-        print(f"  {node}: http {n['http']}  rpc {n['rpc']}  client {n['client']}  pid {n['pid']}")
+        where = f"  pid {n['pid']}" if n.get("pid") is not None else ""  # containers have no host pid
+        print(f"  {node}: http {n['http']}  rpc {n['rpc']}  client {n['client']}{where}")
     for name, listen in sorted(doc["proxies"].items()):
         print(f"  proxy {name}: {listen}")
 

@@ -11,24 +11,20 @@ import sys
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from harness.docker.daemon import DockerUnavailable
+from harness.docker.ready import EXIT_NO_DAEMON
 from harness.errors import SetupError
 
-EXIT_NO_DAEMON = 3  # no daemon answers and none can be started here: Docker tests skip, not fail
+__all__ = ["EXIT_NO_DAEMON", "clean", "main", "setup"]
 
 
 def setup(console: Console) -> int:
     """Ensure the daemon (installing docker.io as root) and the three images; idempotent."""
-    from harness.docker.daemon import ensure_daemon
-    from harness.docker.images import ensure_images
+    from harness.docker.ready import ensure_ready
 
     started = time.monotonic()
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        client = ensure_daemon(progress)
-        images = ensure_images(client, progress)
+    client, images = ensure_ready(console)
     version = client.version().get("Version", "?")
     client.close()
     console.print(f"docker {version} answers; images ready in {time.monotonic() - started:.1f} s:")

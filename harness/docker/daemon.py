@@ -43,7 +43,7 @@ from harness.docker.paths import docker_dir
 from harness.docker.progress import step
 from harness.errors import SetupError
 
-__all__ = ["DockerUnavailable", "client_if_answering", "ensure_daemon", "unavailable_reason"]
+__all__ = ["DockerUnavailable", "client_if_answering", "ensure_daemon", "no_daemon_reason", "unavailable_reason"]
 
 PING_TIMEOUT_S = 3.0
 CLIENT_TIMEOUT_S = 600
@@ -108,8 +108,13 @@ def unavailable_reason(progress: Progress | None = None) -> str | None:
     try:
         ensure_daemon(progress).close()
     except SetupError as exc:  # DockerUnavailable, or apt could not install docker.io
-        return f"no Docker daemon: {exc.message}"
+        return no_daemon_reason(exc)
     return None
+
+
+def no_daemon_reason(exc: SetupError) -> str:
+    """The one line ``unavailable_reason`` gives for ``exc`` (also what ``--backend docker`` prints)."""
+    return f"no Docker daemon: {exc.message}"
 
 
 @contextmanager

@@ -28,6 +28,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (["fault", "add", "latency", "-p", "latency_ms=-3"], "latency_ms"),
     (["fault", "heal"], "give a slot or --all"),
     (["fault", "add", "pause"], "no cluster is up"),
+    (["up", "--backend", "podman"], "Invalid value for '--backend'"),
+    (["run", "--backend", "vm", "missing.toml"], "Invalid value for '--backend'"),
+    (["reproduce", "missing.toml", "--backend", ""], "Invalid value for '--backend'"),
+    (["replay", "missing-dir", "--backend", "k8s"], "Invalid value for '--backend'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
@@ -47,3 +51,23 @@ def test_fault_list_needs_no_cluster(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     for name in ("isolate", "majorities-ring", "slow-close", "limit-data", "wal-latency", "flag"):
         assert name in out
+
+
+def test_replay_without_spec_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a run directory" in err and len(err.splitlines()) == 1
+
+
+def test_docker_without_a_daemon_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``--backend docker`` when no daemon can answer: the daemon's reason on one line, exit 3, nothing started."""
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")  # nothing listens: ensure_daemon gives up at once
+    path = tmp_path / "s.toml"
+    path.write_text("[cluster]\nbackend = 'docker'\n[[timeline]]\nat_s = 1\nfault = 'pause'\n")
+    for argv in (["up", "--backend", "docker"], ["run", str(path)], ["run", "--backend", "DOCKER", str(path)]):
+        assert main(argv) == 3, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("raftchaos: error: no Docker daemon: DOCKER_HOST=tcp://127.0.0.1:9 does not answer"), err
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "home" / "up" / "state.json").exists()
