@@ -1,0 +1,229 @@
+"""RPC client pool over wire frames: one lazily opened connection per destination, calls multiplexed by id."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nodes.rpc_errors import RemoteRpcError, RpcLayerError
+from nodes.wire import MAX_FRAME_BYTES, FrameError, encode_frame, read_frame
+
+
+def split_host_port(addr: str) -> tuple[str, int]:
+    """``"host:port"`` (IPv6 hosts may be bracketed) -> (host, port); ValueError when malformed."""
+    host, sep, port_s = addr.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise ValueError(f"expected 'host:port', got {addr!r}")
+    return host, int(port_s)
+
+
+@dataclass
+class RpcClientStats:
+    """Counters since construction, for tests and benchmarks."""
+
+    connections_opened: int = 0
+    connect_failures: int = 0
+    connections_lost: int = 0
+    calls: int = 0
+    timeouts: int = 0
+    late_responses: int = 0
+
+
+class _ClientConn:
+    """One TCP connection to one destination; responses matched to calls by id."""
+
+    def __init__(self, uuid: str, addr: str, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.uuid = uuid
+        self.addr = addr
+        self.reader = reader
+        self.writer = writer
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.lost: str | None = None
+        self.reader_task: asyncio.Task[None] | None = None
+
+    async def send(self, data: bytes) -> None:
+        if self.lost is not None:
+            raise RpcLayerError(f"connection to {self.uuid} at {self.addr} lost: {self.lost}")
+        try:
+            # write() buffers the whole frame at once, so a cancelled drain never splits a frame.
+            self.writer.write(data)
+            await self.writer.drain()
+        except OSError as e:
+            raise RpcLayerError(f"send to {self.uuid} at {self.addr} failed: {e}") from None
+
+
+def _parse_response(frame: dict[str, Any]) -> tuple[int, dict[str, Any] | RemoteRpcError]:
+    rid = frame.get("id")
+    if not isinstance(rid, int) or isinstance(rid, bool):
+        raise FrameError(f"not a response: 'id' must be an integer, got {rid!r:.50}")
+    if "error" in frame:
+        err = frame["error"]
+        if not (isinstance(err, dict) and isinstance(err.get("code"), str)
+                and isinstance(err.get("message"), str)):
+            raise FrameError(f"not a response: malformed 'error' {err!r:.80}")
+        return rid, RemoteRpcError(err["code"], err["message"])
+    body = frame.get("body")
+    if not isinstance(body, dict):
+        raise FrameError("not a response: neither an 'error' nor an object 'body'")
+    return rid, body
+
+
+class RpcClientPool:
+    """Calls to peers by uuid over one lazily opened, multiplexed connection per destination.
+
+    By default a timeout also drops the connection (``drop_on_timeout``). kuduraft's RPC layer
+    keeps it, but a Toxiproxy ``timeout`` toxic (our blackhole) discards bytes mid-stream, so a
+    connection that outlived a blackhole can be misaligned for good; reconnecting is the only
+    way back. With ``drop_on_timeout=False`` a timeout fails only that call (a late answer is
+    dropped), kuduraft's way. A reset, EOF or protocol error fails every call outstanding on the
+    connection with RpcLayerError; the next call reconnects. Not thread-safe: one event loop.
+    """
+
+    def __init__(self, addresses: Mapping[str, str], log: logging.Logger | None = None,
+                 max_frame_bytes: int = MAX_FRAME_BYTES, drop_on_timeout: bool = True) -> None:
+        for addr in addresses.values():
+            split_host_port(addr)
+        self._addresses = dict(addresses)
+        self._log = log or logging.getLogger("nodes.rpc")
+        self._max_frame_bytes = max_frame_bytes
+        self._drop_on_timeout = drop_on_timeout
+        self._conns: dict[str, _ClientConn] = {}
+        self._connect_locks: dict[str, asyncio.Lock] = {}
+        self._ids = itertools.count(1)
+        self._closed = False
+        self.stats = RpcClientStats()
+
+    def has(self, uuid: str) -> bool:
+        return uuid in self._addresses
+
+    def address(self, uuid: str) -> str:
+        """The ``host:port`` dialed for ``uuid``; KeyError when unknown."""
+        return self._addresses[uuid]
+
+    def set_address(self, uuid: str, addr: str) -> None:
+        """Dial ``uuid`` at ``addr`` from now on; an open connection elsewhere is dropped."""
+        split_host_port(addr)
+        self._addresses[uuid] = addr
+        conn = self._conns.get(uuid)
+        if conn is not None and conn.addr != addr:
+            self._drop(conn, "address changed")
+
+    def connected(self, uuid: str) -> bool:
+        """Whether a live connection to ``uuid`` is open right now."""
+        conn = self._conns.get(uuid)
+        return conn is not None and conn.lost is None
+
+    async def call(self, uuid: str, rpc: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Send ``rpc`` to ``uuid`` and return the response body.
+
+        ``timeout_s`` bounds connecting, sending and waiting together. Raises KeyError for an
+        unknown uuid, RpcLayerError when no answer came back, RemoteRpcError when the server
+        answered with an error, and FrameError when ``body`` cannot be encoded (a caller bug).
+        """
+        addr = self._addresses[uuid]
+        if self._closed:
+            raise RpcLayerError("client pool is closed")
+        rid = next(self._ids)
+        data = encode_frame({"id": rid, "rpc": rpc, "body": body}, self._max_frame_bytes)
+        self.stats.calls += 1
+        conn: _ClientConn | None = None
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout_s):
+                conn = await self._connection(uuid, addr)
+                conn.pending[rid] = fut
+                await conn.send(data)
+                return await fut
+        except TimeoutError:
+            self.stats.timeouts += 1
+            if conn is not None and self._drop_on_timeout:
+                self._drop(conn, f"{rpc} timed out")
+            raise RpcLayerError(f"{rpc} to {uuid} at {addr} timed out after {timeout_s:.3f}s") from None
+        finally:
+            if conn is not None:
+                conn.pending.pop(rid, None)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # failed while we were not awaiting it: mark it retrieved
+
+    async def close(self) -> None:
+        """Close every connection; outstanding calls fail with RpcLayerError. Idempotent."""
+        self._closed = True
+        tasks = []
+        for conn in list(self._conns.values()):
+            self._drop(conn, "client pool closed")
+            if conn.reader_task is not None:
+                tasks.append(conn.reader_task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _connection(self, uuid: str, addr: str) -> _ClientConn:
+        conn = self._conns.get(uuid)
+        if conn is not None and conn.lost is None:
+            return conn
+        lock = self._connect_locks.setdefault(uuid, asyncio.Lock())
+        async with lock:  # concurrent first calls share one connect
+            conn = self._conns.get(uuid)
+            if conn is not None and conn.lost is None:
+                return conn
+            host, port = split_host_port(addr)
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+            except OSError as e:
+                self.stats.connect_failures += 1
+                raise RpcLayerError(f"connect to {uuid} at {addr} failed: {e}") from None
+            if self._closed:
+                writer.close()
+                raise RpcLayerError("client pool is closed")
+            conn = _ClientConn(uuid, addr, reader, writer)
+            conn.reader_task = asyncio.create_task(self._read_responses(conn))
+            self._conns[uuid] = conn
+            self.stats.connections_opened += 1
+            return conn
+
+    async def _read_responses(self, conn: _ClientConn) -> None:
+        reason = "closed by the server"
+        try:
+            while True:
+                frame = await read_frame(conn.reader, self._max_frame_bytes)
+                if frame is None:
+                    break
+                rid, outcome = _parse_response(frame)
+                fut = conn.pending.pop(rid, None)
+                if fut is None or fut.done():
+                    self.stats.late_responses += 1  # its call timed out or was cancelled
+                elif isinstance(outcome, RemoteRpcError):
+                    fut.set_exception(outcome)
+                else:
+                    fut.set_result(outcome)
+        except FrameError as e:
+            reason = f"protocol error: {e}"
+            self._log.warning("rpc: dropping connection to %s at %s: %s", conn.uuid, conn.addr, e)
+        except OSError as e:
+            reason = f"connection error: {e}"
+        finally:
+            self._drop(conn, reason)
+
+    def _drop(self, conn: _ClientConn, reason: str) -> None:
+        """Mark ``conn`` dead, close it and fail its outstanding calls; safe to call twice."""
+        if conn.lost is None:
+            conn.lost = reason
+            self.stats.connections_lost += 1
+        if self._conns.get(conn.uuid) is conn:
+            del self._conns[conn.uuid]
+        conn.writer.close()
+        try:
+            current = asyncio.current_task()
+        except RuntimeError:  # called outside the event loop
+            current = None
+        if conn.reader_task is not None and conn.reader_task is not current:
+            conn.reader_task.cancel()
+        for fut in conn.pending.values():
+            if not fut.done():
+                fut.set_exception(RpcLayerError(
+                    f"connection to {conn.uuid} at {conn.addr} lost: {conn.lost}"))
+        conn.pending.clear()
