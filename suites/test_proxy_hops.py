@@ -25,6 +25,7 @@ from faults.network import partition
 from harness.checkers.recovery import MIN_OK_BEFORE
 from harness.cluster import Cluster
 from suites._helpers import (
+    Markers,
     Window,
     heartbeat_count_bounds,
     heartbeats,
@@ -45,6 +46,7 @@ LOAD_CLIENTS = 4
 LOAD_RATE_HZ = 40.0
 WINDOW_P = 10
 PROXY_THRESHOLD_FACTOR = 2  # B45 test: the leader's threshold is raised to this x the profile's
+LAG_OPS = 20  # B45 lag test: the leader's raft_proxy_failure_lag_ops (default 1000), set at runtime
 
 
 def _destination_view(window: Window, dest: str, proxy_before: dict[str, int],
@@ -224,3 +226,83 @@ def test_hop_exhaustion_is_a_failed_attempt(make_cluster: Any, workload: Any) ->
         f"{dest} received updates although every proxied request ran out of hops")
     cluster.wait_caught_up(nodes=[dest], target_index=target,
                            timeout_s=timing.rpc_timeout_s + heartbeats(cluster, 4))
+
+
+def _proxy_lag(status: Mapping[str, Any]) -> int:
+    """How far the proxy's cursor trails the destination's in the leader's ``status`` (B45)."""
+    peers = status.get("peers") or {}
+    if DEST not in peers or PROXY not in peers:
+        return 0
+    return int(peers[DEST]["next_index"]) - int(peers[PROXY]["next_index"])
+
+
+def test_lagging_proxy_makes_leader_go_direct(make_cluster: Any, workload: Any) -> None:
+    """B45, lag rule: a proxy the leader hears from, but whose cursor trails the destination's by
+    more than raft_proxy_failure_lag_ops (lowered at runtime on the leader to LAG_OPS), is not
+    used: requests to the destination stay direct beyond the stale-proxy threshold, and go back
+    through the proxy once it has caught up.
+
+    The lag is built in the only order that can produce it: the proxy is isolated (stale, so the
+    destination is fed directly and keeps up), then made to refuse every write batch
+    (follower_fail_all_prepare: it answers CANNOT_PREPARE, so its last contact stays fresh but its
+    cursor is frozen), then healed. Fed through a proxy lacking the ops, the destination could
+    never get ahead of it."""
+    cluster, leader, dest = _proxied_cluster(make_cluster)
+    timing = cluster.timing
+    threshold_s = timing.proxy_failure_threshold_s
+    markers = Markers(cluster, "lagging-proxy")
+    with workload(cluster, clients=LOAD_CLIENTS, rate_hz=LOAD_RATE_HZ):
+        _warmed_up(cluster)
+        with runtime_flags(cluster, {"raft_proxy_failure_lag_ops": LAG_OPS}, target=leader):
+            try:
+                with partition(cluster, isolate=PROXY, mode="refused"):
+                    cluster.wait_until(lambda: peer_view(cluster, leader, dest).get("next_hop") == dest,
+                                       what=f"{leader} to send to {dest} directly (stale proxy)",
+                                       timeout_s=threshold_s + heartbeats(cluster, 2) + timing.rpc_timeout_s)
+                    cluster.set_flag(PROXY, "follower_fail_all_prepare", True)
+                    # More than LAG_OPS ops the proxy will not take, all reaching the destination.
+                    markers.write(LAG_OPS + 1)
+                    cluster.wait_until(lambda: _proxy_lag(cluster.status(leader)) > LAG_OPS,
+                                       what=f"{dest} more than {LAG_OPS} ops ahead of {PROXY}",
+                                       timeout_s=heartbeats(cluster, 4))
+                # Healed: the proxy answers again, refusing the ops it lacks.
+                cluster.wait_until(
+                    lambda: peer_view(cluster, leader, PROXY).get("status") == "CANNOT_PREPARE",
+                    what=f"{PROXY} to answer {leader} again (CANNOT_PREPARE)",
+                    timeout_s=heartbeats(cluster, 4) + timing.rpc_timeout_s)
+                contact_ages: list[float] = []
+
+                def sample_until(end_t: float) -> bool:
+                    contact_ages.append(float(peer_view(cluster, leader, PROXY)["last_contact_age_ms"]))
+                    return cluster.history.now() >= end_t
+
+                # In contact for longer than the stale threshold: only the lag keeps it direct.
+                window_s = threshold_s + WINDOW_P * timing.heartbeat_s
+                before = snap(cluster, leader)
+                cluster.wait_until(lambda: sample_until(before.t_after + window_s),
+                                   what=f"a {window_s:.2f} s window (lagging proxy)",
+                                   timeout_s=window_s + 5.0, poll_s=timing.heartbeat_s / 2)
+                window = Window(before, snap(cluster, leader))
+            finally:
+                cluster.set_flag(PROXY, "follower_fail_all_prepare", False)
+            window.assert_same_leadership()
+            d, entry, proxy_entry = window.deltas(dest), window.after.peer(dest), window.after.peer(PROXY)
+            print(f"to {dest}: {d}\nentry: {entry}\nproxy entry: {proxy_entry}\n"
+                  f"proxy contact ages (ms): max {max(contact_ages)} over {len(contact_ages)} samples")
+            assert max(contact_ages) < 1000 * threshold_s, (
+                f"{leader} lost contact with {PROXY} during the window, so the stale rule could "
+                f"explain going direct: {contact_ages}")
+            assert _proxy_lag(window.before.status) > LAG_OPS and _proxy_lag(window.after.status) > LAG_OPS, (
+                f"{PROXY} was not more than {LAG_OPS} ops behind {dest} throughout: {entry} / {proxy_entry}")
+            assert d["proxied_sends"] == 0 and entry["next_hop"] == dest, (
+                f"requests to {dest} went through a proxy lagging by more than {LAG_OPS} ops (B45): {d}")
+            assert d["requests_sent"] > 0 and d["requests_with_ops"] > 0, (
+                f"{dest} was not fed directly during the window: {d}")
+            # The proxy catches up (it is fed directly), the lag shrinks, the proxy is used again.
+            proxied = peer_counter(cluster, leader, dest, "proxied_sends")
+            cluster.wait_until(lambda: peer_counter(cluster, leader, dest, "proxied_sends") > proxied
+                               and peer_view(cluster, leader, dest).get("next_hop") == PROXY,
+                               what=f"{dest} proxied through {PROXY} again after it caught up",
+                               timeout_s=heartbeats(cluster, 4) + 2 * timing.rpc_timeout_s)
+        wait_ok_ops(cluster, what="acknowledged writes after the proxy caught up")
+    markers.assert_all_durable()
