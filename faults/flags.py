@@ -124,10 +124,16 @@ class FlagFault:
             for node_id in ids:
                 if not cluster.is_running(node_id) or cluster.is_paused(node_id):
                     continue
-                current = cluster.flags(node_id)
-                self._previous[node_id] = {f: current.get(f) for f in self.flags}
-                for flag, value in self.flags.items():
-                    cluster.set_flag(node_id, flag, value)
+                try:
+                    current = cluster.flags(node_id)
+                    self._previous[node_id] = {f: current.get(f) for f in self.flags}
+                    for flag, value in self.flags.items():
+                        cluster.set_flag(node_id, flag, value)
+                except NodeUnreachable:
+                    # Crashed or restarting this instant (a crash fraction at work): a fresh
+                    # process starts with the spec's flags, so nothing of ours is left on it.
+                    self._previous.pop(node_id, None)
+                    continue
                 hit.append(node_id)
         except HarnessError as exc:
             self._record = record_fault(cluster, self.name, {**params, "error": str(exc)}, hit, term)

@@ -14,7 +14,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from harness.errors import FaultError, FaultUnavailable, NoTarget, WaitTimeout
+from harness.errors import FaultError, FaultUnavailable, NodeUnreachable, NoTarget, WaitTimeout
 from harness.waits import agreed_leader
 
 if TYPE_CHECKING:
@@ -216,12 +216,17 @@ def restore_health(cluster: Cluster) -> None:
     for node_id in cluster.nodes:
         if not cluster.is_running(node_id):
             continue
-        current = cluster.flags(node_id)
-        wanted = cluster.spec.node_flags_for(node_id)
-        for name, default in RUNTIME_FAULT_FLAGS.items():
-            value = wanted.get(name, default)
-            if name in current and current[name] != value:
-                cluster.set_flag(node_id, name, value)
+        try:
+            current = cluster.flags(node_id)
+            wanted = cluster.spec.node_flags_for(node_id)
+            for name, default in RUNTIME_FAULT_FLAGS.items():
+                value = wanted.get(name, default)
+                if name in current and current[name] != value:
+                    cluster.set_flag(node_id, name, value)
+        except NodeUnreachable:
+            # Crashed or (re)starting right now: a fresh process starts with the spec's flags,
+            # so there is no runtime fault flag left on it to restore.
+            continue
 
 
 def check_available(fault: Fault, cluster: Cluster) -> None:
