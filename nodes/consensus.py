@@ -322,6 +322,9 @@ class RaftConsensus:
             "pre_elections_started": c.pre_elections_started,
             "elections_won": c.elections_won, "step_downs": c.step_downs,
             "failed_elections": self.failed_elections,
+            "last_leader_contact_age_ms": (
+                None if self.last_leader_contact is None
+                else round((self.clock.now() - self.last_leader_contact) * 1000, 1)),
             "updates_received": c.updates_received, "updates_rejected": c.updates_rejected,
             "crash_flag_draws": {
                 f: self.faults.draws.get(f, 0)

@@ -6,7 +6,7 @@ import enum
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nodes.clock import Clock
@@ -59,7 +59,6 @@ class PeerCounters:
     request_for_peer_errors: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Peer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nodes.clock import Clock
@@ -96,12 +96,10 @@ class QueueWatermarks:
 
 @dataclass
 class RequestPlan:
-    """What RequestForPeer decided besides the request body: where it goes, what it read."""
+    """What RequestForPeer decided besides the request body: where it goes."""
 
     next_hop: str
-    ops_read: int = 0
     proxied: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 class PeerMessageQueue:
@@ -184,7 +182,6 @@ class PeerMessageQueue:
         try:
             plan = RequestPlan(next_hop=hop)
             if hop != uuid and not self._proxy_usable(hop, peer):
-                plan.notes.append(f"proxy {hop} unusable; sending direct")
                 hop = plan.next_hop = uuid
             plan.proxied = hop != uuid
             if plan.proxied:
@@ -221,7 +218,6 @@ class PeerMessageQueue:
             request["ops"] = [{"kind": "PROXY_OP", "term": e.term, "index": e.index} for e in entries]
         else:
             request["ops"] = [e.to_json() for e in entries]
-        plan.ops_read = len(entries)
 
     def _proxy_usable(self, proxy: str, dest: TrackedPeer) -> bool:
         """kuduraft's single-hop proxy health check (B45)."""
