@@ -312,11 +312,13 @@ def _executed_problem(line: Any) -> str | None:
     return None
 
 
-def read_executed(path: Path | str, expected_steps: int | None = None) -> list[dict[str, Any]]:
+def read_executed(path: Path | str, expected_steps: int | None = None, shape: bool = True) -> list[dict[str, Any]]:
     """Every executed step of a run's ``schedule.jsonl``, strictly: ConfigError (one line naming the
     file and line) for non-UTF-8 text, a torn or unparseable line, a wrong shape, missing or
     repeated step numbers, or fewer steps than the run recorded (``expected_steps``, from its
     verdicts.json). A replay of part of a schedule is not a replay, so nothing is dropped quietly.
+    ``shape=False`` (a report only shows the lines) checks the text and that each line is a JSON
+    object, not the fields a replay needs.
 
     The nemesis writes one whole line per step, newline-terminated, so a file that does not end
     in a newline was cut mid-line."""
@@ -339,10 +341,13 @@ def read_executed(path: Path | str, expected_steps: int | None = None) -> list[d
             doc = json.loads(line)
         except ValueError:
             raise ConfigError(f"{path}:{number}: not a JSON line: {line[:60]!r}") from None
-        problem = _executed_problem(doc)
+        problem = _executed_problem(doc) if shape else (
+            None if isinstance(doc, dict) else f"not a JSON object but {type(doc).__name__}")
         if problem:
             raise ConfigError(f"{path}:{number}: not an executed step: {problem}")
         out.append(doc)
+    if not shape:
+        return out
     numbers = sorted(d["step"] for d in out)
     if numbers != list(range(len(out))):
         missing = sorted(set(range(max(numbers, default=-1) + 1)) - set(numbers))

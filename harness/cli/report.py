@@ -77,7 +77,7 @@ def check_run_files(run_dir: Path) -> None:
     if (run.path / RUN_INFO).exists():
         read_run_info(run)
     if run.schedule_path.exists():
-        read_executed(run.schedule_path)
+        read_executed(run.schedule_path, shape=False)
 
 
 @app.command("report")
