@@ -137,6 +137,7 @@ def check_replayable(run_dir: Path | str) -> Recorded:
     except (KeyError, ValueError, TypeError, HarnessError) as exc:
         raise ConfigError(f"{original.schedule_path}: a step cannot be replayed: {exc}") from None
     try:
+        _read_text(original.events_path)  # UTF-8 (load_history would replace bad bytes silently)
         load_history(original.events_path)
     except OSError as exc:
         raise ConfigError(f"{original.events_path}: cannot read: {exc.strerror or exc}") from None

@@ -70,8 +70,8 @@ def _load(path: Path, backend: BackendName | None) -> Scenario:
 @app.command("run")
 def run(
     scenario: Annotated[Path, typer.Argument(help="a scenario TOML file")],
-    seed: Annotated[int | None, typer.Option(help="override the file's seed")] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="where run directories go")] = None,
+    seed: Annotated[int | None, typer.Option(help="override the file's seed", min=0)] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="where run directories go", file_okay=False)] = None,
     backend: BackendOption = None,
 ) -> int:
     """Run a scenario once on a fresh cluster. Exit 0 when every verdict is valid (and every expected
@@ -95,8 +95,9 @@ def run(
 def reproduce(
     incident: Annotated[Path, typer.Argument(help="an incident (scenario) TOML file with [[expect]] symptoms")],
     times: Annotated[int, typer.Option(help="how many runs (1-1000)", min=1, max=1000)] = 5,
-    seed: Annotated[int | None, typer.Option(help="first seed (run i uses seed + i); default the file's")] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="where run directories go")] = None,
+    seed: Annotated[int | None, typer.Option(help="first seed (run i uses seed + i); default the file's",
+                                             min=0)] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="where run directories go", file_okay=False)] = None,
     backend: BackendOption = None,
 ) -> int:
     """Run an incident N times (seeds s, s+1, ...) and print how often every expected symptom held.
@@ -134,7 +135,8 @@ def reproduce(
 @app.command("replay")
 def replay(
     run_dir: Annotated[Path, typer.Argument(help="a run directory with schedule.jsonl and spec.json")],
-    runs_dir: Annotated[Path | None, typer.Option(help="where the replay's run directory goes")] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="where the replay's run directory goes",
+                                                  file_okay=False)] = None,
     backend: BackendOption = None,
 ) -> int:
     """Re-execute a run's recorded schedule on a fresh cluster of the same spec and report the first

@@ -89,3 +89,24 @@ def test_a_killed_supervisor_is_swept_by_clean(home: Path) -> None:
     assert run_processes(state["run_id"]) == []
     assert not (home / "up" / "state.json").exists()
     assert not Path(state["run_dir"]).exists()  # a killed run's directory goes with its processes
+
+
+def test_down_after_real_node_crashes_exits_invalid(home: Path) -> None:
+    """Two nodes die of a signal nobody in the harness sent (as the OOM killer would): the crash
+    checker makes the run invalid and ``down`` exits 1, naming the crash (issue #10 item 6)."""
+    up = cli(home, "up", "--seed", str(SEED))
+    assert up.returncode == 0, up.stderr
+    state = json.loads((home / "up" / "state.json").read_text())
+    run_dir = Path(state["run_dir"])
+    try:
+        for node in ("n2", "n3"):
+            os.kill(int(state["nodes"][node]["pid"]), 9)
+    finally:
+        down = cli(home, "down")
+    assert down.returncode == 1, (down.stdout, down.stderr)
+    assert "verdict invalid" in down.stdout
+    doc = json.loads((run_dir / "verdicts.json").read_text())
+    crashes = next(v for v in doc["verdicts"] if v["checker"] == "crashes")
+    assert crashes["validity"] == "invalid" and "node crashed: n2 exited with -9" in crashes["summary"]
+    assert {c["node"] for c in crashes["details"]["crashes"]} == {"n2", "n3"}
+    assert cli(home, "report", str(run_dir)).returncode == 1  # the re-check agrees

@@ -102,6 +102,7 @@ def _break(run: Path, name: str, content: bytes | None) -> None:
     ("spec.json", b'{"node_count": "three"}', "spec.json"),
     ("spec.json", b'\x80', "spec.json: not UTF-8 text"),
     ("events.jsonl", b'{"t": 0}\nnot json\n{"t": 1}\n', "events.jsonl:2: not a JSON event"),
+    ("events.jsonl", b'{"t": 0, "text": "\xe9"}\n', "events.jsonl: not UTF-8 text"),
 ])
 def test_replay_refuses_a_bad_recorded_file(tmp_path: Path, name: str, content: bytes | None, message: str,
                                             monkeypatch: pytest.MonkeyPatch,
@@ -206,6 +207,8 @@ def test_run_refuses_a_bad_scenario_before_starting(tmp_path: Path, content: byt
     (["down", "--timeout-s", "0"], "Invalid value for '--timeout-s'"),
     (["reproduce", "x.toml", "--times", "0"], "Invalid value for '--times'"),
     (["status", "--interval-s", "0"], "Invalid value for '--interval-s'"),
+    (["run", "--seed", "-1", "x.toml"], "Invalid value for '--seed'"),
+    (["run", "--runs-dir", __file__, "x.toml"], "is a file"),
     (["no-such-command"], "No such command"),
 ])
 def test_options_out_of_range_are_254(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
