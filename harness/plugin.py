@@ -372,7 +372,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     after teardown, when the clusters are judged). Other tests take pytest's own protocol."""
     if not _PLUGIN_FIXTURES & set(getattr(item, "fixturenames", ())):
         return None
-    from _pytest.runner import runtestprotocol  # the documented way to re-log reports (as rerunfailures)
+    # pytest's own protocol with logging held back, as pytest-rerunfailures uses it
+    from _pytest.runner import runtestprotocol
 
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
