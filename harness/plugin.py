@@ -356,13 +356,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     state = _state(item)
-    if report.failed:
-        state.failed_phases.append(report.when)
-        runs = ", ".join(str(r.path) for r in state.runs) or "(no cluster started)"
-        report.sections.append(("raftchaos", f"seed={state.seed} (replay: pytest '{item.nodeid}' "
-                                f"--seed {state.seed})\nrun dir: {runs}"))
-    elif report.skipped:
+    if report.skipped:
         state.skipped = True
+    elif report.failed:
+        state.failed_phases.append(report.when)
+        if state.seed is not None or state.runs:  # a test that used the plugin: how to replay it
+            runs = ", ".join(str(r.path) for r in state.runs) or "(no cluster started)"
+            report.sections.append(("raftchaos", f"seed={state.seed} (replay: pytest '{item.nodeid}' "
+                                    f"--seed {state.seed})\nrun dir: {runs}"))
     return report
 
 
