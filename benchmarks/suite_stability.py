@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -81,7 +82,7 @@ def aggregate(runs: Iterable[RunResult]) -> dict[str, TestStats]:
             entry.counts[kind] += 1
             tag = f"run {run.index}: seed {test.get('seed')}"
             if kind == "fail":
-                entry.failures.append(tag + (f" ({test['reasons'][0]})" if test.get("reasons") else ""))
+                entry.failures.append(tag + (f": {test['failure']}" if test.get("failure") else ""))
             elif kind == "unknown":
                 entry.unknowns.append(f"{tag}: {'; '.join(test.get('reasons') or ['no reason recorded'])}")
     return stats
@@ -111,9 +112,9 @@ def tests_table(stats: Mapping[str, TestStats], runs: int) -> Table:
         for key, value in entry.counts.items():
             totals[key] += value
         c = entry.counts
-        table.add_row(entry.nodeid, str(c["pass"]), f"[bold red]{c['fail']}" if c["fail"] else "0",
+        table.add_row(escape(entry.nodeid), str(c["pass"]), f"[bold red]{c['fail']}" if c["fail"] else "0",
                       f"[yellow]{c['unknown']}" if c["unknown"] else "0", str(c["skip"]),
-                      "\n".join(entry.failures) or "-", "\n".join(entry.unknowns) or "-")
+                      escape("\n".join(entry.failures) or "-"), escape("\n".join(entry.unknowns) or "-"))
     table.add_row("[bold]total", *(f"[bold]{totals[k]}" for k in ("pass", "fail", "unknown", "skip")), "", "")
     return table
 

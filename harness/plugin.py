@@ -106,6 +106,7 @@ class _TestState:
     skipped: bool = False
     unknown: bool = False  # reported as unknown (its body passed, its verdict is unknown)
     failed_by_strict: bool = False  # failed only because its verdict is unknown (--raftchaos-strict)
+    failure: str | None = None  # the first failing phase and the first line of its message
 
     @property
     def outcome(self) -> str:
@@ -131,7 +132,7 @@ class _TestState:
         """This test in the session summary (``reports.session.TEST_KEYS``)."""
         verdict = self.verdict
         return {"nodeid": self.nodeid, "outcome": self.outcome, "verdict": verdict.value if verdict else None,
-                "failed_by_strict": self.failed_by_strict, "seed": self.seed, "run_dirs": [str(r.path) for r in self.runs], "reasons": self.reasons(),
+                "failed_by_strict": self.failed_by_strict, "failure": self.failure, "seed": self.seed, "run_dirs": [str(r.path) for r in self.runs], "reasons": self.reasons(),
                 "verdicts": [{"checker": v.checker, "validity": v.validity.value, "summary": v.summary}
                              for v in self.all_verdicts]}
 
@@ -360,6 +361,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         state.skipped = True
     elif report.failed:
         state.failed_phases.append(report.when)
+        if state.failure is None:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            text = crash.message if crash is not None else str(report.longrepr)
+            state.failure = f"{report.when}: {(text.strip().splitlines() or [''])[0][:300]}"
         if state.seed is not None or state.runs:  # a test that used the plugin: how to replay it
             runs = ", ".join(str(r.path) for r in state.runs) or "(no cluster started)"
             report.sections.append(("raftchaos", f"seed={state.seed} (replay: pytest '{item.nodeid}' "
@@ -400,6 +405,7 @@ def _judge(item: pytest.Item, reports: list[pytest.TestReport]) -> None:
                              f"seed={state.seed} run dir: {', '.join(str(r.path) for r in state.runs) or '-'}")
             state.failed_phases.append("call")
             state.failed_by_strict = True
+            state.failure = f"call: raftchaos verdict unknown (--raftchaos-strict): {why}"
         else:
             call.outcome = "skipped"
             call.longrepr = (item.location[0], (item.location[1] or 0) + 1, f"raftchaos verdict unknown: {why}")

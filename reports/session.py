@@ -17,7 +17,8 @@ Schema ``raftchaos.session/1`` (one JSON object; a value that is not known is ``
   invalid, unknown, none}} (``none``: a test without any raftchaos verdict, e.g. a plain unit test).
 - ``tests``: list, in run order, of {``nodeid``, ``outcome`` (passed | failed | error | skipped |
   unknown), ``failed_by_strict`` (bool: failed only because its verdict is unknown and
-  ``--raftchaos-strict``), ``verdict`` (valid | invalid | unknown | null), ``seed`` (int | null), ``run_dirs``
+  ``--raftchaos-strict``), ``failure`` (str | null: the first failing phase and the first line
+  of its message; added under ``/1``), ``verdict`` (valid | invalid | unknown | null), ``seed`` (int | null), ``run_dirs``
   [str], ``reasons`` [str] (``checker: summary`` of each unknown or invalid verdict),
   ``verdicts`` [{``checker``, ``validity``, ``summary``}]}.
 """

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.history import EventKind
@@ -106,7 +107,7 @@ def _summary_table(rows: Sequence[RunRow]) -> Table:
         table.add_column(column, overflow="fold")
     for row in rows:
         outcome = f"[{OUTCOME_STYLE[row.outcome]}]{row.outcome}" if row.outcome in OUTCOME_STYLE else row.outcome
-        table.add_row(row.test, outcome,
+        table.add_row(escape(row.test), outcome,
                       f"[{STYLE.get(row.verdict, '')}]{row.verdict}", str(row.seed),
                       "\n".join(row.faults) or "-", "\n".join(row.recovery) or "-", str(row.leader_changes))
     return table
@@ -216,9 +217,9 @@ def tests_table(tests: Sequence[Mapping[str, Any]]) -> Table:
         table.add_column(column, overflow="fold")
     for test in tests:
         outcome, verdict = str(test.get("outcome")), str(test.get("verdict"))
-        table.add_row(str(test.get("nodeid")), f"[{OUTCOME_STYLE.get(outcome, '')}]{outcome}",
+        table.add_row(escape(str(test.get("nodeid"))), f"[{OUTCOME_STYLE.get(outcome, '')}]{outcome}",
                       f"[{STYLE.get(verdict, '')}]{verdict}", str(test.get("seed")),
-                      str(len(test.get("run_dirs") or [])), "\n".join(test.get("reasons") or []) or "-")
+                      str(len(test.get("run_dirs") or [])), escape("\n".join(test.get("reasons") or []) or "-"))
     return table
 
 

@@ -76,6 +76,8 @@ def test_strict_fails_an_unknown_test_with_its_reasons(tmp_path: Path) -> None:
     assert props["raftchaos_verdict"] == "unknown" and tags == ["failure"]
     doc = json.loads((tmp_path / "runs" / "summary.json").read_text())
     assert doc["strict"] and doc["overall"] == "unknown" and doc["pytest_exit_status"] == 1
+    unknown = doc["tests"][1]
+    assert unknown["failed_by_strict"] and unknown["failure"].startswith("call: raftchaos verdict unknown")
 
 
 @pytest.mark.parametrize(("args", "message"), [

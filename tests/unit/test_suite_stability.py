@@ -41,7 +41,7 @@ def test_runs_aggregate_per_test_with_seeds_and_reasons(tmp_path: Path) -> None:
         {"nodeid": "s.py::c", "outcome": "skipped", "verdict": None}])
     two = _summary(tmp_path / "2.json", [
         {"nodeid": "s.py::a", "outcome": "failed", "verdict": "invalid", "seed": 21,
-         "reasons": ["durability: lost 1 acked write"]},
+         "reasons": ["durability: lost 1 acked write"], "failure": "teardown: durability invalid"},
         {"nodeid": "s.py::b", "outcome": "failed", "verdict": "unknown", "seed": 22, "failed_by_strict": True,
          "reasons": ["linearizability: search budget exhausted"]},
         {"nodeid": "s.py::c", "outcome": "error", "verdict": None, "seed": 23}], strict=True)
@@ -52,7 +52,7 @@ def test_runs_aggregate_per_test_with_seeds_and_reasons(tmp_path: Path) -> None:
         "s.py::b": {"pass": 0, "fail": 0, "unknown": 2, "skip": 0},  # strict's failure is still an unknown
         "s.py::c": {"pass": 0, "fail": 1, "unknown": 0, "skip": 1},
     }
-    assert stats["s.py::a"].failures == ["run 2: seed 21 (durability: lost 1 acked write)"]
+    assert stats["s.py::a"].failures == ["run 2: seed 21: teardown: durability invalid"]
     assert stats["s.py::b"].unknowns == ["run 1: seed 12: bite: no traffic crossed the cut",
                                          "run 2: seed 22: linearizability: search budget exhausted"]
     assert stab.failed(runs, stats)
