@@ -33,7 +33,7 @@ setup: $(STAMP) $(TOXIPROXY)
 
 lint: setup
 	$(VENV)/bin/ruff check nodes harness faults reports suites tests benchmarks
-	$(VENV)/bin/mypy nodes
+	$(VENV)/bin/mypy nodes harness faults reports suites
 	$(VENV)/bin/lint-imports
 
 unit: setup
