@@ -56,9 +56,10 @@ def exchange(addr: tuple[str, int], data: bytes, timeout_s: float = 10.0) -> byt
         return b"".join(chunks)
 
 
-def http_statuses(raw: bytes) -> list[int]:
-    """The status codes of the HTTP responses in ``raw`` (a server's whole output on one connection)."""
-    out = []
+def http_statuses(raw: bytes, first_only: bool = False) -> list[int]:
+    """The status codes of the HTTP responses in ``raw`` (a server's whole output on one connection);
+    ``first_only`` for a HEAD request, whose response announces a body it does not carry."""
+    out: list[int] = []
     pos = 0
     while pos < len(raw):
         end = raw.find(b"\r\n\r\n", pos)
@@ -66,6 +67,8 @@ def http_statuses(raw: bytes) -> list[int]:
             break
         lines = raw[pos:end].decode("latin-1").split("\r\n")
         out.append(int(lines[0].split(" ")[1]))
+        if first_only:
+            break
         length = 0
         for line in lines[1:]:
             name, _, value = line.partition(":")
