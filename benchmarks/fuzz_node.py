@@ -104,7 +104,8 @@ async def fuzzer(wid: int, gen: Gen, nodes: LocalNodes, rpc_ports: dict[str, int
 
 def _http_codes(raw: bytes) -> list[str]:
     """Status codes of the responses (HEAD is never sent, so Content-Length always follows)."""
-    codes, pos = [], 0
+    codes: list[str] = []
+    pos = 0
     while True:
         end = raw.find(b"\r\n\r\n", pos)
         if end < 0 or not raw.startswith(b"HTTP/1.1 ", pos):
