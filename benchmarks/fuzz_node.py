@@ -8,6 +8,10 @@ writes, lost writes (must be 0), inputs/s, and how the nodes answered. A measure
 status says valid (0), invalid (1: a node exited, a write was lost or a connection hung) or
 unknown (2: no write was acknowledged, so serving cannot be judged).
 
+"answers: rpc responses" is below "inputs: rpc kept" by design: a node closes a connection at its
+first bad frame without waiting for the requests still in flight on it (nodes/rpc_server.py), so
+their responses are dropped with the connection.
+
     nice .venv/bin/python benchmarks/fuzz_node.py [--count N] [--seed S] [--workers W]
 """
 
