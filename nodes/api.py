@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from nodes.consensus import LeadershipLost, NotLeader, RaftConsensus
 from nodes.flags import FlagError
 from nodes.http import HttpResponse, json_response
+from nodes.jsonsafe import JsonInputError, loads
 from nodes.kv import KvError, validate_op
 from nodes.service import ConsensusService
 
@@ -54,9 +54,9 @@ class NodeApi:
         if not self.c.flags.known(name):
             return json_response(404, {"error": f"unknown flag {name!r}"})
         try:
-            payload = json.loads(body or b"{}")
-        except ValueError:
-            return json_response(400, {"error": "body must be JSON {\"value\": v}"})
+            payload = loads(body or b"{}")
+        except JsonInputError as e:
+            return json_response(400, {"error": f"{name}: body must be JSON {{\"value\": v}}; {e}"})
         if not isinstance(payload, dict) or "value" not in payload:
             return json_response(400, {"error": "body must be JSON {\"value\": v}"})
         try:
@@ -74,7 +74,7 @@ class NodeApi:
 
     async def _kv(self, verb: str, body: bytes) -> HttpResponse:
         try:
-            payload = json.loads(body or b"{}")
+            payload = loads(body or b"{}")
             if not isinstance(payload, dict):
                 raise KvError("body must be a JSON object")
             op = {"op": verb, **{k: payload[k] for k in ("key", "value", "from", "to") if k in payload}}

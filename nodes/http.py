@@ -79,17 +79,19 @@ def _content_length(headers: dict[str, str], max_body_bytes: int) -> int:
     if raw is None:
         return 0
     values = {v.strip() for v in raw.split(",")}
-    if len(values) != 1 or not next(iter(values)).isdigit() or not next(iter(values)).isascii():
+    text = next(iter(values))
+    if len(values) != 1 or not text.isdigit() or not text.isascii():
         raise _Reject(400, f"bad Content-Length {raw[:40]!r}")
-    length = int(values.pop())
+    if len(text.lstrip("0")) > 19:  # int() of thousands of digits would raise past the digit limit
+        raise _Reject(413, f"body of a {len(text)}-digit length exceeds the limit of {max_body_bytes}")
+    length = int(text)
     if length > max_body_bytes:
         raise _Reject(413, f"body of {length} bytes exceeds the limit of {max_body_bytes}")
     return length
 
 
-def _parse_head(raw: bytes, max_body_bytes: int = MAX_BODY_BYTES) -> _Head:
-    """Parse a request head (request line + headers, without the blank line); _Reject if bad."""
-    lines = raw.decode("latin-1").strip("\r\n").split("\r\n")
+def _parse_head(lines: list[str], max_body_bytes: int = MAX_BODY_BYTES) -> _Head:
+    """Parse a request head (request line + header lines, terminators removed); _Reject if bad."""
     parts = lines[0].split(" ")
     if len(parts) != 3 or not _METHOD_RE.match(parts[0]) or not _VERSION_RE.match(parts[2]):
         raise _Reject(400, f"malformed request line {lines[0][:80]!r}")
@@ -99,9 +101,12 @@ def _parse_head(raw: bytes, max_body_bytes: int = MAX_BODY_BYTES) -> _Head:
     headers = _parse_headers(lines[1:])
     tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
     keep_alive = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
-    url = urlsplit(target)
-    return _Head(method=method, path=unquote(url.path) or "/",
-                 query=dict(parse_qsl(url.query, keep_blank_values=True)), keep_alive=keep_alive,
+    try:
+        url = urlsplit(target)
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+    except ValueError as e:  # e.g. "http://[::1" (unbalanced IPv6 brackets)
+        raise _Reject(400, f"unparsable request target {target[:80]!r}: {e}") from None
+    return _Head(method=method, path=unquote(url.path) or "/", query=query, keep_alive=keep_alive,
                  content_length=_content_length(headers, max_body_bytes),
                  expect_continue=headers.get("expect", "").lower() == "100-continue")
 
@@ -163,10 +168,10 @@ class HttpServer:
         """Read, handle and answer one request; True to keep the connection for the next one."""
         try:
             async with asyncio.timeout(self._idle_timeout_s):
-                raw = await self._read_head(reader)
-                if raw is None:
+                lines = await self._read_head(reader)
+                if lines is None:
                     return False
-                head = _parse_head(raw, self._max_body_bytes)
+                head = _parse_head(lines, self._max_body_bytes)
                 if head.expect_continue and head.content_length:
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 body = await reader.readexactly(head.content_length)
@@ -197,16 +202,34 @@ class HttpServer:
         except (OSError, TimeoutError):
             pass
 
-    async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
-        """The request head up to the blank line; None on a clean EOF before a new request."""
-        try:
-            return await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as e:
-            if not e.partial.strip():
-                return None
-            raise _Reject(400, "connection closed inside the request head") from None
-        except asyncio.LimitOverrunError:
-            raise _Reject(400, f"request head exceeds {self._max_header_bytes} bytes") from None
+    async def _read_head(self, reader: asyncio.StreamReader) -> list[str] | None:
+        """The request line and header lines, up to the empty line; None on a clean EOF first.
+
+        Lines may end in CRLF or a bare LF (RFC 9112 section 2.2 lets a recipient accept LF
+        alone; waiting for CRLFCRLF left such a client with no answer at all). Empty lines
+        before the request line are skipped, as the same section allows. The whole head,
+        skipped lines included, is bounded by ``max_header_bytes``.
+        """
+        lines: list[str] = []
+        total = 0
+        while True:
+            try:
+                raw = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as e:
+                if not lines and not e.partial.strip():
+                    return None
+                raise _Reject(400, "connection closed inside the request head") from None
+            except asyncio.LimitOverrunError:
+                raise _Reject(400, f"request head exceeds {self._max_header_bytes} bytes") from None
+            total += len(raw)
+            if total > self._max_header_bytes:
+                raise _Reject(400, f"request head exceeds {self._max_header_bytes} bytes")
+            line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            if not line:
+                if lines:
+                    return lines
+                continue
+            lines.append(line.decode("latin-1"))
 
     async def _call(self, head: _Head, body: bytes) -> HttpResponse:
         try:

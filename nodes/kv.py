@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nodes.jsonsafe import JsonInputError, check_value
+
 KV_OPS = ("put", "get", "cas", "append")
 
 
@@ -25,6 +27,14 @@ def validate_op(op: dict[str, Any]) -> dict[str, Any]:
         raise KvError("append needs a string 'value'")
     if kind == "cas" and ("from" not in op or "to" not in op):
         raise KvError("cas needs 'from' and 'to'")
+    for field in ("key", "value", "from", "to"):
+        # The WAL cannot encode NaN/Infinity or absurd nesting and a failed append is fatal:
+        # such a value must be refused here, before it is replicated, never after.
+        if field in op:
+            try:
+                check_value(op[field], what=f"'{field}'")
+            except JsonInputError as e:
+                raise KvError(str(e)) from None
     return op
 
 

@@ -8,10 +8,36 @@ from typing import Any
 
 from nodes.consensus import RaftConsensus
 from nodes.election import Elections
+from nodes.jsonsafe import MAX_VALUE_DEPTH, JsonInputError, check_value
 from nodes.peer import RpcOutcome
 from nodes.proxy import ProxyCounters, handle_proxy_request
 from nodes.rpc import RemoteRpcError, RpcClientPool, RpcError
 from nodes.update import handle_update, server_error
+
+INT64 = (-(2**63), 2**63 - 1)
+"""kuduraft's terms, indexes and counters are protobuf int64 fields; JSON has no such bound."""
+
+
+def check_frame_body(body: dict[str, Any]) -> None:
+    """JsonInputError unless every integer outside the ops' payloads fits in int64 and every op
+    payload is a value the WAL can encode.
+
+    Frames decoded by ``nodes.wire`` are encodable already; this also covers bodies built in
+    process and keeps a term like 10**300 (which no kuduraft peer could send) out of the
+    metadata file, where it would outlive the frame that carried it.
+    """
+    stack: list[tuple[Any, str]] = [(body, "body")]
+    while stack:
+        v, where = stack.pop()
+        if isinstance(v, int) and not isinstance(v, bool):
+            if not INT64[0] <= v <= INT64[1]:
+                raise JsonInputError(f"{where} = {str(v)[:24]}... does not fit in int64")
+        elif isinstance(v, dict):
+            stack.extend((x, f"{where}.{k}") for k, x in v.items() if k != "payload")
+            if where.startswith("body.ops[") and "payload" in v:
+                check_value(v["payload"], MAX_VALUE_DEPTH + 1, what=f"{where}.payload")
+        elif isinstance(v, list):
+            stack.extend((x, f"{where}[{i}]") for i, x in enumerate(v))
 
 
 class ConsensusService:
@@ -23,6 +49,12 @@ class ConsensusService:
         self.proxy_counters = ProxyCounters()
 
     async def handle(self, rpc: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            check_frame_body(body)
+        except JsonInputError as e:
+            if rpc == "UpdateConsensus":
+                self.c.counters.updates_rejected += 1
+            return server_error("INVALID_REQUEST", f"Invalid argument: {e}", self.c)
         if rpc == "UpdateConsensus":
             return await self._update(body)
         if rpc in ("RequestVote", "RunLeaderElection"):

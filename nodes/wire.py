@@ -7,8 +7,15 @@ import json
 import struct
 from typing import Any
 
+from nodes.jsonsafe import MAX_VALUE_DEPTH, JsonInputError, loads
+
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 """Largest payload (bytes, header excluded) either side accepts; larger frames are protocol errors."""
+
+MAX_FRAME_DEPTH = MAX_VALUE_DEPTH + 16
+"""Deepest nesting a frame may have: a client value (MAX_VALUE_DEPTH) inside the request envelope
+(frame, body, ops list, op, payload) with room to spare. Deeper frames are protocol errors, so a
+peer cannot hand the WAL a value the HTTP edge would have refused."""
 
 _HEADER = struct.Struct(">I")
 HEADER_BYTES = _HEADER.size
@@ -19,11 +26,6 @@ class FrameError(Exception):
 
     On the receiving side the stream is then out of sync, so the connection must be closed.
     """
-
-
-def _reject_constant(name: str) -> Any:
-    # NaN/Infinity are Python extensions, not JSON: another implementation could not read them.
-    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def encode_frame(obj: dict[str, Any], max_bytes: int = MAX_FRAME_BYTES) -> bytes:
@@ -44,17 +46,15 @@ def encode_frame(obj: dict[str, Any], max_bytes: int = MAX_FRAME_BYTES) -> bytes
 
 
 def decode_payload(payload: bytes) -> dict[str, Any]:
-    """Parse one frame payload; FrameError when it is not UTF-8, not JSON or not an object."""
+    """Parse one frame payload; FrameError when it is not UTF-8, not strict JSON or not an object.
+
+    Strict as in ``nodes.jsonsafe``: no NaN/Infinity, no float overflow (``1e999``), nesting at
+    most MAX_FRAME_DEPTH. Whatever this accepts, the WAL can encode.
+    """
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise FrameError(f"frame payload is not UTF-8 (byte {e.start})") from None
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as e:
-        # ValueError covers JSONDecodeError and ints longer than Python's digit limit;
-        # RecursionError covers absurdly deep nesting.
-        raise FrameError(f"frame payload is not JSON: {str(e)[:200]}") from None
+        obj = loads(payload, MAX_FRAME_DEPTH, what="frame payload")
+    except JsonInputError as e:
+        raise FrameError(str(e)) from None
     if not isinstance(obj, dict):
         raise FrameError(f"frame JSON is not an object (got {type(obj).__name__})")
     return obj

@@ -239,3 +239,48 @@ def test_refuses_to_bind_all_interfaces() -> None:
         with pytest.raises(ValueError, match="loopback or private"):
             HttpServer(host, 0, handler, LOG)
     HttpServer("10.1.2.3", 0, handler, LOG)  # a private address is fine (not started)
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /health HTTP/1.1\nHost: x\n\n",                      # bare LF everywhere (issue #10: no answer)
+    b"GET /health HTTP/1.1\nHost: x\r\n\r\n",                  # mixed terminators
+    b"\r\n\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n",      # empty lines before the request line
+])
+def test_bare_lf_request_lines_are_served_and_the_connection_kept(raw: bytes) -> None:
+    """RFC 9112 section 2.2: a recipient may take LF alone as a line terminator; we do, and serve."""
+    async def scenario() -> None:
+        async with serving() as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(raw)
+            status, headers, body = await read_response(reader)
+            assert status == 200 and json.loads(body)["path"] == "/health"
+            assert headers["connection"] == "keep-alive"
+            writer.write(b"POST /x HTTP/1.1\nContent-Length: 2\n\n{}")
+            status, _, body = await read_response(reader)
+            assert status == 200 and json.loads(body)["body"] == {}
+            writer.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"POST / HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 413),  # int() would raise
+    (b"POST / HTTP/1.1\r\nContent-Length: 00000000000000000000000002\r\n\r\n{}", 200),
+    (b"GET http://[::1/ HTTP/1.1\r\n\r\n", 400),                                  # urlsplit raises
+    (b"\n" * 20_000, 400),                                                        # endless empty lines
+    (b"GET / HTTP/1.1\nX-Big: " + b"a" * 20_000 + b"\n\n", 400),
+])
+def test_hostile_heads_get_an_answer_never_silence(raw: bytes, status: int) -> None:
+    async def scenario() -> None:
+        async with serving() as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(raw)
+            got, _, body = await read_response(reader)
+            assert got == status, body
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request("GET", "/health"))
+            assert (await read_response(reader))[0] == 200
+            writer.close()
+
+    run_quietly(scenario())

@@ -10,7 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodes.wire import MAX_FRAME_BYTES, FrameDecoder, FrameError, decode_payload, encode_frame, read_frame
+from nodes.wire import (
+    MAX_FRAME_BYTES,
+    MAX_FRAME_DEPTH,
+    FrameDecoder,
+    FrameError,
+    decode_payload,
+    encode_frame,
+    read_frame,
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63)
@@ -61,14 +69,18 @@ def test_encode_rejects_oversized() -> None:
 
 @pytest.mark.parametrize(("payload", "problem"), [
     (b"\xff\xfe{}", "not UTF-8"),
-    (b"{not json", "not JSON"),
-    (b"", "not JSON"),
+    (b"{not json", "not valid JSON"),
+    (b"", "not valid JSON"),
     (b"[1, 2]", "not an object"),
     (b'"str"', "not an object"),
-    (b'{"x": NaN}', "not JSON"),
-    (b'{"x": Infinity}', "not JSON"),
-    (b"[" * 100_000, "not JSON"),          # nesting deeper than the recursion limit
-    (b'{"x": ' + b"9" * 5000 + b"}", "not JSON"),  # past Python's int digit limit
+    (b'{"x": NaN}', "non-finite number NaN"),
+    (b'{"x": Infinity}', "non-finite number Infinity"),
+    (b'{"x": -Infinity}', "non-finite number -Infinity"),
+    (b'{"x": 1e999}', "out of the finite float range"),   # parses to inf without a check
+    (b'{"x": -1e400}', "out of the finite float range"),
+    (b"[" * 100_000, "nests deeper than 80"),             # refused before parsing
+    (b'{"a":' * 81 + b"1" + b"}" * 81, "nests deeper than 80"),
+    (b'{"x": ' + b"9" * 5000 + b"}", "not valid JSON"),   # past Python's int digit limit
 ])
 def test_bad_payloads_name_the_problem(payload: bytes, problem: str) -> None:
     with pytest.raises(FrameError, match=problem):
@@ -166,3 +178,15 @@ def test_fuzz_corrupted_streams_decode_or_raise_frame_error(objs: list[dict[str,
         _feed_chunks(bytes(stream), cuts)
     except FrameError:
         pass
+
+
+def test_nesting_up_to_the_frame_limit_is_accepted_and_brackets_in_strings_do_not_count() -> None:
+    deep = b'{"a":' * MAX_FRAME_DEPTH + b"1" + b"}" * MAX_FRAME_DEPTH
+    assert decode_payload(deep)["a"]["a"]
+    assert decode_payload(b'{"s": "' + b"[" * 10_000 + b'\\\\"}')["s"].startswith("[[")
+
+
+def test_whatever_decodes_can_be_encoded_again() -> None:
+    """The WAL encodes with allow_nan=False: a decoded frame must always re-encode."""
+    for raw in (b'{"x": 1.5e308, "y": -0.0, "z": "\\ud800"}', b'{"x": [[[[1e-400]]]]}'):
+        encode_frame(decode_payload(raw))
