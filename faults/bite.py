@@ -8,11 +8,13 @@ on what the nodes count themselves, read from ``/status`` once the cut is in pla
 before it is healed:
 
 - a leader's per-peer counters (``requests_sent`` minus ``proxied_sends``, replies processed,
-  ``request_pending``, ``next_hop``): its direct UpdateConsensus traffic to that peer. kuduraft's
-  ``Peer::SendNextRequest`` (``src/kudu/consensus/consensus_peers.cc``) sends a heartbeat every
-  period whatever the peer's health, so a leader cut off from a peer keeps trying;
-- ``pre_elections_started`` / ``elections_started``: a (pre-)election asks every voter for a vote
-  (``LeaderElection::Run``, ``src/kudu/consensus/leader_election.cc``), across the cut too;
+  ``request_pending``, ``next_hop``): its direct UpdateConsensus traffic to that peer. In kuduraft
+  ``Peer::Init`` (``src/kudu/consensus/consensus_peers.cc``) starts a heartbeater that calls
+  ``SignalRequest`` every ``raft_heartbeat_interval_ms`` whatever the peer's health, so a leader
+  cut off from a peer keeps trying;
+- ``pre_elections_started`` / ``elections_started``: a (pre-)election asks every other voter for a
+  vote (``LeaderElection::Run``, ``src/kudu/consensus/leader_election.cc``), across the cut too;
+  every node of our clusters is a voter (``nodes/config.py`` ``ClusterConfig.voters``);
 - a proxy node's ``proxy.received``: what it forwarded (to ``dst`` when the topology feeds only
   ``dst`` from it);
 - a follower sends no request of its own (it only answers), so a node that followed at both reads
@@ -207,8 +209,8 @@ def judge_cut(evidence: Mapping[str, Any]) -> Verification:
         kind, why = attempts(link.src, link.dst, reads.get("inject"), reads.get("heal"), window_s,
                              fed.get(link.src, ()), restarted)
         found[kind].append(f"{why} ({name} {_stream_text(cut)})")
-    if found[SENT]:
-        return Verification(True, _listed(found[SENT]))
+    if found[SENT]:  # a leader's sends first: the most direct evidence
+        return Verification(True, _listed(sorted(found[SENT], key=lambda why: "(leader" not in why)))
     if found[UNKNOWN]:
         return Verification(None, "cannot tell: " + _listed(found[UNKNOWN]))
     return Verification(False, f"nobody sent across the cut in {window_s:.1f} s: " + _listed(found[NONE]))
