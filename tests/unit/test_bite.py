@@ -219,3 +219,27 @@ def test_a_proxy_node_forwarding_only_to_the_peer_sent_across_the_cut() -> None:
     assert attempts("n2", "n3", before, after, 1.0, ["n3"]) == ("sent", "n2 forwarded 5 proxied request(s) to n3")
     assert attempts("n2", "n3", before, after, 1.0, ["n3", "n1"])[0] == "unknown"
     assert attempts("n2", "n3", before, after, 1.0, ["n1"])[0] == "none"
+
+
+# ---- recorded matrix: real cuts of local clusters (tests/unit/data/record_bite_evidence.py) ---------
+
+MATRIX = json.loads((Path(__file__).parent / "data" / "bite_matrix.json").read_text())
+
+
+@pytest.mark.parametrize("key", sorted(MATRIX))
+def test_recorded_shape_mode_leader_position(key: str) -> None:
+    """Recorded with ``record_bite_evidence.py --seed 20261207`` (3 and 5 local nodes, every shape
+    in both modes, the leader inside / outside the cut). Whoever led at injection and is the source
+    of a cut link makes the cut bite; a bridge through the leader cuts only quiet followers."""
+    case = MATRIX[key]
+    evidence = case["bite"]
+    leading_sources = [n for n, reads in evidence["nodes"].items()
+                       if (reads.get("inject") or {}).get("role") == "LEADER"]
+    verdict = judge_cut(evidence)
+    print(key, leading_sources, verdict)
+    if case["where"] == "the bridge":
+        assert not leading_sources
+        assert verdict.bit is False and verdict.evidence.startswith("nobody sent across the cut"), verdict
+    else:
+        assert leading_sources, "the leader is the source of some cut link in every other position"
+        assert verdict.bit is True, verdict
