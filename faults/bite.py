@@ -4,8 +4,8 @@ A cut (disabled proxies or ``timeout`` toxics on some streams) bit when some nod
 across it while it was in place. Toxiproxy (v2.5 and v2.12 alike: ``link.go`` ``ToxicLink.read``
 and ``write`` add a connection's bytes to the metrics only once ``io.Copy`` returns, i.e. when the
 connection closes) cannot say that while Raft's peer connections stay open, so the judgement rests
-on what the nodes count themselves, read from ``/status`` once the cut is in place and again just
-before it is healed:
+on what the nodes count themselves, read from ``/status`` just before the cut goes in, once it is in
+place, and again just before it is healed:
 
 - a leader's per-peer counters (``requests_sent`` minus ``proxied_sends``, replies processed,
   ``request_pending``, ``next_hop``): its direct UpdateConsensus traffic to that peer. In kuduraft
@@ -142,11 +142,24 @@ def _leader_attempts(x: str, y: str, b: Snapshot, a: Snapshot, window_s: float) 
     return NONE, f"{x} led term {a['term']} and sent {y} nothing in {window_s:.1f} s"
 
 
+def _failed_at_the_cut(x: str, y: str, pre: Snapshot | None, b: Snapshot) -> str | None:
+    """``x`` led the same term before the cut and once it was in place, and a request to ``y``
+    failed in between: the cut broke it (a refused dial fails within milliseconds, before the
+    read that follows the injection)."""
+    if pre is None or pre.get("role") != "LEADER" or pre.get("term") != b["term"]:
+        return None
+    p0, p1 = (pre.get("peers") or {}).get(y), b["peers"].get(y)
+    if p0 is None or p1 is None or int(p1["errors"]) <= int(p0["errors"]) or p1["proxied"] != p0["proxied"]:
+        return None
+    return f"{x}'s request(s) to {y} failed as the cut went in ({int(p1['errors']) - int(p0['errors'])} error(s))"
+
+
 def attempts(x: str, y: str, b: Snapshot | None, a: Snapshot | None, window_s: float,
-             fed: Sequence[str], restarted: Iterable[str] = ()) -> tuple[str, str]:
+             fed: Sequence[str], restarted: Iterable[str] = (), pre: Snapshot | None = None) -> tuple[str, str]:
     """Whether node ``x`` sent ``y`` anything over ``x->y`` between the two reads ``b`` and ``a``:
     ``sent``, ``none`` (the evidence shows it sent nothing) or ``unknown``, with the reason.
-    ``fed``: the peers the topology feeds from ``x`` (a proxy node forwards to them)."""
+    ``fed``: the peers the topology feeds from ``x`` (a proxy node forwards to them). ``pre``:
+    ``x`` read just before the cut went in (a request that failed in between counts)."""
     if x in set(restarted):
         return UNKNOWN, f"{x} exited or restarted during the cut (its counters restarted)"
     if b is None or a is None:
@@ -160,6 +173,8 @@ def attempts(x: str, y: str, b: Snapshot | None, a: Snapshot | None, window_s: f
         verdict = _leader_attempts(x, y, b, a, window_s)
         if verdict[0] != NONE:
             return verdict
+        if (failed := _failed_at_the_cut(x, y, pre, b)) is not None:
+            return SENT, failed
     elif "LEADER" in (b["role"], a["role"]):
         # Led at one read only: a new term started its peers' counters afresh (B5).
         if a["role"] == "LEADER" and (pa := a["peers"].get(y)) is not None and _direct(pa) > 0:
@@ -207,7 +222,7 @@ def judge_cut(evidence: Mapping[str, Any]) -> Verification:
             continue
         reads = nodes.get(link.src) or {}
         kind, why = attempts(link.src, link.dst, reads.get("inject"), reads.get("heal"), window_s,
-                             fed.get(link.src, ()), restarted)
+                             fed.get(link.src, ()), restarted, reads.get("before_cut"))
         found[kind].append(f"{why} ({name} {_stream_text(cut)})")
     if found[SENT]:  # a leader's sends first: the most direct evidence
         return Verification(True, _listed(sorted(found[SENT], key=lambda why: "(leader" not in why)))
@@ -221,12 +236,14 @@ def _listed(items: Sequence[str], most: int = 4) -> str:
 
 
 class CutWatch:
-    """Reads the nodes once a cut is in place (``start``) and again before it is healed
-    (``finish``), and assembles the evidence ``judge_cut`` reads."""
+    """Reads the nodes once a cut is in place (``__init__``; ``before_cut``: the read taken just
+    before it went in) and again before it is healed (``finish``), and assembles the evidence
+    ``judge_cut`` reads."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, before_cut: Mapping[str, Snapshot | None] | None = None) -> None:
         self.t0 = cluster.history.now()
         self.before = read_snapshots(cluster)
+        self.before_cut = dict(before_cut or {})
 
     def finish(self, cluster: Cluster, dropped: Sequence[tuple[str, Stream]], disabled: Sequence[str],
                not_in_place: Sequence[str], baseline: Traffic | None, after: Traffic | None) -> dict[str, Any]:
@@ -242,5 +259,6 @@ class CutWatch:
             cut["bytes"] = byte_deltas(baseline, after, name)
         involved = sorted({LinkId.parse(name).src for name in links} - {CLIENT})
         return {"window_s": round(window_s, 3), "links": links, "not_in_place": list(not_in_place),
-                "nodes": {n: {"inject": self.before.get(n), "heal": now.get(n)} for n in involved},
+                "nodes": {n: {"before_cut": self.before_cut.get(n), "inject": self.before.get(n),
+                              "heal": now.get(n)} for n in involved},
                 "feeds": feeds(cluster), "restarted": restarted_since(cluster, self.t0)}

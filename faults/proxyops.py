@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from faults.bite import CutWatch, judge_cut
+from faults.bite import CutWatch, judge_cut, read_snapshots
 from faults.shapes import ProxyOp
 from faults.verify import UNVERIFIED, Traffic, Verification, dial_refused, traffic
 from harness.backend import LinkId
@@ -159,13 +159,14 @@ class ProxyEditFault:
         """Apply ``ops`` (``apply_checked``) and record the fault event; when that fails the event
         carries the ``error`` and the FaultError propagates."""
         self._edits = ProxyEdits(self.name)
+        before_cut = read_snapshots(cluster) if self.judges_cut else None
         try:
             apply_checked(cluster, self._edits, ops, what, toxicity)
         except FaultError as exc:
             self._record = record_fault(cluster, self.name, {**params, "error": str(exc)}, hit, term)
             raise
         self._record = record_fault(cluster, self.name, params, hit, term)
-        self._watch = CutWatch(cluster) if self.judges_cut else None
+        self._watch = CutWatch(cluster, before_cut) if self.judges_cut else None
         return self._record
 
     def heal(self, cluster: Cluster) -> None:
