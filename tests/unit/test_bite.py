@@ -262,3 +262,15 @@ def test_a_refused_dial_that_failed_before_the_post_injection_read_still_bit() -
     verdict = judge_cut(evidence)
     assert verdict.bit is True, verdict
     assert verdict.evidence.startswith("n1's request(s) to n2 failed as the cut went in (1 error(s)) (n1->n2 disabled)")
+
+
+def test_the_issues_seed_1416262701_majority_minority_of_leader_n1_bit() -> None:
+    """Issue #10's run: ``pytest '...test_random_schedule_keeps_acknowledged_writes[mixed]' --seed
+    1416262701`` drew ``majority-minority(n1)`` in blackhole with n1 leading; it was judged "did
+    not bite". Recorded again with this judgement: n1 heartbeated n2 and n3 across the cut."""
+    key = next(k for k in RECORDED if k.startswith("seed 1416262701 mixed (final): partition-majority-minority"))
+    evidence = RECORDED[key]
+    assert evidence["nodes"]["n1"]["inject"]["role"] == "LEADER"
+    verdict = judge_cut(evidence)
+    assert verdict.bit is True, verdict
+    assert verdict.evidence.startswith("n1 (leader, term 2) sent n2 "), verdict.evidence
