@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BIN := .bin
-TOXIPROXY_VERSION := v2.5.0
+TOXIPROXY_VERSION := v2.12.0
+TOXIPROXY_BUILD := $(BIN)/toxiproxy-server-$(TOXIPROXY_VERSION)
 TOXIPROXY := $(BIN)/toxiproxy-server
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
@@ -23,11 +24,19 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The real Toxiproxy server, pinned; go.mod of v2.5.0 asks for Go 1.17, so no toolchain download.
-$(TOXIPROXY):
+# The real Toxiproxy server, pinned and built under a version-stamped name (a new pin builds anew,
+# an unchanged one never rebuilds); toxiproxy-server links to it. The module proxy lists versions
+# only up to v2.5.0 but serves v2.12.0 by exact version; its go.mod asks for Go 1.23. The ldflags
+# stamp the version its API reports (the history records it), instead of the default "git".
+$(TOXIPROXY_BUILD):
 	@mkdir -p $(BIN)
-	GOBIN=$(CURDIR)/$(BIN)/gobin GOFLAGS=-mod=mod go install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
-	mv $(BIN)/gobin/server $(TOXIPROXY) && rmdir $(BIN)/gobin
+	GOBIN=$(CURDIR)/$(BIN)/gobin GOFLAGS=-mod=mod go install \
+		-ldflags "-X github.com/Shopify/toxiproxy/v2.Version=$(TOXIPROXY_VERSION)" \
+		github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+	mv $(BIN)/gobin/server $@ && rmdir $(BIN)/gobin
+
+$(TOXIPROXY): $(TOXIPROXY_BUILD)
+	ln -sfn $(notdir $(TOXIPROXY_BUILD)) $@
 
 setup: $(STAMP) $(TOXIPROXY)
 

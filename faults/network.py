@@ -105,8 +105,10 @@ class _LinkFault(ProxyEditFault):
         ops = cut_ops(links, self.mode, self.direction)
         return self._apply(cluster, ops, f"{self.name} on {len(links)} link(s)", params, hit, term)
 
+    judges_cut = True
+
     def verify(self, cluster: Cluster) -> Verification:
-        """Whether traffic crossed the cut (and was dropped) since injection."""
+        """Whether a node sent across the cut while it was in place (``faults.bite``)."""
         return self.verify_cut(cluster)
 
 

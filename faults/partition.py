@@ -114,6 +114,8 @@ class Partition(ProxyEditFault):
                   "links": sorted({op.link for op in ops})}
         return self._apply(cluster, ops, f"{self.name} {self.mode.value}", params, hit, term)
 
+    judges_cut = True
+
     def verify(self, cluster: Cluster) -> Verification:
-        """Whether traffic crossed the cut (and was dropped) since injection."""
+        """Whether a node sent across the cut while it was in place (``faults.bite``)."""
         return self.verify_cut(cluster)

@@ -7,8 +7,9 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from faults.bite import CutWatch, judge_cut, read_snapshots
 from faults.shapes import ProxyOp
-from faults.verify import UNVERIFIED, Traffic, Verification, cut_verification, dial_refused, traffic
+from faults.verify import UNVERIFIED, Traffic, Verification, dial_refused, traffic
 from harness.backend import LinkId
 from harness.errors import FaultError, HarnessError
 from harness.fault import FaultRecord, record_fault, record_heal
@@ -120,11 +121,14 @@ class ProxyEditFault:
     leftover check. Subclasses set ``name`` and provide ``verify``."""
 
     name: str
+    judges_cut = False  # True: a cut, judged by ``faults.bite`` (nodes read at inject and heal)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._edits: ProxyEdits | None = None
         self._record: FaultRecord | None = None
+        self._watch: CutWatch | None = None
+        self._bite: dict[str, Any] | None = None
 
     def teardown(self, cluster: Cluster) -> None:
         """FaultError when this fault left a toxic or a disabled proxy behind."""
@@ -135,25 +139,34 @@ class ProxyEditFault:
         raise NotImplementedError
 
     def verify_cut(self, cluster: Cluster) -> Verification:
-        """For faults that cut links (disable proxies, drop streams): whether traffic crossed the
-        cut since injection (see ``faults.verify.cut_verification``)."""
-        edits = self._edits
-        if edits is None:
+        """For faults that cut links (disable proxies, drop streams): whether a node sent across
+        the cut while it was in place (``faults.bite.judge_cut`` over the evidence gathered now,
+        kept for the heal event)."""
+        edits, watch = self._edits, self._watch
+        if edits is None or watch is None:
             return UNVERIFIED
+        try:
+            not_in_place = edits.check_in_place(cluster)
+        except HarnessError as exc:
+            not_in_place = [f"toxiproxy could not be read: {exc}"]
         after = traffic(cluster, sorted({link for link, _ in edits.dropped_streams()} | set(edits.disabled)))
-        return cut_verification(edits.baseline, after, edits.dropped_streams(), edits.disabled)
+        self._bite = watch.finish(cluster, edits.dropped_streams(), edits.disabled, not_in_place,
+                                  edits.baseline, after)
+        return judge_cut(self._bite)
 
     def _apply(self, cluster: Cluster, ops: Sequence[ProxyOp], what: str, params: dict[str, Any],
                hit: Sequence[str], term: int | None, toxicity: float = 1.0) -> FaultRecord:
         """Apply ``ops`` (``apply_checked``) and record the fault event; when that fails the event
         carries the ``error`` and the FaultError propagates."""
         self._edits = ProxyEdits(self.name)
+        before_cut = read_snapshots(cluster) if self.judges_cut else None
         try:
             apply_checked(cluster, self._edits, ops, what, toxicity)
         except FaultError as exc:
             self._record = record_fault(cluster, self.name, {**params, "error": str(exc)}, hit, term)
             raise
         self._record = record_fault(cluster, self.name, params, hit, term)
+        self._watch = CutWatch(cluster, before_cut) if self.judges_cut else None
         return self._record
 
     def heal(self, cluster: Cluster) -> None:
@@ -162,5 +175,7 @@ class ProxyEditFault:
             if self._edits is not None:
                 self._edits.undo(cluster)
             if self._record is not None:
-                record_heal(cluster, self._record, **verification.heal_fields())
+                extra = {"bite": self._bite} if self._bite is not None else {}
+                record_heal(cluster, self._record, **verification.heal_fields(), **extra)
                 self._record = None
+            self._watch, self._bite = None, None

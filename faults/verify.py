@@ -2,8 +2,8 @@
 
 A fault verifies twice: at injection that it is *in place* (the toxic is listed, the proxy is
 disabled and refuses a dial, the paused node stops answering, the flag reads back) — a fault
-that is not in place is a FaultError; and at heal that it *bit* (traffic crossed the cut and was
-dropped, the crash flag fired, a follower rejected updates). One that was in place but did not
+that is not in place is a FaultError; and at heal that it *bit* (a node sent across the cut:
+``faults.bite``; traffic went through the toxic, the crash flag fired, a follower rejected updates). One that was in place but did not
 bite is *vacuous*: recorded on its ``heal`` event (``vacuous: true`` and the evidence) and shown
 in the reports, never an error. ``vacuous: null`` means the harness could not tell.
 """
@@ -58,28 +58,6 @@ def traffic(cluster: Cluster, links: Iterable[str]) -> Traffic | None:
 def _delta(before: Traffic, after: Traffic, key: tuple[str, Stream]) -> tuple[int, int]:
     b, a = before.get(key, (0, 0)), after.get(key, (0, 0))
     return a[0] - b[0], a[1] - b[1]
-
-
-def cut_verification(before: Traffic | None, after: Traffic | None, dropped: Sequence[tuple[str, Stream]],
-                     disabled: Sequence[str]) -> Verification:
-    """A cut bit when some dropping stream received bytes it did not pass on, or a disabled link
-    had carried traffic (so someone lost a connection it was using). Toxiproxy adds a connection's
-    bytes to its counters only when the connection closes; disabling a proxy closes its
-    connections, so their bytes show up *after* the cut: both are counted."""
-    if before is None or after is None:
-        return Verification(None, "toxiproxy exposes no traffic metrics")
-    hits: list[str] = []
-    quiet: list[str] = []
-    for link, stream in dropped:
-        attempted, delivered = _delta(before, after, (link, stream))
-        (hits if attempted > 0 and delivered == 0 else quiet).append(
-            f"{link} {stream.value}: {attempted} B in, {delivered} B out")
-    for link in disabled:
-        used = sum(before.get((link, s), (0, 0))[1] + _delta(before, after, (link, s))[1] for s in Stream)
-        (hits if used > 0 else quiet).append(f"{link} disabled after carrying {used} B")
-    if hits:
-        return Verification(True, "; ".join(hits[:4]) + (" ..." if len(hits) > 4 else ""))
-    return Verification(False, "no traffic crossed the cut: " + ("; ".join(quiet[:4]) or "no links"))
 
 
 @dataclass(frozen=True)
@@ -193,7 +171,7 @@ def flow_verification(before: Traffic | None, after: Traffic | None, streams: Se
                       node: SourceEvidence | None = None) -> Verification:
     """A toxic that shapes traffic (latency, bandwidth, ...) bit when traffic went through it.
 
-    Toxiproxy (v2.5) adds a connection's bytes to its counters only when the connection closes,
+    Toxiproxy (v2.5 and v2.12) adds a connection's bytes to its counters only when the connection closes,
     and Raft peer connections stay open, so bytes are one witness and the source node's own
     counters (``node``) the other. Nothing moved: vacuous when ``src`` led one term throughout
     (its counters for ``dst`` would have grown); otherwise the harness cannot tell (None).
@@ -214,7 +192,7 @@ def flow_verification(before: Traffic | None, after: Traffic | None, streams: Se
         return Verification(None, "toxiproxy exposes no traffic metrics"
                             + (f"; {node.why_unknown()}" if node is not None else ""))
     why = node.why_unknown() if node is not None else "the source node was not asked"
-    return Verification(None, f"cannot tell: Toxiproxy 2.5 counts bytes when a connection closes and {why} ("
+    return Verification(None, f"cannot tell: Toxiproxy counts bytes when a connection closes and {why} ("
                         + bytes_text + ")")
 
 

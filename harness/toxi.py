@@ -7,6 +7,9 @@ its transport layer instead: a per-server subclass of ``APIConsumer`` (so severa
 coexist) whose ``get``/``post``/``delete`` forward ``timeout=`` to ``requests``, and its error
 mapping (``ProxyExists``, ``NotFound``, ``InvalidToxic``). A call that fails, answers an error
 status or does not answer within ``timeout_s`` raises ToxiproxyError naming the call.
+
+Proxy updates use ``PATCH`` (Toxiproxy v2.12 logs a deprecation warning for every ``POST``
+update); a server that answers 405 to it (v2.5 routes ``POST`` only) gets the ``POST``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
-from toxiproxy.api import APIConsumer
+from toxiproxy.api import APIConsumer, validate_response
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
 from harness.errors import ToxiproxyError
@@ -101,6 +104,10 @@ class ToxiproxyClient:
                 resp = self._api.get(path, timeout=self.timeout_s)
             elif method == "DELETE":
                 resp = self._api.delete(path, timeout=self.timeout_s)
+            elif method == "PATCH":
+                resp = validate_response(requests.patch(self.api_url + path, json=body, timeout=self.timeout_s))
+                if resp.status_code == 405:  # an older server (v2.5): updates are POSTs there
+                    resp = self._api.post(path, json=body, timeout=self.timeout_s)
             else:
                 resp = self._api.post(path, json=body, timeout=self.timeout_s)
         except NotFound as exc:
@@ -154,7 +161,7 @@ class ToxiproxyClient:
 
     def set_enabled(self, name: str, enabled: bool) -> ProxyInfo:
         """Enable or disable a proxy (disabled: it stops listening and drops its connections)."""
-        return _proxy(self._call("POST", f"/proxies/{quote(name, safe='')}", {"enabled": enabled}))
+        return _proxy(self._call("PATCH", f"/proxies/{quote(name, safe='')}", {"enabled": enabled}))
 
     def enable(self, name: str) -> ProxyInfo:
         return self.set_enabled(name, True)

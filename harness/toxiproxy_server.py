@@ -15,7 +15,7 @@ from harness.waits import WaitStrategy, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER_ENV = "TOXIPROXY_SERVER"
-INSTALL_HINT = ("toxiproxy-server not found: run `make setup` (installs Toxiproxy v2.5.0 into .bin/), "
+INSTALL_HINT = ("toxiproxy-server not found: run `make setup` (installs Toxiproxy v2.12.0 into .bin/), "
                 f"or set {SERVER_ENV} to the binary")
 
 

@@ -9,6 +9,8 @@ from harness.errors import ToxiproxyError
 from harness.toxi import ToxiproxyClient
 
 UNKNOWN = "unknown"
+# The Toxiproxy release the Makefile builds (TOXIPROXY_VERSION there; a test keeps the two equal).
+TOXIPROXY_PINNED = "v2.12.0"
 
 
 def package_version(name: str = "raftchaos") -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +13,8 @@ import pytest
 
 from harness.errors import SetupError, ToxiproxyError
 from harness.toxi import ProxyConfig, Stream, ToxiproxyClient
-from harness.toxiproxy_server import ToxiproxyServer, find_server_binary
+from harness.toxiproxy_server import REPO_ROOT, ToxiproxyServer, find_server_binary
+from harness.versions import TOXIPROXY_PINNED
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +122,49 @@ def test_server_that_dies_at_start_is_a_setup_error(tmp_path: Path) -> None:
     with pytest.raises(SetupError, match="exited with code 3") as info:
         server.start(attempts=1)
     assert "cannot start" in str(info.value)
+
+
+def test_the_server_that_runs_is_the_pinned_release_with_its_version_stamped(tmp_path: Path) -> None:
+    """The Makefile's pin, the harness's constant and what the API reports (the history records
+    it) agree; an unstamped build would say ``git``."""
+    pinned = re.search(r"^TOXIPROXY_VERSION := (\S+)$", (REPO_ROOT / "Makefile").read_text(), re.M)
+    assert pinned is not None and pinned.group(1) == TOXIPROXY_PINNED
+    with ToxiproxyServer(tmp_path / "tp.log") as server:
+        assert ToxiproxyClient(server.api_url).version() == TOXIPROXY_PINNED
+
+
+def _echo_server() -> tuple[socket.socket, threading.Thread]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+
+    def serve() -> None:
+        with sock.accept()[0] as conn:
+            while data := conn.recv(4096):
+                conn.sendall(data)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return sock, thread
+
+
+def test_bytes_are_counted_only_when_a_connection_closes(tmp_path: Path) -> None:
+    """Why bite judgement cannot rest on bytes (docs/architecture.md): v2.12's ``ToxicLink.read`` /
+    ``write`` add to the metrics after ``io.Copy`` returns, i.e. at close. Proxy updates go by
+    PATCH, so the server logs no deprecation warning."""
+    upstream, thread = _echo_server()
+    with upstream, ToxiproxyServer(tmp_path / "tp.log") as server:
+        toxi = ToxiproxyClient(server.api_url)
+        listen = f"127.0.0.1:{_port()}"
+        toxi.create_proxy("n1->n2", listen, f"127.0.0.1:{upstream.getsockname()[1]}")
+        host, port = listen.split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            conn.sendall(b"x" * 100)
+            got = b""
+            while len(got) < 100:
+                got += conn.recv(100)
+            assert toxi.traffic().get(("n1->n2", Stream.UPSTREAM)) is None  # 100 B through, none counted
+        toxi.disable("n1->n2")  # closes the proxy's side as well
+        thread.join(timeout=5)
+        assert toxi.traffic()[("n1->n2", Stream.UPSTREAM)] == (100, 100)
+        toxi.enable("n1->n2")
+        assert "depercated" not in server.log_path.read_text() and "deprecated" not in server.log_path.read_text()

@@ -319,13 +319,15 @@ def _heal(cluster: FakeCluster) -> dict[str, Any]:
     return heals[0]
 
 
-def test_refused_isolate_bites_when_a_cut_link_was_in_use(fake: FakeCluster) -> None:
-    fake.send("n2->n1", Stream.UPSTREAM, 120, 120)  # the leader was heartbeating n1
+def test_refused_isolate_bites_when_the_leader_sends_across_it(fake: FakeCluster) -> None:
+    """B1 heartbeats: the leader keeps sending an isolated follower requests; its own counters say so."""
     with partition(fake, isolate="n1", mode="refused"):  # type: ignore[arg-type]
-        pass
+        fake.replicate("n1", requests=3, replies=0)
     heal = _heal(fake)
-    assert heal["vacuous"] is False and "n2->n1 disabled after carrying 120 B" in heal["evidence"]
+    assert heal["vacuous"] is False, heal
+    assert "n2 (leader, term 5) sent n1 3 UpdateConsensus request(s) (n2->n1 disabled)" in heal["evidence"]
     assert heal["params"]["target"] == "n1" and heal["params"]["mode"] == "refused"
+    assert heal["bite"]["nodes"]["n2"]["heal"]["peers"]["n1"]["sent"] == 3  # the evidence is recorded
     assert all(link.enabled for link in fake.links())
 
 
@@ -333,15 +335,19 @@ def test_refused_isolate_of_a_node_nobody_talked_to_is_vacuous(fake: FakeCluster
     with partition(fake, isolate="n3", mode="refused"):  # type: ignore[arg-type]
         pass
     heal = _heal(fake)
-    assert heal["vacuous"] is True and heal["evidence"].startswith("no traffic crossed the cut")
+    assert heal["vacuous"] is True and heal["evidence"].startswith("nobody sent across the cut in "), heal
+    assert "n2 led term 5 and sent n3 nothing" in heal["evidence"]
 
 
-def test_blackhole_cut_bites_when_bytes_enter_and_none_leave(fake: FakeCluster) -> None:
+def test_blackhole_cut_bites_when_the_source_sends_into_it(fake: FakeCluster) -> None:
     with partition(fake, link=("n2", "n3"), mode="blackhole", direction="requests") as record:  # type: ignore[arg-type]
         assert record.params["links"] == ["n2->n3"] and record.params["direction"] == "requests"
         fake.send("n2->n3", Stream.UPSTREAM, 64, 0)
+        fake.replicate("n3", requests=2, replies=0)
     heal = _heal(fake)
-    assert heal["vacuous"] is False and "n2->n3 upstream: 64 B in, 0 B out" in heal["evidence"]
+    assert heal["vacuous"] is False, heal
+    assert heal["evidence"] == "n2 (leader, term 5) sent n3 2 UpdateConsensus request(s) (n2->n3 cut upstream)"
+    assert heal["bite"]["links"]["n2->n3"]["bytes"]["upstream"] == [64, 0]
     assert fake.link("n2", "n3").toxics() == []
 
 
@@ -385,7 +391,7 @@ def test_latency_on_a_follower_to_follower_link_without_bytes_cannot_tell(fake: 
         fake.replicate("n1", 5, 5)  # the leader's traffic to n1 is another link
     heal = _heal(fake)
     assert heal["vacuous"] is None, heal
-    assert heal["evidence"].startswith("cannot tell: Toxiproxy 2.5 counts bytes when a connection closes "
+    assert heal["evidence"].startswith("cannot tell: Toxiproxy counts bytes when a connection closes "
                                        "and n1 keeps no per-peer counters"), heal
     assert "n1->n3 upstream: 0 B in, 0 B out" in heal["evidence"]
 
@@ -409,12 +415,21 @@ def test_a_new_term_during_a_latency_cannot_tell(fake: FakeCluster) -> None:
     assert heal["vacuous"] is None and "new term (5 -> 6)" in heal["evidence"], heal
 
 
-def test_without_toxiproxy_metrics_a_fault_is_recorded_as_not_verified(tmp_path: Path) -> None:
+def test_without_toxiproxy_metrics_a_cut_is_judged_by_the_nodes(tmp_path: Path) -> None:
     cluster = FakeCluster(tmp_path, metrics=False)
     with partition(cluster, isolate="n1"):  # type: ignore[arg-type]
-        pass
+        cluster.replicate("n1", requests=1, replies=0)
     heal = _heal(cluster)
-    assert heal["vacuous"] is None and "no traffic metrics" in heal["evidence"]
+    assert heal["vacuous"] is False and heal["bite"]["links"]["n2->n1"]["bytes"] is None, heal
+
+
+def test_a_paused_source_makes_a_cut_cannot_tell(fake: FakeCluster) -> None:
+    """n1 cannot be read at heal: whether it called an election across the cut is not known."""
+    with partition(fake, link=("n1", "n3"), mode="blackhole"):  # type: ignore[arg-type]
+        fake.paused.add("n1")
+    fake.paused.clear()
+    heal = _heal(fake)
+    assert heal["vacuous"] is None and "n1's /status could not be read at heal" in heal["evidence"], heal
 
 
 def test_a_cut_that_is_not_in_place_fails_injection_and_is_undone(fake: FakeCluster) -> None:
@@ -466,9 +481,11 @@ def test_flag_fault_leaves_a_restarted_node_alone_by_default(fake: FakeCluster) 
         FlagFault({CRASH_FLAG: 0.1}, reapply_on_restart="yes")  # type: ignore[arg-type]
 
 
-def test_refused_cut_counts_the_bytes_of_connections_it_closed(fake: FakeCluster) -> None:
-    """Toxiproxy counts a connection's bytes when it closes: disabling the proxy closes it."""
-    with partition(fake, link=("n2", "n1")):  # type: ignore[arg-type]
-        fake.send("n2->n1", Stream.UPSTREAM, 300, 300)
+def test_bytes_of_connections_a_cut_closed_are_no_proof_of_an_attempt(fake: FakeCluster) -> None:
+    """Toxiproxy counts a connection's bytes when it closes (disabling the proxy closes it), so
+    bytes that show up during the cut may all predate it: the followers' counters decide."""
+    with partition(fake, link=("n1", "n3")):  # type: ignore[arg-type]
+        fake.send("n1->n3", Stream.UPSTREAM, 300, 300)
     heal = _heal(fake)
-    assert heal["vacuous"] is False and heal["evidence"] == "n2->n1 disabled after carrying 300 B"
+    assert heal["vacuous"] is True, heal
+    assert "n1 followed throughout and started no election (n1->n3 disabled)" in heal["evidence"]
