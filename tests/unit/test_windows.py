@@ -188,6 +188,19 @@ def test_unknown_when_the_heal_records_the_fault_as_vacuous() -> None:
     assert check_windows(h.sorted()).validity is Validity.VALID
 
 
+def test_a_schedule_is_exercised_when_any_one_fault_bit() -> None:
+    """Two faults, the first shown not to bite (a bridge whose bridge node leads), the second bit:
+    the run exercised the system; the vacuous one is a note, not an unknown verdict."""
+    h = healthy()
+    h.events = [e for e in h.events if e["kind"] not in ("fault", "heal")]
+    h.fault(1.6, 1.8, vacuous=True, evidence="no node sent across the cut")
+    h.fault(FAULT_AT, HEAL_AT, vacuous=False)
+    verdict = check_windows(h.sorted())
+    assert verdict.validity is Validity.VALID, verdict.summary
+    assert verdict.details["not_bitten"] == ["isolate(n2)"]
+    assert "did not bite (the others did): isolate(n2)" in verdict.summary
+
+
 def test_unknown_without_a_successful_op_after_healing() -> None:
     h = healthy()
     h.events = [e for e in h.events if e.get("process") in (None, "nemesis", "observer", "harness")
