@@ -16,7 +16,7 @@ from harness.checkers.history_ops import HistoryError, Op, OpStatus, parse_histo
 from harness.checkers.key_pool import Budget, search_all, settled_reason, worker_count
 from harness.checkers.kv_model import KeyModel, compile_keys, find_stale_read, replay
 from harness.checkers.verdict import Validity, Verdict
-from harness.checkers.wgl import MEMO_BUDGET_BYTES, KeyResult, search_key, unknown
+from harness.checkers.wgl import MEMO_BUDGET_BYTES, KeyResult, unknown
 
 __all__ = ["MEMO_BUDGET_BYTES", "HistoryError", "check_linearizable", "check_ops", "main_check",
            "print_verdict"]

@@ -51,8 +51,19 @@ def report(
 
 
 @app.command("check")
-def check(file: Annotated[Path, typer.Argument(help="a JSONL history (events.jsonl or Jepsen-style ops)")]
-          ) -> int:
+def check(
+    file: Annotated[Path, typer.Argument(help="a JSONL history (events.jsonl or Jepsen-style ops)")],
+    time_limit: Annotated[float, typer.Option("--time-limit", min=0.0,
+                                              help="seconds for reading and checking; unknown past it")] = 60.0,
+    memory_limit: Annotated[float | None, typer.Option("--memory-limit", min=1.0,
+                                                       help="MB of search memo for all keys at once "
+                                                            "(default 400); unknown past it")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1,
+                                                help="processes searching keys (default: every core)")] = None,
+    explain_all: Annotated[bool, typer.Option("--explain-all",
+                                              help="search every key, not only up to the first "
+                                                   "not linearizable one")] = False,
+) -> int:
     """Check a history file for linearizability. Exit 0 linearizable, 1 not, 2 unknown or bad input."""
     try:
         from harness.checkers.linearizable import main_check
@@ -60,4 +71,5 @@ def check(file: Annotated[Path, typer.Argument(help="a JSONL history (events.jso
         return _fail("the linearizability checker is not available in this checkout")
     if not file.is_file():
         return _fail(f"{file} is not a file")
-    return int(main_check(file))
+    return int(main_check(file, time_limit_s=time_limit, memory_limit_mb=memory_limit, workers=workers,
+                          explain_all=explain_all))
