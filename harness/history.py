@@ -44,11 +44,11 @@ from typing import Any, TextIO
 
 from harness.errors import HarnessError
 
+_fast_loads: Callable[[bytes], Any] | None
 try:  # a compiled parser, several times faster on long histories; the stdlib one otherwise
-    from orjson import JSONDecodeError as _OrjsonError
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover - orjson is a declared dependency
-    _fast_loads, _OrjsonError = None, ValueError
+    _fast_loads = None
 
 Event = dict[str, Any]
 
@@ -223,7 +223,7 @@ def _iter_fast(data: bytes, bad_line: Callable[[int, str], Exception]) -> Iterat
     for i, raw in enumerate(lines):
         try:
             value = loads(raw)
-        except _OrjsonError:
+        except ValueError:  # orjson.JSONDecodeError is one
             if not raw.strip():
                 continue
             line = raw.decode("utf-8", errors="replace")

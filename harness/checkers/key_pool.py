@@ -133,11 +133,11 @@ def search_all(models: Sequence[KeyModel], budget: Budget, workers: int | None =
     n_workers = min(worker_count(workers), len(models))
     if n_workers <= 1 or sum(len(m.ops) for m in models) < PARALLEL_MIN_OPS:
         order = sorted(range(len(models)), key=lambda j: len(models[j].ops))
-        got = run_keys([models[j] for j in order], budget)
-        return {order[k]: res for k, res in got.items()}
+        alone = run_keys([models[j] for j in order], budget)
+        return {order[k]: res for k, res in alone.items()}
     # fork is the fast way to hand the models over; with other threads running it is unsafe, so
     # then a fork server starts the workers (the models are pickled).
-    ctx = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
+    ctx: Any = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
     stop = ctx.Event()
     share = Budget(budget.deadline, budget.memory_bytes // n_workers, budget.max_states, budget.stop_at_invalid)
     running = []
