@@ -10,6 +10,7 @@ mirror at benchmark time and never committed.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ _BENCH = re.compile(r"^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op")
 
 @dataclass(frozen=True)
 class Corpus:
-    """One history: its set ("etcd" or "kv"), name, our events, and porcupine's expected verdict."""
+    """One history: its set (e.g. "porcupine etcd"), name, our events, and its expected verdict."""
 
     set: str
     name: str
@@ -81,12 +82,12 @@ def load(root: Path) -> list[Corpus]:
     for m in _EXPECT_ETCD.finditer(tests):
         n = int(m[1])
         text = (root / "test_data" / "jepsen" / f"etcd_{n:03d}.log").read_text()
-        out.append(Corpus("etcd", f"etcd_{n:03d}", _jepsen_events(text), m[2] == "true", f"EtcdJepsen{n:03d}"))
+        out.append(Corpus("porcupine etcd", f"etcd_{n:03d}", _jepsen_events(text), m[2] == "true", f"EtcdJepsen{n:03d}"))
     benches = {"c01": "Kv1Client", "c10": "Kv10Clients", "c50": "Kv50Clients"}
     for path in sorted((root / "test_data" / "kv").glob("c*-*.txt")):
         clients, verdict = path.stem.split("-")
         valid = verdict == "ok"
-        out.append(Corpus("kv", path.stem, _kv_events(path.read_text()), valid,
+        out.append(Corpus("porcupine kv", path.stem, _kv_events(path.read_text()), valid,
                           f"{benches[clients]}{'Ok' if valid else 'Bad'}"))
     return out
 
@@ -101,29 +102,98 @@ def checkout(mirror: Path, into: Path) -> Path:
     return into
 
 
-def go_timings(root: Path, timeout_s: float = 600.0) -> tuple[dict[str, float], str]:
-    """Seconds per check of each porcupine Go benchmark (one iteration each, as our checker gets
-    one run), and a note saying how they were measured (or why not)."""
+def etcd_log(events: list[dict[str, Any]]) -> str:
+    """Register events (one key, int values) as a Jepsen etcd log porcupine's parser reads."""
+    lines = []
+    for ev in events:
+        kind, f = ev["type"], ev["f"]
+        value: Any = ev.get("value")
+        if kind == "info" and f == "read":
+            kind, shown = "fail", ":timed-out"
+        elif kind == "info":
+            shown = ":timed-out"
+        elif f == "cas":
+            shown = f"[{value[0]} {value[1]}]"
+        else:
+            shown = "nil" if value is None else str(value)
+        lines.append(f"INFO  jepsen.util - {ev['process']}\t:{kind}\t:{f}\t{shown}")
+    return "\n".join(lines) + "\n"
+
+
+def kv_log(events: list[dict[str, Any]]) -> str:
+    """KV events (ok ops only) in porcupine's kv format; a read of null is a get of ""."""
+    fs = {"read": "get", "write": "put", "append": "append"}
+    lines = []
+    for ev in events:
+        value = ev.get("value")
+        shown = "nil" if ev["type"] == "invoke" and ev["f"] == "read" else f'"{value or ""}"'
+        lines.append(f'{{:process {ev["process"]}, :type :{ev["type"]}, :f :{fs[ev["f"]]}, '
+                     f':key "{ev["key"]}", :value {shown}}}')
+    return "\n".join(lines) + "\n"
+
+
+_DRIVER_HEAD = """package porcupine
+
+import (
+	"testing"
+	"time"
+)
+
+func benchRaftchaos(b *testing.B, model Model, events []Event) {
+	res := Unknown
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res = CheckEventsTimeout(model, events, TIMEOUT*time.Millisecond)
+	}
+	switch res {
+	case Ok:
+		b.ReportMetric(1, "linearizable")
+	case Illegal:
+		b.ReportMetric(0, "linearizable")
+	default:
+		b.ReportMetric(-1, "linearizable")
+	}
+}
+"""
+
+
+def go_timings(root: Path, extra: dict[str, tuple[str, str]] | None = None, time_limit_s: float = 10.0,
+               timeout_s: float = 900.0) -> tuple[dict[str, tuple[float, str | None]], str]:
+    """Seconds per check of porcupine's own Go benchmarks (one iteration each, as our checker gets
+    one run) and of ``extra`` histories ({name: ("etcd" | "kv", log text)}), which a small driver
+    (written here, in the temp copy only) checks with porcupine's own test models and parsers; with
+    porcupine's verdict for those ("valid", "invalid" or "unknown" past ``time_limit_s``, which
+    porcupine's CheckEventsTimeout enforces; None for its own benchmarks, which assert theirs).
+    Also a note on how (or why not)."""
     go = shutil.which("go")
     if go is None:
         return {}, "go not found: porcupine not measured"
+    extra = extra or {}
     with tempfile.TemporaryDirectory(prefix="porcupine-") as tmp:
         work = Path(tmp) / "porcupine"
         shutil.copytree(root, work, ignore=shutil.ignore_patterns(".git"))
-        proc = subprocess.run([go, "test", "-run", "^$", "-bench", "EtcdJepsen|Kv[0-9]", "-benchtime", "1x", "-count", "1"],
+        data = work / "test_data" / "raftchaos"
+        data.mkdir()
+        driver = [_DRIVER_HEAD.replace("TIMEOUT", str(int(time_limit_s * 1000)))]
+        for name, (kind, text) in extra.items():
+            ident = re.sub(r"\W", "_", name)
+            (data / f"{ident}.txt").write_text(text)
+            parse, model = ("parseJepsenLog", "etcdModel") if kind == "etcd" else ("parseKvLog", "kvModel")
+            driver.append(f"func BenchmarkRaftchaos_{ident}(b *testing.B) {{\n"
+                          f"\tbenchRaftchaos(b, {model}, {parse}(\"test_data/raftchaos/{ident}.txt\"))\n}}\n")
+        (work / "zz_raftchaos_driver_test.go").write_text("\n".join(driver))
+        proc = subprocess.run([go, "test", "-run", "^$", "-bench", "EtcdJepsen|Kv[0-9]|Raftchaos_",
+                               "-benchtime", "1x", "-count", "1"],
                               cwd=work, capture_output=True, text=True, timeout=timeout_s,
-                              env={**_env(), "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"})
-    times: dict[str, float] = {}
+                              env={**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"})
+    times: dict[str, tuple[float, str | None]] = {}
+    names = {1.0: "valid", 0.0: "invalid", -1.0: "unknown"}
     for line in proc.stdout.splitlines():
         m = _BENCH.match(line)
         if m:
-            times[m[1]] = float(m[2]) / 1e9
+            verdict = re.search(r"(-?[\d.]+) linearizable", line)  # Go prints the metric as 1.000
+            times[m[1]] = (float(m[2]) / 1e9, None if verdict is None else names.get(float(verdict[1]), verdict[1]))
     if not times:
-        return {}, f"porcupine's go benchmarks failed: {(proc.stderr or proc.stdout).strip()[-200:]}"
-    return times, "porcupine's own Go benchmarks (go test -bench . -benchtime 1x) from the mirror, in a temp dir"
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
+        return {}, f"porcupine's go benchmarks failed: {(proc.stderr or proc.stdout).strip()[-300:]}"
+    return times, ("porcupine's own Go benchmarks (go test -bench -benchtime 1x) from the mirror in a temp "
+                   "dir, plus a generated driver there for our corpus")

@@ -23,6 +23,10 @@ from harness.checkers.wgl import KeyResult, budget_reason, search_steps, unknown
 
 # Below this many ops left to search, starting processes costs more than it saves.
 PARALLEL_MIN_OPS = 1000
+# Before dealing keys over processes, search them all here this long: most histories (and most
+# violations) are decided by then, and starting workers would cost more than the whole check.
+HEAD_START_S = 0.05
+MAX_TURN = 32  # slices a key gets per turn once turns have grown (they double from one)
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,14 @@ def settled_reason(key: str) -> str:
     return f"not checked further: key {key!r} already settled the verdict (not linearizable)"
 
 
-def run_keys(models: Sequence[KeyModel], budget: Budget, stop: Any = None) -> dict[int, KeyResult]:
+def run_keys(models: Sequence[KeyModel], budget: Budget, stop: Any = None, pause_at: float | None = None,
+             paused: dict[int, float] | None = None) -> dict[int, KeyResult]:
     """Search ``models`` round robin in this process; results by position in ``models``.
+
+    Turns start at one slice a key and double each round (up to ``MAX_TURN``): keys decided in a
+    few thousand steps are decided first, whatever their order. Past ``pause_at`` (a monotonic
+    time) the keys still searching are left out of the results (their time so far goes in
+    ``paused``) for the caller to search elsewhere.
 
     ``stop`` (a multiprocessing Event, optional) is set here when a key is found not linearizable
     and ``budget.stop_at_invalid``; when another worker sets it, the keys still searching here end
@@ -58,12 +68,21 @@ def run_keys(models: Sequence[KeyModel], budget: Budget, stop: Any = None) -> di
         results[j] = unknown(models[j], reason, states, steps, spent)
 
     settled: str | None = None  # why the keys still searching need not finish
+    turn = 1
     while live:
+        if pause_at is not None and time.monotonic() > pause_at:
+            for j in list(live):
+                search, spent, _progress = live.pop(j)
+                search.close()
+                if paused is not None:
+                    paused[j] = spent
+            break
         for j in list(live):
             entry = live[j]
             started = time.perf_counter()
             try:
-                entry[2] = next(entry[0])
+                for _ in range(turn):
+                    entry[2] = next(entry[0])
                 entry[1] += time.perf_counter() - started
             except StopIteration as done:
                 res: KeyResult = done.value
@@ -75,6 +94,7 @@ def run_keys(models: Sequence[KeyModel], budget: Budget, stop: Any = None) -> di
                     if stop is not None:
                         stop.set()
                     break
+        turn = min(2 * turn, MAX_TURN)
         if settled is None and stop is not None and stop.is_set():
             settled = "not checked further: a key searched in another worker settled the verdict"
         if settled is not None:
@@ -131,10 +151,29 @@ def search_all(models: Sequence[KeyModel], budget: Budget, workers: int | None =
     position in ``models``. Each of W workers gets 1/W of the memory budget. A worker that dies
     leaves its keys unknown, saying so."""
     n_workers = min(worker_count(workers), len(models))
-    if n_workers <= 1 or sum(len(m.ops) for m in models) < PARALLEL_MIN_OPS:
-        order = sorted(range(len(models)), key=lambda j: len(models[j].ops))
-        alone = run_keys([models[j] for j in order], budget)
-        return {order[k]: res for k, res in alone.items()}
+    order = sorted(range(len(models)), key=lambda j: len(models[j].ops))
+    parallel = n_workers > 1 and sum(len(m.ops) for m in models) >= PARALLEL_MIN_OPS
+    paused: dict[int, float] = {}
+    head = run_keys([models[j] for j in order], budget,
+                    pause_at=time.monotonic() + HEAD_START_S if parallel else None, paused=paused)
+    results = {order[k]: res for k, res in head.items()}
+    if len(results) == len(models):
+        return results
+    head_start = {order[k]: spent for k, spent in paused.items()}
+    left = sorted(head_start, key=lambda j: len(models[j].ops))
+    n_workers = min(n_workers, len(left))
+    got = _search_parallel([models[j] for j in left], budget, n_workers)
+    for k, j in enumerate(left):
+        res = got[k]
+        res.elapsed_s += head_start[j]  # the head start's search was redone: count both
+        results[j] = res
+    return results
+
+
+def _search_parallel(models: Sequence[KeyModel], budget: Budget, n_workers: int) -> dict[int, KeyResult]:
+    """Keys dealt over ``n_workers`` processes (a single worker searches here)."""
+    if n_workers <= 1:
+        return run_keys(models, budget)
     # fork is the fast way to hand the models over; with other threads running it is unsafe, so
     # then a fork server starts the workers (the models are pickled).
     ctx: Any = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")

@@ -24,7 +24,7 @@ MEMO_BUDGET_BYTES = 400 * 1024 * 1024
 _NEW_STATE_BYTES = 200  # a dict slot, the state object and its first packed int
 _SET_BYTES = 250  # the set that replaces a single packed int
 _MIN_ENTRY_BYTES = 64  # a set slot and a small int
-SLICE_STEPS = 2048  # search steps between yields to the scheduler (a step costs well under 1 us)
+SLICE_STEPS = 256  # search steps between yields to the scheduler (a step costs well under 1 us)
 
 # What the search yields between slices: explored states, steps taken, estimated memo bytes.
 Progress = tuple[int, int, int]
@@ -112,11 +112,13 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
       placed, and of identical info ops only the earliest unplaced one is a candidate;
     - on a key whose value only grows (appends and reads), an append must leave a prefix of the
       next unplaced read's value; states are then coded as ints (see ``Prefixes``);
-    - on a key mixing appends with writes (or cas), the same holds between writes: when no
-      unplaced write or cas other than the op placed can take effect before that read (none was
-      called before the read returned), the ops between can only append or leave the value alone,
-      so an append or write must leave a prefix of the read's value (the empty value for a read of
-      null). Writes and cas are few on such keys, so the test is a short loop.
+    - on a key mixing appends with writes (or cas), the same holds between writes: after an
+      append or write, the next unplaced ok read sees the new value grown by appends, unless an
+      unplaced write or cas (other than the op placed) that was called before the read returned
+      takes effect in between; then it sees that op's value grown by appends. So the new value,
+      or the value of one such op, must be a prefix of the read's value (the empty value for a
+      read of null; equal to it for a value that is not a string). Writes and cas are few on such
+      keys, so the test is a short loop.
 
     The placed set is two Python ints: ok ops as ``base`` (all ops below it are placed) plus the
     bits above it, so the ints are as wide as the concurrency rather than the history; and one bit
@@ -314,16 +316,20 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
                 while x >= 0 and hops < 64 and not (x & 1 and kind[x >> 1] <= READ_NULL):
                     x, hops = nxt[x], hops + 1
                 if x >= 0 and x & 1 and kind[x >> 1] <= READ_NULL:
-                    rx = rank[x]
-                    for p in setters:
-                        if p != i and rank[2 * p] < rx and (
-                                not ibits & bit[p] if info[p]
-                                else bit[p] >= base and not (rel >> (bit[p] - base)) & 1):
-                            break  # p is unplaced and may take effect before the read
-                    else:
-                        goal = arg[x >> 1]
-                        if not (new == "" if kind[x >> 1] == READ_NULL
-                                else type(goal) is str and goal.startswith(new)):
+                    null, goal = kind[x >> 1] == READ_NULL, arg[x >> 1]
+                    if not (new == "" if null else type(goal) is str and goal.startswith(new)):
+                        rx = rank[x]
+                        for p in setters:
+                            if p != i and rank[2 * p] < rx and (
+                                    not ibits & bit[p] if info[p]
+                                    else bit[p] >= base and not (rel >> (bit[p] - base)) & 1):
+                                # p is unplaced and may take effect before the read: the read
+                                # then sees p's value, maybe grown by appends.
+                                v = arg[p] if kind[p] == WRITE else arg2[p]
+                                if ((v is None or v == "") if null else v == goal or (
+                                        type(v) is str and type(goal) is str and goal.startswith(v))):
+                                    break
+                        else:
                             if phase == 1:
                                 e = nxt[e]
                             else:
