@@ -163,6 +163,7 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
     # Info pools: doubly linked over op ids, heads numbered after the ops. Only the first unplaced
     # of identical info ops is linked; placing it links its next twin in its place.
     next_twin = [-1] * n
+    first_kind = [t < 0 for t in m.twin]
     for i in range(n):
         if info[i] and m.twin[i] >= 0:
             next_twin[m.twin[i]] = i
@@ -251,7 +252,10 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
         elif j >= 0:
             i = j
             if rank[2 * i] > frontier:  # not called yet
-                j = inx[j]
+                # Pools are in call order, except that a twin takes the place of the earlier twin
+                # placed (and is called later). So past a first-of-its-kind op not yet called,
+                # nothing in the pool is called yet: the pool ends here.
+                j = -1 if first_kind[i] else inx[j]
                 continue
             k = kind[i]
             if k == WRITE:
