@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.checkers.history_ops import HistoryError, Op, OpStatus, parse_history, read_history
+from harness.checkers.history_ops import HistoryError, Op, OpStatus, gc_paused, parse_history, read_history
 from harness.checkers.key_pool import Budget, search_all, settled_reason, worker_count
 from harness.checkers.kv_model import KeyModel, compile_keys, find_stale_read, replay
 from harness.checkers.verdict import Validity, Verdict
@@ -96,7 +96,8 @@ def check_ops(ops: list[Op], *, time_limit_s: float = DEFAULT_TIME_LIMIT_S, max_
     deadline = started + time_limit_s
     memory = MEMO_BUDGET_BYTES if memory_limit_mb is None else int(memory_limit_mb * 2**20)
     failed = sum(op.status is OpStatus.FAILED for op in ops)  # no effect, nothing to check
-    models = compile_keys(op for op in ops if op.status is not OpStatus.FAILED)
+    with gc_paused():
+        models = compile_keys(op for op in ops if op.status is not OpStatus.FAILED)
     results: dict[int, KeyResult] = {}
     # The stale-read proofs first: O(n log n) a key, and they settle most invalid histories.
     for j, m in enumerate(models):
