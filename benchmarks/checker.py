@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import multiprocessing
+import os
 import random
+import re
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +31,13 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import porcupine_corpus  # noqa: E402
+
 from harness.checkers import compose  # noqa: E402
-from harness.checkers.history_ops import OpStatus, parse_history  # noqa: E402
+from harness.checkers.history_ops import OpStatus, parse_history, read_history  # noqa: E402
 from harness.checkers.kv_model import compile_keys  # noqa: E402
-from harness.checkers.linearizable import check_linearizable  # noqa: E402
+from harness.checkers.linearizable import check_linearizable, check_ops  # noqa: E402
 from harness.checkers.wgl import search_key  # noqa: E402
 
 MB = 1024 * 1024
@@ -46,6 +54,7 @@ class Case:
     append_keys: int = 0  # keys driven with read/append instead of read/write/cas
     target_s: float | None = None
     small_values: bool = False  # values 0..4 (Knossos's cas register) instead of unique ones
+    kv: bool = False  # porcupine's kv shape: get / put / append on the same keys
 
 
 def simulate(rng: random.Random, case: Case) -> tuple[list[dict[str, Any]], bool]:
@@ -68,7 +77,9 @@ def simulate(rng: random.Random, case: Case) -> tuple[list[dict[str, Any]], bool
         key = rng.choice(keys)
         roll = rng.random()
         value: Any
-        if key in append_keys:
+        if case.kv:  # porcupine's kv shape: mostly appends and gets, a few puts
+            f, value = ("read", None) if roll < 0.45 else ("write", f"p{n}.") if roll < 0.5 else ("append", f"a{n}.")
+        elif key in append_keys:
             f, value = ("read", None) if roll < 0.5 else ("append", f"{n},")
         elif roll < 0.5:
             f, value = "read", None
@@ -97,7 +108,12 @@ def simulate(rng: random.Random, case: Case) -> tuple[list[dict[str, Any]], bool
         planned.append([at, start, end, process, f, key, value, kind])
         heapq.heappush(clock, (end, th))
     results = _execute(planned)
-    corrupted = _corrupt_one_read(rng, planned, results) if case.invalid else False
+    if not case.invalid:
+        corrupted = False
+    elif case.kv:
+        corrupted = _swap_tokens(rng, planned, results)
+    else:
+        corrupted = _corrupt_one_read(rng, planned, results)
     return _events(planned, results), corrupted
 
 
@@ -154,6 +170,27 @@ def _corrupt_one_read(rng: random.Random, planned: list[list[Any]], results: dic
         for v, last_ret in setters.items():
             if v != results[i] and any(value != v and call > last_ret for call, _ret, value in oks):
                 results[i] = v
+                return True
+    return False
+
+
+def _swap_tokens(rng: random.Random, planned: list[list[Any]], results: dict[int, Any]) -> bool:
+    """Swap two appended tokens in one ok read's value, where the first append returned before the
+    second was invoked and both before the read: every value holding both has them in call order
+    (tokens and put values are unique), so the read is impossible. False if no read qualifies."""
+    reads = [i for i in range(len(planned)) if planned[i][4] == "read" and planned[i][7] == "ok"
+             and isinstance(results.get(i), str)]
+    rng.shuffle(reads)
+    for i in reads:
+        tokens = [t + "." for t in results[i].split(".") if t]
+        for a in range(len(tokens) - 1):
+            t1, t2 = tokens[a], tokens[a + 1]
+            if not (t1.startswith("a") and t2.startswith("a")):
+                continue
+            op1, op2 = planned[int(t1[1:-1]) - 1], planned[int(t2[1:-1]) - 1]
+            if op1[7] == op2[7] == "ok" and op1[2] < op2[1] and op2[2] < planned[i][1]:
+                tokens[a], tokens[a + 1] = t2, t1
+                results[i] = "".join(tokens)
                 return True
     return False
 
@@ -243,6 +280,136 @@ def cases(sizes: list[int], hard_ops: int, hard_runs: int) -> list[Case]:
     return out
 
 
+# ---- porcupine side by side -----------------------------------------------------------------------
+
+
+def _effectful(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events without refused ops (a fail naming an error had no effect): porcupine's parsers
+    have no line for them and would keep their invokes open, as if indeterminate."""
+    open_: dict[Any, int] = {}
+    drop: set[int] = set()
+    for i, ev in enumerate(events):
+        if ev["type"] == "invoke":
+            open_[ev["process"]] = i
+        else:
+            j = open_.pop(ev["process"])
+            if ev["type"] == "fail" and ev.get("error"):
+                drop.update((i, j))
+    return [ev for i, ev in enumerate(events) if i not in drop]
+
+
+def own_corpus(seed: int) -> list[porcupine_corpus.Corpus]:
+    """Porcupine-shaped histories of our own, valid and with one planted violation, for 1, 10 and 50
+    concurrent clients: a register like the Jepsen etcd logs (one key, values 0..4, read / write /
+    cas, a few timeouts) and kv like porcupine's (10 keys, get / put / append, no timeouts)."""
+    out: list[porcupine_corpus.Corpus] = []
+    for j, (clients, invalid) in enumerate((c, i) for c in (1, 10, 50) for i in (False, True)):
+        label = f"c{clients:02d}-{'bad' if invalid else 'ok'}"
+        reg = Case(f"reg-{label}", 500, 1, clients, 0.02, invalid, small_values=True)
+        events, corrupted = simulate(random.Random(seed + 2 * j), reg)
+        events = _effectful(events)
+        out.append(porcupine_corpus.Corpus("own register", reg.name, events, not corrupted, reg.name))
+        kv = Case(f"kv-{label}", 2000, 10, clients, 0.0, invalid, kv=True)
+        events, corrupted = simulate(random.Random(seed + 2 * j + 1), kv)
+        events = _effectful(events)
+        out.append(porcupine_corpus.Corpus("own kv", kv.name, events, not corrupted, kv.name))
+    return out
+
+
+def side_by_side(console: Console, porcupine: Path | None, seed: int, time_limit_s: float) -> None:
+    """Our checker and porcupine on the same histories in one run: porcupine's test_data (when its
+    mirror is given) and our porcupine-shaped corpus; per history and per-set totals."""
+    corpus = own_corpus(seed)
+    go: dict[str, tuple[float, str | None]] = {}
+    if porcupine is None:
+        console.print("[yellow]no --porcupine DIR: porcupine's histories and timings skipped "
+                      "(fetch github:anishathalye/porcupine and pass its directory)[/]")
+    else:
+        with tempfile.TemporaryDirectory(prefix="porcupine-src-") as tmp:
+            root = porcupine_corpus.checkout(porcupine, Path(tmp) / "src")
+            corpus = porcupine_corpus.load(root) + corpus
+            extra = {c.bench: ("etcd" if c.set == "own register" else "kv",
+                               (porcupine_corpus.etcd_log if c.set == "own register" else porcupine_corpus.kv_log)(c.events))
+                     for c in corpus if c.set.startswith("own")}
+            go, note = porcupine_corpus.go_timings(root, extra, time_limit_s)
+        console.print(note)
+    table = Table("set", "history", "ops", "expected", "ours", "ours s", "porcupine", "porcupine s", "ratio",
+                  title="linearizability: ours vs porcupine (check only, history parsed beforehand)")
+    totals: dict[str, list[float]] = {}
+    wrong = undecided = 0
+    for c in corpus:
+        ops = parse_history(c.events)
+        started = time.perf_counter()
+        verdict = check_ops(ops, time_limit_s=time_limit_s)
+        ours_s = time.perf_counter() - started
+        expected = "valid" if c.valid else "invalid"
+        ok = verdict.validity.value == expected
+        undecided += verdict.validity.value == "unknown"
+        wrong += not ok and verdict.validity.value != "unknown"
+        own = c.set.startswith("own")
+        bench = "Raftchaos_" + re.sub(r"\W", "_", c.bench) if own else c.bench
+        p_s, p_valid = go.get(bench, (float("nan"), None))
+        p_verdict = p_valid or ""
+        if not own and p_s == p_s:
+            p_verdict = expected  # porcupine's own tests assert these verdicts
+        t = totals.setdefault(c.set, [0.0, 0.0, 0])
+        t[0] += ours_s
+        t[1] += p_s if p_s == p_s else 0.0
+        t[2] += 1
+        if c.set != "porcupine etcd" or not ok or ours_s > 0.05:  # the 102 etcd logs go in the totals only
+            table.add_row(c.set, c.name, str(len(ops)), expected,
+                          verdict.validity.value if ok else f"[bold red]{verdict.validity.value}[/]",
+                          f"{ours_s:.4f}", p_verdict, f"{p_s:.4f}" if p_s == p_s else "",
+                          f"{ours_s / p_s:.2f}x" if p_s == p_s and p_s > 0 else "")
+    console.print(table)
+    summary = Table("set", "histories", "ours s", "porcupine s", "ours / porcupine", title="per-set totals")
+    for name, (ours_s, p_s, count) in totals.items():
+        summary.add_row(name, str(int(count)), f"{ours_s:.3f}", f"{p_s:.3f}" if p_s else "",
+                        f"{ours_s / p_s:.2f}x" if p_s else "")
+    console.print(summary)
+    console.print(f"wrong verdicts: {wrong} of {len(corpus)}; unknown (past --time-limit): {undecided}")
+
+
+def read_and_check(console: Console, seed: int, time_limit_s: float) -> None:
+    """A 100k-op history written to JSONL, then read and checked as `raftchaos check` does; and
+    the CLI with --time-limit 2 on a hard history, wall clock including its start."""
+    table = Table("history", "ops", "file MB", "read s", "check s", "total s", "verdict", title="read + check")
+    shapes = [Case("100k register (10 keys, 16 clients)", 100_000, 10, 16, 0.05, False),
+              Case("100k mixed (8 register + 2 append keys)", 100_000, 10, 16, 0.05, False, append_keys=2)]
+    with tempfile.TemporaryDirectory(prefix="checker-bench-") as tmp:
+        for j, case in enumerate(shapes):
+            events, _ = simulate(random.Random(seed + 100 + j), case)
+            path = Path(tmp) / "h.jsonl"
+            path.write_text("".join(json.dumps(ev) + "\n" for ev in events))
+            started = time.perf_counter()
+            _, ops = read_history(path)
+            read_s = time.perf_counter() - started
+            verdict = check_ops(ops, time_limit_s=time_limit_s)
+            total_s = time.perf_counter() - started
+            table.add_row(case.name, str(case.ops), f"{path.stat().st_size / MB:.0f}", f"{read_s:.3f}",
+                          f"{total_s - read_s:.3f}", f"{total_s:.3f}", verdict.validity.value)
+        # Timed-out appends of distinct tokens and a read no order of them gives (a timed-out write
+        # keeps every order possible): proving it means trying every order of every subset.
+        hard: list[dict[str, Any]] = [{"process": 100, "type": "invoke", "f": "write", "value": ""},
+                                      {"process": 100, "type": "info", "f": "write", "value": ""}]
+        for p in range(18):
+            hard += [{"process": p, "type": "invoke", "f": "append", "value": chr(97 + p)},
+                     {"process": p, "type": "info", "f": "append", "value": chr(97 + p)}]
+        hard += [{"process": 99, "type": "invoke", "f": "read", "value": None},
+                 {"process": 99, "type": "ok", "f": "read", "value": "impossible"}]
+        path = Path(tmp) / "hard.jsonl"
+        path.write_text("".join(json.dumps(ev) + "\n" for ev in hard))
+        root = Path(__file__).resolve().parent.parent
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", "check", str(path),
+                               "--time-limit", "2"], capture_output=True, text=True, cwd=root,
+                              env={**os.environ, "PYTHONPATH": str(root)})
+        wall = time.perf_counter() - started
+        table.add_row(f"raftchaos check --time-limit 2 (hard, exit {proc.returncode})", str(len(hard) // 2), "",
+                      "", "", f"{wall:.3f}", proc.stdout.split(" ", 1)[0] if proc.stdout else proc.stderr[-80:])
+    console.print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=None, help="RNG seed (default: random, printed)")
@@ -250,10 +417,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hard-ops", type=int, default=80, help="ops in each single-key hard history")
     parser.add_argument("--hard-runs", type=int, default=3, help="hard histories per variant")
     parser.add_argument("--time-limit", type=float, default=60.0, help="checker time limit per case (s)")
+    parser.add_argument("--porcupine", type=Path, default=None,
+                        help="porcupine's source (checkout or git mirror): check its test_data side by side")
+    parser.add_argument("--only", choices=["sizes", "porcupine", "read"], default=None,
+                        help="run one part: the simulated sizes, the side by side, or read + check")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     console = Console() if sys.stdout.isatty() else Console(width=160)
     console.print(f"seed {seed}  (replay: python benchmarks/checker.py --seed {seed})")
+    if args.porcupine is not None and not args.porcupine.is_dir():
+        print(f"checker.py: --porcupine {args.porcupine}: not a directory", file=sys.stderr)
+        return 2
+    if args.only in (None, "porcupine"):
+        side_by_side(console, args.porcupine, seed, args.time_limit)
+    if args.only in (None, "read"):
+        read_and_check(console, seed, args.time_limit)
+    if args.only not in (None, "sizes"):
+        return 0
     table = Table("case", "ops", "info", "expected", "verdict", "time s", "states", "target",
                   "search alone", "search s", "search states", "peak RSS MB", title="linearizability checker")
     worst_peak = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ VERDICTS_SCHEMA = 1
 # Wall-clock budget of the linearizability search at teardown: past it the verdict is unknown (the
 # search looks at the clock every few thousand steps). `raftchaos report DIR` re-checks with more.
 LINEARIZABLE_BUDGET_S = 5.0
+# Nightly runs bound the search without code changes: seconds and MB (see standard_verdicts).
+TIME_LIMIT_ENV, MEMORY_LIMIT_ENV = "RAFTCHAOS_CHECK_TIME_LIMIT", "RAFTCHAOS_CHECK_MEMORY_LIMIT"
 
 __all__ = ["FINAL_PROCESS", "final_heal", "final_reads", "standard_verdicts",
            "write_verdicts"]
@@ -90,25 +93,46 @@ def _read(cluster: Cluster, leader: str, key: str, timeout_s: float) -> tuple[bo
     return result.outcome is Outcome.OK, value
 
 
-def standard_verdicts(events: Sequence[Event],
-                      linearizable_budget_s: float = LINEARIZABLE_BUDGET_S,
+def standard_verdicts(events: Sequence[Event], linearizable_budget_s: float | None = None,
+                      linearizable_memory_mb: float | None = None,
                       run_dir: Path | None = None) -> list[Verdict]:
     """Durability and crashes (a node exiting on its own other than by an injected crash is
     invalid; ``run_dir`` adds each crashed node's log tail) always; recovery (bounded by the run's
     own timing) and the before / during / after windows of each fault when a fault was injected;
-    linearizability of the client ops, unknown past ``linearizable_budget_s`` of search. A checker
-    that raises (a malformed history included) yields unknown."""
+    linearizability of the client ops, unknown past ``linearizable_budget_s`` of search (default:
+    $RAFTCHAOS_CHECK_TIME_LIMIT, else ``LINEARIZABLE_BUDGET_S``) or ``linearizable_memory_mb`` of
+    memo (default: $RAFTCHAOS_CHECK_MEMORY_LIMIT, else the checker's own). A checker that raises (a
+    malformed history or a bad limit included) yields unknown."""
     verdicts = [guarded("durability", check_durability, events),
                 guarded("crashes", check_crashes, events, run_dir)]
     if any(e.get("kind") == EventKind.FAULT.value for e in events):
         verdicts.append(guarded("recovery", check_recovery, events, heal_bound_s(events)))
         verdicts.append(guarded("windows", check_windows, events))
-    verdicts.append(guarded("linearizable", _linearizable, events, linearizable_budget_s))
+    verdicts.append(guarded("linearizable", _linearizable, events, linearizable_budget_s,
+                            linearizable_memory_mb))
     return verdicts
 
 
-def _linearizable(events: Sequence[Event], budget_s: float) -> Verdict:
-    return check_linearizable(events, time_limit_s=budget_s)
+def _limit(name: str, given: float | None) -> float | None:
+    """A positive limit: given, else from the environment variable ``name``, else None."""
+    if given is not None:
+        return given
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise HarnessError(f"${name} must be a positive number, got {raw!r}")
+    return value
+
+
+def _linearizable(events: Sequence[Event], budget_s: float | None, memory_mb: float | None = None) -> Verdict:
+    time_limit_s = _limit(TIME_LIMIT_ENV, budget_s)
+    return check_linearizable(events, time_limit_s=LINEARIZABLE_BUDGET_S if time_limit_s is None else time_limit_s,
+                              memory_limit_mb=_limit(MEMORY_LIMIT_ENV, memory_mb))
 
 
 def verdicts_doc(run: RunDir, verdicts: Sequence[Verdict], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -299,7 +299,7 @@ def _finish(managed: _Managed, state: _TestState) -> str | None:
         errors.append(f"{type(exc).__name__}: {exc}")
     run = cluster.run
     events = load_history(run.events_path)
-    verdicts = standard_verdicts(events) + managed.verdicts
+    verdicts = standard_verdicts(events, run_dir=run.path) + managed.verdicts
     doc = verdicts_doc(run, verdicts, {"test": state.nodeid, "seed": cluster.spec.seed,
                                        "outcome": state.outcome, "teardown_errors": errors})
     write_verdicts(run, doc)

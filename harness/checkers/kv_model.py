@@ -21,18 +21,23 @@ _SCAN_LIMIT = 200_000_000  # characters scanned (at C speed) to prune info appen
 class _Json:
     """A JSON literal that must not compare equal to a number (Python has True == 1)."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "ref")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, ref: str) -> None:
         self.name = name
+        self.ref = ref  # its module-level name: unpickled, it is the same object (worker processes)
 
     def __repr__(self) -> str:
         return self.name
 
+    def __reduce__(self) -> str:
+        return self.ref
 
-_TRUE, _FALSE, _LIST, _DICT = _Json("true"), _Json("false"), _Json("list"), _Json("dict")
-_NEVER = _Json("never")  # what a read on an append-only key that returned a non-string compares to
-UNREAD = _Json("unread")  # any written value that no op of its key compares with
+
+_TRUE, _FALSE = _Json("true", "_TRUE"), _Json("false", "_FALSE")
+_LIST, _DICT = _Json("list", "_LIST"), _Json("dict", "_DICT")
+_NEVER = _Json("never", "_NEVER")  # what a read on an append-only key that returned a non-string compares to
+UNREAD = _Json("unread", "UNREAD")  # any written value that no op of its key compares with
 
 
 def freeze(value: Any) -> Any:

@@ -12,10 +12,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.checkers.history_ops import HistoryError, Op, OpStatus, parse_history, read_history
+from harness.checkers.history_ops import HistoryError, Op, OpStatus, gc_paused, parse_history, read_history
+from harness.checkers.key_pool import Budget, search_all, settled_reason, worker_count
 from harness.checkers.kv_model import KeyModel, compile_keys, find_stale_read, replay
 from harness.checkers.verdict import Validity, Verdict
-from harness.checkers.wgl import MEMO_BUDGET_BYTES, KeyResult, search_key, unknown
+from harness.checkers.wgl import MEMO_BUDGET_BYTES, KeyResult, unknown
 
 __all__ = ["MEMO_BUDGET_BYTES", "HistoryError", "check_linearizable", "check_ops", "main_check",
            "print_verdict"]
@@ -23,17 +24,6 @@ __all__ = ["MEMO_BUDGET_BYTES", "HistoryError", "check_linearizable", "check_ops
 CHECKER = "linearizable"
 DEFAULT_TIME_LIMIT_S = 60.0
 _MAX_LISTED = 50  # ops listed per part of an anomaly; the counts are always complete
-
-
-def check_key(m: KeyModel, deadline: float, max_states: int | None = None) -> KeyResult:
-    """One key: first the cheap proof of a stale read, then the search."""
-    started = time.monotonic()
-    stale = find_stale_read(m)
-    if stale is not None:
-        witness = [i for i in (stale.overwrite, stale.last_write) if i is not None]
-        return KeyResult(m.key, Validity.INVALID, len(m.ops), m.pruned, elapsed_s=time.monotonic() - started,
-                         stuck=stale.read, witness=witness, proved=True)
-    return search_key(m, deadline, max_states)
 
 
 def _anomaly(m: KeyModel, res: KeyResult) -> dict[str, Any]:
@@ -87,21 +77,43 @@ def _key_summary(res: KeyResult) -> dict[str, Any]:
     return out
 
 
-def check_ops(ops: list[Op], *, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-              max_states: int | None = None) -> Verdict:
+def _proved(m: KeyModel) -> KeyResult | None:
+    """The cheap proof of a stale read on one key (see ``find_stale_read``), or None."""
+    started = time.monotonic()
+    stale = find_stale_read(m)
+    if stale is None:
+        return None
+    witness = [i for i in (stale.overwrite, stale.last_write) if i is not None]
+    return KeyResult(m.key, Validity.INVALID, len(m.ops), m.pruned, elapsed_s=time.monotonic() - started,
+                     stuck=stale.read, witness=witness, proved=True)
+
+
+def check_ops(ops: list[Op], *, time_limit_s: float = DEFAULT_TIME_LIMIT_S, max_states: int | None = None,
+              memory_limit_mb: float | None = None, workers: int | None = None,
+              explain_all: bool = False) -> Verdict:
     """Check already parsed operations (see ``check_linearizable``)."""
     started = time.monotonic()
     deadline = started + time_limit_s
+    memory = MEMO_BUDGET_BYTES if memory_limit_mb is None else int(memory_limit_mb * 2**20)
     failed = sum(op.status is OpStatus.FAILED for op in ops)  # no effect, nothing to check
-    models = compile_keys(op for op in ops if op.status is not OpStatus.FAILED)
-    # Small keys first, so one hard key spends the remaining time rather than starving the others.
-    order = sorted(range(len(models)), key=lambda j: len(models[j].ops))
+    with gc_paused():
+        models = compile_keys(op for op in ops if op.status is not OpStatus.FAILED)
     results: dict[int, KeyResult] = {}
-    for j in order:
-        if time.monotonic() > deadline:
-            results[j] = unknown(models[j], "not checked: time limit reached on earlier keys")
-        else:
-            results[j] = check_key(models[j], deadline, max_states)
+    # The stale-read proofs first: O(n log n) a key, and they settle most invalid histories.
+    for j, m in enumerate(models):
+        proof = _proved(m)
+        if proof is not None:
+            results[j] = proof
+            if not explain_all:
+                break
+    todo = [j for j in range(len(models)) if j not in results]
+    if results and not explain_all:
+        reason = settled_reason(next(iter(results.values())).key)
+        results.update({j: unknown(models[j], reason) for j in todo})
+    elif todo:
+        budget = Budget(deadline, memory, max_states, stop_at_invalid=not explain_all)
+        got = search_all([models[j] for j in todo], budget, workers)
+        results.update({todo[k]: res for k, res in got.items()})
     keys = {models[j].key: _key_summary(results[j]) for j in range(len(models))}
     anomalies = [_anomaly(m, results[j]) for j, m in enumerate(models) if results[j].validity is Validity.INVALID]
     undecided = [results[j] for j in range(len(models)) if results[j].validity is Validity.UNKNOWN]
@@ -113,11 +125,18 @@ def check_ops(ops: list[Op], *, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
         "keys": keys,
         "elapsed_s": round(time.monotonic() - started, 6),
         "time_limit_s": time_limit_s,
+        "memory_limit_mb": round(memory / 2**20, 3),
+        "workers": worker_count(workers),
+        "explain_all": explain_all,
     }
     if anomalies:
         details["anomalies"] = anomalies  # one per invalid key
         details["anomaly"] = anomalies[0]  # the first, as a shortcut
+        # Keys whose search stopped (or never began) because the verdict was already settled.
+        details["unchecked_keys"] = {r.key: r.reason for r in undecided}
         more = f" ({len(anomalies)} keys invalid)" if len(anomalies) > 1 else ""
+        if undecided:
+            more += f" ({len(undecided)} other keys not checked: the verdict was settled)"
         summary = f"not linearizable: key {anomalies[0]['key']!r}: {anomalies[0]['explanation']}{more}"
         return Verdict(CHECKER, Validity.INVALID, summary, details)
     if undecided:
@@ -129,30 +148,46 @@ def check_ops(ops: list[Op], *, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
 
 
 def check_linearizable(events: Iterable[Mapping[str, Any]] | str | Path, *,
-                       time_limit_s: float = DEFAULT_TIME_LIMIT_S, max_states: int | None = None) -> Verdict:
+                       time_limit_s: float = DEFAULT_TIME_LIMIT_S, max_states: int | None = None,
+                       memory_limit_mb: float | None = None, workers: int | None = None,
+                       explain_all: bool = False) -> Verdict:
     """Is this KV history linearizable? ``events`` is a list of op events (either schema) or a path
     to a JSONL file of them.
 
     VALID: every key has a linearization. INVALID: some key has none; ``details["anomaly"]`` names
-    the key and the window of ops to highlight. UNKNOWN: the search ran past ``time_limit_s``
-    (wall clock, for the whole history) or ``max_states`` memo entries on one key (default: what
-    fits ``MEMO_BUDGET_BYTES``); ``details["reason"]`` says which. Malformed input raises
-    HistoryError (``guarded`` turns that into UNKNOWN when checkers are composed).
+    the key and the window of ops to highlight. The first invalid key settles the verdict: the
+    other keys stop there (listed in ``details["unchecked_keys"]`` with why) unless
+    ``explain_all``, which searches every key to explain each. UNKNOWN: the search ran past
+    ``time_limit_s`` (wall clock, for the whole history), past ``memory_limit_mb`` of estimated
+    memo for the keys searched at once (default ``MEMO_BUDGET_BYTES``), or ``max_states`` memo
+    entries on one key; ``details["reason"]`` says which. Keys are searched on ``workers``
+    processes (default: every core) when there is enough work. Every key reports its own
+    ``elapsed_s`` and ``states``, unknown ones included. Malformed input raises HistoryError
+    (``guarded`` turns that into UNKNOWN when checkers are composed).
     """
     if isinstance(events, str | Path):
         _, ops = read_history(events)
     else:
         ops = parse_history(list(events))
-    return check_ops(ops, time_limit_s=time_limit_s, max_states=max_states)
+    return check_ops(ops, time_limit_s=time_limit_s, max_states=max_states, memory_limit_mb=memory_limit_mb,
+                     workers=workers, explain_all=explain_all)
 
 
-def main_check(path: str | Path, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> int:
-    """Check a history file and print the verdict. Returns 0 linearizable, 1 not, 2 unknown or bad input."""
+def main_check(path: str | Path, time_limit_s: float = DEFAULT_TIME_LIMIT_S, memory_limit_mb: float | None = None,
+               workers: int | None = None, explain_all: bool = False) -> int:
+    """Check a history file and print the verdict. Returns 0 linearizable, 1 not, 2 unknown, 254 bad
+    input (the project's exit-code table, README "Verdicts and exit codes").
+
+    ``time_limit_s`` bounds reading and checking together (the answer is unknown past it)."""
+    started = time.monotonic()
     try:
-        verdict = check_linearizable(Path(path), time_limit_s=time_limit_s)
+        _, ops = read_history(Path(path))
+        left = time_limit_s - (time.monotonic() - started)
+        verdict = check_ops(ops, time_limit_s=max(0.0, left), memory_limit_mb=memory_limit_mb,
+                            workers=workers, explain_all=explain_all)
     except (HistoryError, OSError) as exc:
         print(f"raftchaos check: cannot check {path}: {exc}", file=sys.stderr)
-        return 2
+        return 254
     print_verdict(verdict)
     return {Validity.VALID: 0, Validity.INVALID: 1, Validity.UNKNOWN: 2}[verdict.validity]
 

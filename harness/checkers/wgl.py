@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,10 @@ MEMO_BUDGET_BYTES = 400 * 1024 * 1024
 _NEW_STATE_BYTES = 200  # a dict slot, the state object and its first packed int
 _SET_BYTES = 250  # the set that replaces a single packed int
 _MIN_ENTRY_BYTES = 64  # a set slot and a small int
-_CLOCK_EVERY = 4096  # search steps between looks at the clock (a step costs well under 1 us)
+SLICE_STEPS = 256  # search steps between yields to the scheduler (a step costs well under 1 us)
+
+# What the search yields between slices: explored states, steps taken, estimated memo bytes.
+Progress = tuple[int, int, int]
 
 
 @dataclass
@@ -47,12 +51,45 @@ class KeyResult:
     proved: bool = False
 
 
-def unknown(m: KeyModel, reason: str, states: int = 0, steps: int = 0) -> KeyResult:
-    return KeyResult(m.key, Validity.UNKNOWN, len(m.ops), m.pruned, states, steps, reason=reason)
+def unknown(m: KeyModel, reason: str, states: int = 0, steps: int = 0, elapsed_s: float = 0.0) -> KeyResult:
+    """An undecided key; ``elapsed_s`` is the time really spent on it (0 only if never searched)."""
+    return KeyResult(m.key, Validity.UNKNOWN, len(m.ops), m.pruned, states, steps, elapsed_s, reason=reason)
 
 
-def search_key(m: KeyModel, deadline: float, max_states: int | None = None) -> KeyResult:
-    """Decide whether one key's operations are linearizable.
+def search_key(m: KeyModel, deadline: float, max_states: int | None = None,
+               memory_budget: int = MEMO_BUDGET_BYTES) -> KeyResult:
+    """Search one key alone until it is decided, ``deadline`` (a ``time.monotonic`` value) passes,
+    or its memo is estimated to use ``memory_budget`` bytes (see ``search_steps``)."""
+    started = time.monotonic()
+    search = search_steps(m, max_states)
+    states = steps = 0
+    try:
+        while True:
+            states, steps, mem_bytes = next(search)
+            reason = budget_reason(m, states, mem_bytes, memory_budget, deadline)
+            if reason:
+                search.close()
+                return unknown(m, reason, states, steps, time.monotonic() - started)
+    except StopIteration as done:
+        result: KeyResult = done.value
+        result.elapsed_s = time.monotonic() - started
+        return result
+
+
+def budget_reason(m: KeyModel, states: int, mem_bytes: int, memory_budget: int, deadline: float) -> str | None:
+    """Why a search must stop now (past the deadline, over its memory), or None."""
+    if time.monotonic() > deadline:
+        return f"time limit reached on key {m.key!r} after {states} states"
+    if mem_bytes > memory_budget:
+        return f"memory budget of {memory_budget // 2**20} MiB reached on key {m.key!r} after {states} states"
+    return None
+
+
+def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progress, None, KeyResult]:
+    """Decide whether one key's operations are linearizable, as a resumable search: it yields its
+    progress every ``SLICE_STEPS`` steps, so a scheduler can interleave keys, watch one deadline and
+    one memory budget, and drop a key by closing its generator. Returns the KeyResult (with
+    ``elapsed_s`` 0: the scheduler knows the time spent).
 
     Ok ops' call and return entries sit in a doubly linked list in time order. At each node of the
     search (a set of placed ops and the state they leave) the search picks a call from the list
@@ -74,17 +111,23 @@ def search_key(m: KeyModel, deadline: float, max_states: int | None = None) -> K
       as good (the write hides its effect). Likewise an info op that changes nothing is never
       placed, and of identical info ops only the earliest unplaced one is a candidate;
     - on a key whose value only grows (appends and reads), an append must leave a prefix of the
-      next unplaced read's value; states are then coded as ints (see ``Prefixes``).
+      next unplaced read's value; states are then coded as ints (see ``Prefixes``);
+    - on a key mixing appends with writes (or cas), the same holds between writes: after an
+      append or write, the next unplaced ok read sees the new value grown by appends, unless an
+      unplaced write or cas (other than the op placed) that was called before the read returned
+      takes effect in between; then it sees that op's value grown by appends. So the new value,
+      or the value of one such op, must be a prefix of the read's value (the empty value for a
+      read of null; equal to it for a value that is not a string). Writes and cas are few on such
+      keys, so the test is a short loop.
 
     The placed set is two Python ints: ok ops as ``base`` (all ops below it are placed) plus the
     bits above it, so the ints are as wide as the concurrency rather than the history; and one bit
-    per info op. Returns UNKNOWN past ``deadline`` (a ``time.monotonic`` value), once the memo
-    holds ``max_states`` entries, or once it is estimated to use ``MEMO_BUDGET_BYTES``.
+    per info op. Returns UNKNOWN once the memo holds ``max_states`` entries; the memo's estimated
+    size is the third figure of each yield.
 
     The loop is one function with everything inlined because it runs millions of times: a call
     per step would double the time.
     """
-    started = time.monotonic()
     n = len(m.ops)
     kind, arg, arg2, info = m.kind, m.arg, m.arg2, m.info
     if m.prefixes is not None:
@@ -101,7 +144,7 @@ def search_key(m: KeyModel, deadline: float, max_states: int | None = None) -> K
     if max_states is None:
         max_states = MEMO_BUDGET_BYTES // _MIN_ENTRY_BYTES
     if n_ok == 0:  # info ops alone can always be left out
-        return KeyResult(m.key, Validity.VALID, n, m.pruned, elapsed_s=time.monotonic() - started)
+        return KeyResult(m.key, Validity.VALID, n, m.pruned)
     base_bits = n_ok.bit_length()
 
     head = 2 * n
@@ -120,6 +163,7 @@ def search_key(m: KeyModel, deadline: float, max_states: int | None = None) -> K
     # Info pools: doubly linked over op ids, heads numbered after the ops. Only the first unplaced
     # of identical info ops is linked; placing it links its next twin in its place.
     next_twin = [-1] * n
+    first_kind = [t < 0 for t in m.twin]
     for i in range(n):
         if info[i] and m.twin[i] >= 0:
             next_twin[m.twin[i]] = i
@@ -138,6 +182,11 @@ def search_key(m: KeyModel, deadline: float, max_states: int | None = None) -> K
             inx[last] = i
             inp[i] = last
             last = i
+
+    # On a key mixing appends with writes (or cas), the value grows between writes: see the
+    # docstring's last reduction. ``setters`` are the ops that can replace the value.
+    grows = APPEND in kind
+    setters = [i for i in range(n) if kind[i] == WRITE or kind[i] == CAS] if grows else []
 
     memo: dict[Any, Any] = {}  # state -> packed placed-set (an int), or a set of them once several
     states = mem_bytes = steps = 0
@@ -158,15 +207,8 @@ def search_key(m: KeyModel, deadline: float, max_states: int | None = None) -> K
     nfresh = 0
     while True:
         steps += 1
-        if steps % _CLOCK_EVERY == 0:
-            reason = None
-            if time.monotonic() > deadline:
-                reason = f"time limit reached on key {m.key!r} after {states} states"
-            elif mem_bytes > MEMO_BUDGET_BYTES:
-                reason = (f"memory budget of {MEMO_BUDGET_BYTES // 2**20} MiB reached on key {m.key!r} "
-                          f"after {states} states")
-            if reason:
-                return unknown(m, reason, states, steps)
+        if steps % SLICE_STEPS == 0:
+            yield states, steps, mem_bytes
         i = -1
         if phase < 2:
             if e >= 0 and not e & 1:
@@ -210,7 +252,10 @@ def search_key(m: KeyModel, deadline: float, max_states: int | None = None) -> K
         elif j >= 0:
             i = j
             if rank[2 * i] > frontier:  # not called yet
-                j = inx[j]
+                # Pools are in call order, except that a twin takes the place of the earlier twin
+                # placed (and is called later). So past a first-of-its-kind op not yet called,
+                # nothing in the pool is called yet: the pool ends here.
+                j = -1 if first_kind[i] else inx[j]
                 continue
             k = kind[i]
             if k == WRITE:
@@ -268,6 +313,32 @@ def search_key(m: KeyModel, deadline: float, max_states: int | None = None) -> K
             elif phase > 1 and new == state:  # an info op that changes nothing
                 j = inx[j]
                 continue
+            if grows and (k == APPEND or k == WRITE) and type(new) is str:
+                # Unless a write or cas can come first, the next unplaced ok read must see ``new``
+                # grown by appends: ``new`` must be a prefix of its value.
+                x, hops = (nxt[e] if phase == 1 else front), 0
+                while x >= 0 and hops < 64 and not (x & 1 and kind[x >> 1] <= READ_NULL):
+                    x, hops = nxt[x], hops + 1
+                if x >= 0 and x & 1 and kind[x >> 1] <= READ_NULL:
+                    null, goal = kind[x >> 1] == READ_NULL, arg[x >> 1]
+                    if not (new == "" if null else type(goal) is str and goal.startswith(new)):
+                        rx = rank[x]
+                        for p in setters:
+                            if p != i and rank[2 * p] < rx and (
+                                    not ibits & bit[p] if info[p]
+                                    else bit[p] >= base and not (rel >> (bit[p] - base)) & 1):
+                                # p is unplaced and may take effect before the read: the read
+                                # then sees p's value, maybe grown by appends.
+                                v = arg[p] if kind[p] == WRITE else arg2[p]
+                                if ((v is None or v == "") if null else v == goal or (
+                                        type(v) is str and type(goal) is str and goal.startswith(v))):
+                                    break
+                        else:
+                            if phase == 1:
+                                e = nxt[e]
+                            else:
+                                j = inx[j]
+                            continue
             if info[i]:
                 nbase, nrel, nibits = base, rel, ibits | bit[i]
             else:
@@ -352,7 +423,7 @@ def search_key(m: KeyModel, deadline: float, max_states: int | None = None) -> K
                     prefix.append(chain[1])
                     chain = chain[0]
                 return KeyResult(m.key, Validity.INVALID, n, m.pruned, states, steps,
-                                 time.monotonic() - started, None, prefix[::-1], stuck)
+                                 0.0, None, prefix[::-1], stuck)
             top, i, state, base, rel, ibits, fresh, forced = top
             depth -= 1
             if info[i]:
@@ -381,4 +452,4 @@ def search_key(m: KeyModel, deadline: float, max_states: int | None = None) -> K
             phase, j = (3 if kind[i] == CAS else 2), inx[i]
         else:
             phase, e = 1, nxt[2 * i]
-    return KeyResult(m.key, Validity.VALID, n, m.pruned, states, steps, time.monotonic() - started)
+    return KeyResult(m.key, Validity.VALID, n, m.pruned, states, steps)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -113,21 +114,35 @@ def report(
 
 
 @app.command("check")
-def check(file: Annotated[Path, typer.Argument(help="a JSONL history (events.jsonl or Jepsen-style ops)")]
-          ) -> int:
-    """Check a history file for linearizability. Exit 0 linearizable, 1 not, 2 unknown (search
-    budget ran out); 254 when the file is missing, not UTF-8, not JSONL or holds no events."""
+def check(
+    file: Annotated[Path, typer.Argument(help="a JSONL history (events.jsonl or Jepsen-style ops)")],
+    time_limit: Annotated[float, typer.Option("--time-limit", min=0.0,
+                                              help="seconds for reading and checking; unknown past it")] = 60.0,
+    memory_limit: Annotated[float | None, typer.Option("--memory-limit", min=1.0,
+                                                       help="MB of search memo for all keys at once "
+                                                            "(default 400); unknown past it")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1,
+                                                help="processes searching keys (default: every core)")] = None,
+    explain_all: Annotated[bool, typer.Option("--explain-all",
+                                              help="search every key, not only up to the first "
+                                                   "not linearizable one")] = False,
+) -> int:
+    """Check a history file for linearizability. Exit 0 linearizable, 1 not, 2 unknown (time or
+    memory limit reached); 254 when the file is missing, not UTF-8, not JSONL or holds no events."""
     from harness.checkers.history_ops import HistoryError
     from harness.checkers.linearizable import check_linearizable, print_verdict
     from harness.checkers.verdict import Validity
 
+    started = time.monotonic()
     if not file.is_file():
         fail(f"{file}: is not a file")
     try:
         text = _utf8(file)
         if not text.strip():
             fail(f"{file}: holds no events")
-        verdict = check_linearizable(file)
+        left = max(0.0, time_limit - (time.monotonic() - started))
+        verdict = check_linearizable(file, time_limit_s=left, memory_limit_mb=memory_limit,
+                                     workers=workers, explain_all=explain_all)
     except ConfigError as exc:
         fail(str(exc))
     except HistoryError as exc:

@@ -131,8 +131,9 @@ def test_failed_compare_is_a_constraint_but_a_refused_cas_is_not() -> None:
 
 def test_standard_verdicts_bound_the_linearizability_search() -> None:
     # Info appends of distinct tokens, then a read no order of them produces: proving that means
-    # trying every order of every subset, far beyond any budget.
-    h = H().op(98, "write", "k", "", 0.1, 0.2)
+    # trying every order of every subset, far beyond any budget. (The info write may take effect
+    # any time before the read, so the read's value prunes no order.)
+    h = H().op(98, "write", "k", "", 0.1, 0.2, "info")
     for p in range(14):
         h.op(p, "append", "k", chr(ord("a") + p), 1 + p, 1.5 + p, "info")
     h.op(99, "read", "k", None, 50, 51, result="impossible").final("k", "impossible")

@@ -1,0 +1,231 @@
+"""Linearizability checker across keys: stop at the first violation, one deadline and memory budget,
+per-key figures for every outcome, parallel workers, the CLI and suite knobs, the fast reader."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import harness.checkers.key_pool as key_pool
+import harness.history as history
+from harness.checkers import Validity
+from harness.checkers.history_ops import HistoryError, read_history
+from harness.checkers.linearizable import check_linearizable
+from harness.cli import main as cli_main
+from harness.finish import MEMORY_LIMIT_ENV, TIME_LIMIT_ENV, standard_verdicts
+
+
+def _op(events: list[dict[str, Any]], p: int, f: str, key: str, value: Any, result: Any = None,
+        kind: str = "ok") -> None:
+    events.append({"process": p, "type": "invoke", "f": f, "key": key, "value": value, "time": len(events)})
+    events.append({"process": p, "type": kind, "f": f, "key": key,
+                   "value": result if f == "read" else value, "time": len(events)})
+
+
+def _hard(events: list[dict[str, Any]], key: str, n: int = 14) -> None:
+    """Info appends of distinct tokens and a read no order of them gives: the search must try every
+    order of every subset (the info write may come any time, so the read prunes nothing)."""
+    base = 1000 * (len(key) + 1)
+    events.append({"process": base, "type": "invoke", "f": "write", "key": key, "value": "", "time": len(events)})
+    events.append({"process": base, "type": "info", "f": "write", "key": key, "value": "", "time": len(events)})
+    for p in range(n):
+        tok = chr(ord("a") + p)
+        events.append({"process": base + 1 + p, "type": "invoke", "f": "append", "key": key, "value": tok,
+                       "time": len(events)})
+        events.append({"process": base + 1 + p, "type": "info", "f": "append", "key": key, "value": tok,
+                       "time": len(events)})
+    _op(events, base + 99, "read", key, None, "impossible")
+
+
+def _order_anomaly(events: list[dict[str, Any]], key: str) -> None:
+    """Two concurrent appends read in both orders: no stale-read proof, the search must find it."""
+    events += [
+        {"process": 0, "type": "invoke", "f": "append", "key": key, "value": "a", "time": len(events)},
+        {"process": 1, "type": "invoke", "f": "append", "key": key, "value": "b", "time": len(events) + 1},
+        {"process": 0, "type": "ok", "f": "append", "key": key, "value": "a", "time": len(events) + 2},
+        {"process": 1, "type": "ok", "f": "append", "key": key, "value": "b", "time": len(events) + 3},
+    ]
+    _op(events, 2, "read", key, None, "ab")
+    _op(events, 2, "read", key, None, "ba")
+
+
+def test_the_first_invalid_key_settles_the_verdict_and_the_hard_key_is_left_unchecked() -> None:
+    events: list[dict[str, Any]] = []
+    _hard(events, "hard")
+    _order_anomaly(events, "bad")
+    verdict = check_linearizable(events, time_limit_s=30, workers=1)
+    assert verdict.validity is Validity.INVALID
+    assert [a["key"] for a in verdict.details["anomalies"]] == ["bad"]
+    hard = verdict.details["keys"]["hard"]
+    assert hard["validity"] == "unknown" and "settled" in hard["reason"]
+    assert list(verdict.details["unchecked_keys"]) == ["hard"]
+    assert "not checked" in verdict.summary
+
+
+def test_explain_all_searches_every_key() -> None:
+    events: list[dict[str, Any]] = []
+    _order_anomaly(events, "bad")
+    _op(events, 5, "write", "bad2", 1)
+    _op(events, 6, "read", "bad2", None, 7)  # a stale-read proof
+    _op(events, 7, "write", "ok", 1)
+    _op(events, 8, "read", "ok", None, 1)
+    settled = check_linearizable(events, workers=1)
+    assert len(settled.details["anomalies"]) == 1 and len(settled.details["unchecked_keys"]) == 2
+    verdict = check_linearizable(events, workers=1, explain_all=True)
+    assert verdict.validity is Validity.INVALID
+    assert sorted(a["key"] for a in verdict.details["anomalies"]) == ["bad", "bad2"]
+    assert verdict.details["keys"]["ok"]["validity"] == "valid"
+    assert verdict.details["unchecked_keys"] == {}
+
+
+def test_unknown_keys_carry_their_real_elapsed_time_and_states() -> None:
+    events: list[dict[str, Any]] = []
+    _hard(events, "x")
+    _hard(events, "y")
+    verdict = check_linearizable(events, time_limit_s=0.6, workers=1)
+    assert verdict.validity is Validity.UNKNOWN and "time limit" in verdict.details["reason"]
+    total = verdict.details["elapsed_s"]
+    assert 0.6 <= total < 0.6 + 2.0  # slack for a loaded machine; the bound itself is the limit
+    for key in ("x", "y"):  # interleaved: both searched, each for part of the time
+        figures = verdict.details["keys"][key]
+        assert figures["validity"] == "unknown" and figures["states"] > 0
+        assert 0 < figures["elapsed_s"] < total
+    assert sum(r["elapsed_s"] for r in verdict.details["keys"].values()) <= total
+
+
+def test_memory_limit_gives_unknown_naming_the_budget() -> None:
+    events: list[dict[str, Any]] = []
+    _hard(events, "x")
+    verdict = check_linearizable(events, time_limit_s=30, memory_limit_mb=1, workers=1)
+    assert verdict.validity is Validity.UNKNOWN
+    assert "memory budget of 1 MiB" in verdict.details["reason"]
+    assert verdict.details["keys"]["x"]["elapsed_s"] > 0
+
+
+def _store_history(seed: int, keys: int, ops: int, corrupt: bool) -> list[dict[str, Any]]:
+    """Clients against a sequential register store (each op takes effect inside its interval);
+    ``corrupt`` makes the last read of key k0 return a value never written."""
+    rng = random.Random(seed)
+    print(f"seed {seed}")
+    store: dict[str, Any] = {}
+    timed: list[tuple[float, int, dict[str, Any]]] = []
+    clock = [0.0] * 4
+    last_read: dict[str, Any] | None = None
+    for _ in range(ops):
+        th = rng.randrange(4)
+        start = clock[th] + rng.random()
+        end = start + rng.random() * 3
+        key = f"k{rng.randrange(keys)}"
+        f = rng.choice(["read", "write"])
+        value = rng.randrange(4) if f == "write" else None
+        timed.append((start, 1, {"process": th, "type": "invoke", "f": f, "key": key, "value": value,
+                                 "time": start}))
+        timed.append((end, 0, {"process": th, "type": "ok", "f": f, "key": key, "value": value, "time": end,
+                               "_at": rng.uniform(start, end)}))
+        clock[th] = end
+    for _at, _, done in sorted(((ev["_at"], 0, ev) for _, _, ev in timed if "_at" in ev), key=lambda x: x[0]):
+        if done["f"] == "write":
+            store[done["key"]] = done["value"]
+        else:
+            done["value"] = store.get(done["key"])
+            if done["key"] == "k0":
+                last_read = done
+    if corrupt and last_read is not None:
+        last_read["value"] = 99
+    out = []
+    for _, _, ev in sorted(timed, key=lambda x: (x[0], x[1])):
+        ev.pop("_at", None)
+        out.append(ev)
+    return out
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_one_and_two_workers_give_the_same_verdicts(monkeypatch: pytest.MonkeyPatch, corrupt: bool) -> None:
+    monkeypatch.setattr(key_pool, "PARALLEL_MIN_OPS", 0)  # take the process path even on a small history
+    events = _store_history(7, keys=5, ops=400, corrupt=corrupt)
+    one = check_linearizable(events, workers=1, explain_all=True)
+    two = check_linearizable(events, workers=2, explain_all=True)
+    assert one.validity is two.validity is (Validity.INVALID if corrupt else Validity.VALID)
+    assert {k: r["validity"] for k, r in one.details["keys"].items()} == \
+        {k: r["validity"] for k, r in two.details["keys"].items()}
+    assert check_linearizable(events, workers=2).validity is one.validity
+
+
+def test_workers_start_by_fork_server_when_other_threads_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(key_pool, "PARALLEL_MIN_OPS", 0)
+    events = _store_history(8, keys=3, ops=60, corrupt=True)
+    done = threading.Event()
+    thread = threading.Thread(target=done.wait, daemon=True)
+    thread.start()
+    try:
+        verdict = check_linearizable(events, workers=2, explain_all=True)
+    finally:
+        done.set()
+        thread.join()
+    assert verdict.validity is Validity.INVALID
+    assert verdict.details["keys"]["k0"]["validity"] == "invalid"
+
+
+def test_parallel_workers_share_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[dict[str, Any]] = []
+    for key in ("x", "y", "z"):
+        _hard(events, key)
+    monkeypatch.setattr(key_pool, "PARALLEL_MIN_OPS", 0)
+    verdict = check_linearizable(events, time_limit_s=0.5, workers=2)
+    assert 0.5 <= verdict.details["elapsed_s"] < 0.5 + 2.0
+    assert verdict.validity is Validity.UNKNOWN
+    assert all(r["elapsed_s"] > 0 and r["states"] > 0 for r in verdict.details["keys"].values())
+
+
+def _write(path: Path, events: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(ev) + "\n" for ev in events))
+    return path
+
+
+def test_cli_check_takes_the_limits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events: list[dict[str, Any]] = []
+    _hard(events, "x", n=16)
+    path = _write(tmp_path / "hard.jsonl", events)
+    code = cli_main(["check", str(path), "--time-limit", "1", "--memory-limit", "200"])
+    assert code == 2
+    assert "time limit" in capsys.readouterr().out
+    assert cli_main(["check", str(path), "--time-limit", "-1"]) != 0  # rejected before checking
+
+
+def test_suite_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[dict[str, Any]] = [{"t": 0.0, "kind": "note", "text": "start"}]
+    hard: list[dict[str, Any]] = []
+    _hard(hard, "x")
+    for ev in hard:
+        events.append({"t": float(ev["time"]), "kind": ev["type"], "process": ev["process"], "f": ev["f"],
+                       "key": ev["key"], "value": ev["value"], "node": "n1"})
+    monkeypatch.setenv(TIME_LIMIT_ENV, "0.2")
+    lin = next(v for v in standard_verdicts(events) if v.checker == "linearizable")
+    assert lin.validity is Validity.UNKNOWN and "time limit" in lin.details["reason"]
+    assert lin.details["time_limit_s"] == 0.2
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "lots")
+    lin = next(v for v in standard_verdicts(events) if v.checker == "linearizable")
+    assert lin.validity is Validity.UNKNOWN and MEMORY_LIMIT_ENV in lin.summary
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_reader_agrees_with_and_without_orjson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               fast: bool) -> None:
+    if not fast:
+        monkeypatch.setattr(history, "_fast_loads", None)
+    events = _store_history(3, keys=2, ops=20, corrupt=False)
+    path = tmp_path / "h.jsonl"
+    text = "".join(json.dumps(ev) + "\n" for ev in events)
+    path.write_text(text + "\n   \n" + '{"process": 1, "type": "inv')  # blank lines, a torn last line
+    raw, ops = read_history(path)
+    assert raw == events and len(ops) == 20
+    path.write_bytes((text + "{not json\n" + json.dumps(events[0]) + "\n").encode())
+    with pytest.raises(HistoryError, match=f"line {len(events) + 1}: not JSON"):
+        read_history(path)
+    path.write_bytes(b'{"process": 1, "type": "invoke", "f": "read", "key": "\xff", "value": null}\n')
+    assert read_history(path)[0][0]["key"] == "\ufffd"  # bad UTF-8 replaced, as before
