@@ -166,9 +166,11 @@ class RaftConsensus:
                         self.rng, self.faults, self.logger)
             self.peers[uuid] = peer
             peer.init()
+        # kuduraft's BecomeLeaderUnlocked (raft_consensus.cc) appends the NO_OP with no signal:
+        # each peer's first request leaves on its heartbeater, P x [0.75, 1.25] after Peer::Init,
+        # unless a write (Replicate) or a commit notification signals it first (B4, B5).
         entry = self._append_local("NO_OP", None)
         self.queue.note_first_index_in_term(entry.index)
-        self.signal_peers()
 
     def _close_peers(self) -> None:
         for peer in self.peers.values():
@@ -176,14 +178,18 @@ class RaftConsensus:
         self.peers.clear()
 
     def step_down(self) -> None:
-        """Leader-only: term + 1, follower, no election of our own for 2 x MET (B41)."""
+        """Leader-only: term + 1, follower, no election of our own for 2 x MET (B41).
+
+        As kuduraft's RaftConsensus::StepDown (raft_consensus.cc), the new term is not flushed
+        (HandleTermAdvanceUnlocked with SKIP_FLUSH_TO_DISK): the next vote or term change
+        flushes it, and a crash before that restarts in the old term, which is safe."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader_uuid)
+        self.become_follower("step down requested")
         self.term += 1
         self.voted_for = None
         self.leader_uuid = None
-        self.persist()
-        self.become_follower("step down requested")
+        self.last_received_cur_leader = MIN_OPID
         self.fd.snooze(2 * self.flags.failure_timeout_s)
 
     # ----- leader write path -----
