@@ -93,8 +93,13 @@ class RaftConsensus:
         self.counters = ConsensusCounters()
         self.update_lock = asyncio.Lock()
         self.peers: dict[str, Peer] = {}
+        if not faults.uuid:
+            faults.uuid = uuid
+        if faults.data_dir is None:
+            faults.data_dir = meta.directory
         self.queue = PeerMessageQueue(uuid, log, clock, flags, self.routing_table,
-                                      self._on_queue_commit, self._on_queue_higher_term, logger)
+                                      self._on_queue_commit, self._on_queue_higher_term, logger,
+                                      on_invariant_violation=faults.invariant_violation)
         self._waiters: dict[int, tuple[int, asyncio.Future[dict[str, Any]]]] = {}
         self._notify_at = 0.0
         self.fd = PeriodicTimer(clock, flags.failure_timeout_s, self._on_fd_expired, rng)
@@ -280,7 +285,13 @@ class RaftConsensus:
     def truncate_after(self, index: int) -> None:
         """Drop a conflicting uncommitted suffix, in memory and durably (in WAL order)."""
         if index < self.commit_index:
-            raise AssertionError(f"refusing to truncate committed entries ({index} < {self.commit_index})")
+            # kuduraft CHECKs the same (pending_rounds.cc, PendingRounds::AbortOpsAfter: CHECK_EQ of
+            # the new preceding index and the committed index).
+            self.faults.invariant_violation(
+                "truncate_committed", self.term, {"node": self.uuid, "leader": self.leader_uuid},
+                {"truncate_after": [self.log.term_at(index) or 0, index],
+                 "committed": [self.log.term_at(self.commit_index) or 0, self.commit_index]},
+                f"refusing to truncate committed entries ({index} < {self.commit_index})")
         dropped = self.log.truncate_after(index)
         if not dropped:
             return
@@ -337,5 +348,6 @@ class RaftConsensus:
                 for f in ("fault_crash_on_leader_request_fraction",
                           "fault_crash_after_leader_request_fraction")},
             "metadata_flushes": self.meta.flush_count,
+            "fatal": self.faults.fatal_record,
             "peers": {u: p.view() for u, p in sorted(self.peers.items())},
         }
