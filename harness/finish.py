@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.checkers.durability import check_durability
+from harness.checkers.invariants import check_invariants
 from harness.checkers.linearizable import check_linearizable
 from harness.checkers.recovery import check_recovery, heal_bound_s
 from harness.checkers.verdict import Verdict, compose, guarded
@@ -91,11 +92,12 @@ def _read(cluster: Cluster, leader: str, key: str, timeout_s: float) -> tuple[bo
 
 def standard_verdicts(events: Sequence[Event],
                       linearizable_budget_s: float = LINEARIZABLE_BUDGET_S) -> list[Verdict]:
-    """Durability always; recovery (bounded by the run's own timing) and the before / during /
+    """Durability and invariants (no node aborted on a broken invariant) always; recovery (bounded by the run's own timing) and the before / during /
     after windows of each fault when a fault was injected; linearizability of the client ops,
     unknown past ``linearizable_budget_s`` of search. A checker that raises (a malformed history
     included) yields unknown."""
-    verdicts = [guarded("durability", check_durability, events)]
+    verdicts = [guarded("durability", check_durability, events),
+                guarded("invariants", check_invariants, events)]
     if any(e.get("kind") == EventKind.FAULT.value for e in events):
         verdicts.append(guarded("recovery", check_recovery, events, heal_bound_s(events)))
         verdicts.append(guarded("windows", check_windows, events))
