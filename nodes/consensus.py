@@ -102,6 +102,7 @@ class RaftConsensus:
                                       on_invariant_violation=faults.invariant_violation)
         self._waiters: dict[int, tuple[int, asyncio.Future[dict[str, Any]]]] = {}
         self._notify_at = 0.0
+        self._token_pending = 0  # tasks queued on the serial notification token
         self.fd = PeriodicTimer(clock, flags.failure_timeout_s, self._on_fd_expired, rng)
         self.elections: Any = None  # set by election.Elections (it needs this object first)
 
@@ -207,11 +208,20 @@ class RaftConsensus:
         return entry
 
     def _local_durable(self, entry: LogEntry, term: int, fut: asyncio.Future[None]) -> None:
+        """The leader's own ack (kuduraft's PeerMessageQueue::LocalPeerAppendFinished, with
+        async_local_vote_count on by default) is counted on the serial observer token, behind
+        notifications already queued there (each delayed by
+        consensus_inject_latency_ms_in_notifications); the commit it may produce is then one
+        more delayed notification."""
         if fut.cancelled() or fut.exception() is not None:
             return
         self.durable_index = max(self.durable_index, entry.index)
-        if self.role is Role.LEADER and self.term == term and self.log.has(OpId(entry.term, entry.index)):
-            self.queue.local_peer_appended(OpId(entry.term, entry.index))
+
+        def count_local_vote() -> None:
+            if (self.role is Role.LEADER and self.term == term
+                    and self.log.has(OpId(entry.term, entry.index))):
+                self.queue.local_peer_appended(OpId(entry.term, entry.index))
+        self.notify(count_local_vote, inject_latency=False)
 
     def replicate(self, op: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         """Append a client op; the future resolves with its result once applied."""
@@ -228,13 +238,24 @@ class RaftConsensus:
             peer.signal_request(False)
 
     # ----- notifications (kuduraft's serial observer token) -----
-    def notify(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` later, in order, delayed by consensus_inject_latency_ms_in_notifications."""
+    def notify(self, fn: Callable[[], None], inject_latency: bool = True) -> None:
+        """Run ``fn`` later, in order, delayed by consensus_inject_latency_ms_in_notifications
+        (kuduraft's NotifyObserversTask; ``inject_latency=False`` for other tasks on the token)."""
         max_ms = int(self.flags["consensus_inject_latency_ms_in_notifications"])
-        delay = self.rng.uniform(0, max_ms) / 1000.0 if max_ms > 0 else 0.0
+        delay = self.rng.uniform(0, max_ms) / 1000.0 if max_ms > 0 and inject_latency else 0.0
+        if not inject_latency and self._token_pending == 0:
+            # Nothing queued ahead on the token: run now (the caller is already a callback of
+            # its own, e.g. the WAL future's, so this stays off the writer's path).
+            fn()
+            return
         now = self.clock.now()
         self._notify_at = max(self._notify_at, now) + delay
-        self.clock.call_later(self._notify_at - now, fn)
+        self._token_pending += 1
+
+        def run() -> None:
+            self._token_pending -= 1
+            fn()
+        self.clock.call_later(self._notify_at - now, run)
 
     def _on_queue_commit(self, index: int) -> None:
         term = self.term
