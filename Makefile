@@ -8,8 +8,10 @@ TOXIPROXY_VERSION := v2.5.0
 TOXIPROXY := $(BIN)/toxiproxy-server
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+RUNS ?= 10
+HOG ?= 0
 
-.PHONY: all setup docker-setup docker-clean test test-local test-docker lint unit integration suites chaos bench clean-runs clean
+.PHONY: all setup docker-setup docker-clean test test-local test-docker lint unit integration suites chaos stability bench clean-runs clean
 
 all: test
 
@@ -31,7 +33,7 @@ setup: $(STAMP) $(TOXIPROXY)
 
 lint: setup
 	$(VENV)/bin/ruff check nodes harness faults reports suites tests benchmarks
-	$(VENV)/bin/mypy nodes
+	$(VENV)/bin/mypy nodes harness faults reports suites
 	$(VENV)/bin/lint-imports
 
 unit: setup
@@ -71,9 +73,15 @@ test-docker: setup
 	fi
 
 # The main job: the chaos suites on the local-process backend, with the rich report; every run directory
-# (history, verdicts, report.html) is kept so the summary links each test's HTML report.
+# (history, verdicts, report.html) is kept so the summary links each test's HTML report. Strict: a test
+# whose verdict is unknown (the harness could not exercise or observe it) fails the nightly run.
 chaos: setup
-	$(PY) -m pytest suites -q --backend local --keep-runs $(PYTEST_ARGS)
+	$(PY) -m pytest suites -q --backend local --keep-runs --raftchaos-strict $(PYTEST_ARGS)
+
+# A benchmark, not a CI step: `pytest suites` RUNS times (HOG=1: with a busy loop pinned to one CPU),
+# per-test pass / fail / unknown / skipped counts and the seeds of every failure and unknown.
+stability: setup
+	$(PY) benchmarks/suite_stability.py --runs $(RUNS) $(if $(filter 1,$(HOG)),--hog) -- $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/node_throughput.py

@@ -9,20 +9,20 @@ exiting on their own) between the original history and the replay's.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from faults.catalog import replay_params
-from faults.nemesis import read_schedule
 from faults.runner import RunOutcome, execute, plan_from_info, read_run_info
 from harness.divergence import Divergence, first_divergence, raft_events
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.history import load_history
-from harness.schedule import FaultSpec, Step, StepOp
+from harness.schedule import FaultSpec, Step, StepOp, read_executed
 from harness.spec import BackendName, ClusterSpec
-from harness.store import open_run_dir
+from harness.store import RunDir, open_run_dir
 
 # The fields of an executed step that must match between a run and its replay.
 COMPARED = ("step", "op", "slot", "fault", "targets", "skipped")
@@ -75,30 +75,91 @@ class ReplayOutcome:
     replay_events: int
 
 
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+
+
 def recorded_spec(run_dir: Path | str) -> ClusterSpec:
-    """The spec a recorded run ran with (its ``spec.json``); ConfigError when there is none."""
+    """The spec a recorded run ran with (its ``spec.json``); ConfigError naming the file when it is
+    missing, unreadable or not a valid spec."""
     original = open_run_dir(run_dir)
-    if not original.spec_path.exists():
-        raise ConfigError(f"{run_dir}: no spec.json")
-    return ClusterSpec.from_json(original.spec_path.read_text())
+    path = original.spec_path
+    if not path.exists():
+        raise ConfigError(f"{path}: missing")
+    try:
+        return ClusterSpec.from_json(_read_text(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a valid cluster spec: {exc}") from None
+
+
+def _recorded_steps(run: RunDir) -> int | None:
+    """How many steps the run's own verdicts.json says its nemesis executed (None: not recorded)."""
+    try:
+        doc = json.loads(_read_text(run.verdicts_path))
+    except (ConfigError, ValueError):
+        return None
+    count = doc.get("schedule_steps") if isinstance(doc, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A run directory's files, read and checked before a replay starts anything."""
+
+    run: RunDir
+    spec: ClusterSpec
+    info: dict[str, Any]
+    executed: list[dict[str, Any]]
+    steps: list[Step]
+
+
+def check_replayable(run_dir: Path | str) -> Recorded:
+    """Read and check every file a replay needs (spec.json, run.json, schedule.jsonl,
+    events.jsonl); ConfigError naming the file and the problem. A torn or truncated schedule is an
+    error here: "replayed identically" may only ever be said of the whole recorded schedule."""
+    original = open_run_dir(run_dir)
+    spec = recorded_spec(run_dir)
+    info = read_run_info(original)
+    if not original.schedule_path.exists():
+        raise ConfigError(f"{original.schedule_path}: missing: the run recorded no nemesis schedule")
+    executed = read_executed(original.schedule_path, _recorded_steps(original))
+    try:
+        steps = replay_steps(executed)
+    except (KeyError, ValueError, TypeError, HarnessError) as exc:
+        raise ConfigError(f"{original.schedule_path}: a step cannot be replayed: {exc}") from None
+    try:
+        _read_text(original.events_path)  # UTF-8 (load_history would replace bad bytes silently)
+        load_history(original.events_path)
+    except OSError as exc:
+        raise ConfigError(f"{original.events_path}: cannot read: {exc.strerror or exc}") from None
+    except HarnessError as exc:
+        raise ConfigError(str(exc)) from None
+    return Recorded(original, spec, info, executed, steps)
 
 
 def replay_run(run_dir: Path | str, runs_root: Path | None = None,
-               backend: BackendName | None = None) -> ReplayOutcome:
+               backend: BackendName | None = None, recorded: Recorded | None = None) -> ReplayOutcome:
     """Re-execute ``run_dir``'s schedule on a fresh cluster of its spec (same seed) and compare;
-    ``backend`` (when given) replaces the recorded spec's backend."""
-    original = open_run_dir(run_dir)
-    if not original.schedule_path.exists():
-        raise ConfigError(f"{run_dir}: no schedule.jsonl: the run recorded no nemesis schedule")
-    executed = read_schedule(original.schedule_path)
-    spec_doc = recorded_spec(run_dir).to_dict()
+    ``backend`` (when given) replaces the recorded spec's backend. ``recorded``: the directory
+    already checked by ``check_replayable`` (else it is checked here)."""
+    recorded = recorded or check_replayable(run_dir)
+    original = recorded.run
+    spec_doc = recorded.spec.to_dict()
     spec = ClusterSpec.from_dict({**spec_doc, "run_dir": None, "test_name": f"replay-{spec_doc['test_name']}"[:80],
                                   "backend": backend if backend is not None else spec_doc["backend"]})
-    steps = replay_steps(executed)
-    run_plan = plan_from_info(read_run_info(original), steps, spec.test_name)
+    run_plan = plan_from_info(recorded.info, recorded.steps, spec.test_name)
     outcome = execute(spec, run_plan, runs_root)
-    replayed = read_schedule(outcome.run.schedule_path) if outcome.run.schedule_path.exists() else []
+    replayed = read_executed(outcome.run.schedule_path) if outcome.run.schedule_path.exists() else []
     a = raft_events(load_history(original.events_path))
     b = raft_events(load_history(outcome.run.events_path))
-    return ReplayOutcome(original.path, outcome, schedule_differences(executed, replayed),
+    return ReplayOutcome(original.path, outcome, schedule_differences(recorded.executed, replayed),
                          first_divergence(a, b), len(a), len(b))

@@ -32,11 +32,17 @@ Format (every table optional except ``[[timeline]]`` entries' ``fault`` and ``at
     symptom = "peer_pending"
     min_s = "rpc_timeout"
 
-Every problem is a ScenarioError (a ConfigError) naming the file and the entry.
+Every problem is a ScenarioError (a ConfigError) naming the file and the entry, raised before
+any cluster starts: non-UTF-8 text, TOML syntax, unknown keys, wrong types, numbers out of range
+(times within ``MAX_SECONDS``), flags the node does not know or would refuse (nodes/flags.py),
+unknown faults or parameters, targets naming no node of the cluster, and a file with neither a
+timeline nor a duration (it would run nothing and report valid).
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import random
 import tomllib
 from collections.abc import Mapping
@@ -46,8 +52,9 @@ from typing import Any
 
 from faults.catalog import build_fault
 from harness.errors import ConfigError, FaultError
+from harness.fault import Target
 from harness.schedule import Duration, FaultSpec, Schedule, hold, timeline
-from harness.spec import BackendName, ClusterSpec
+from harness.spec import BackendName, ClusterSpec, node_ids
 from harness.symptoms import check_symptom
 from harness.timing import FLAG_NAMES, TimingProfile
 
@@ -56,6 +63,14 @@ _TOP = {"name", "description", "seed", "duration_s", "cluster", "workload", "tim
 _CLUSTER = {"nodes", "profile", "supervisor", "topology", "flags", "node_flags", "backend"}
 _WORKLOAD = {"enabled", "clients", "rate_hz", "keys"}
 _ENTRY = {"at_s", "for_s", "fault", "params"}
+# Ranges a scenario must stay within (past them it is a typo, not a test): any time (duration_s,
+# at_s, for_s) within a day, the cluster sizes ClusterSpec accepts, a workload a laptop can drive.
+MAX_SECONDS = 86400.0
+MAX_NODES = 7
+MAX_SEED = 2**63 - 1
+MAX_CLIENTS = 64
+MAX_RATE_HZ = 10000.0
+MAX_KEYS = 100000
 
 
 class ScenarioError(ConfigError):
@@ -127,14 +142,85 @@ def _table(doc: Mapping[str, Any], key: str, where: str, allowed: set[str]) -> M
     return value
 
 
-def _number(value: Any, where: str, what: str, integer: bool = False) -> Any:
+def _number(value: Any, where: str, what: str, integer: bool = False, maximum: float = MAX_SECONDS,
+            minimum: float = 0) -> Any:
+    """A finite number in [minimum, maximum]: a scenario past these ranges is a typo (1e308 s would
+    hang the run, a negative rate makes no sense), so it is refused before anything starts."""
     kinds = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
-        raise _fail(where, f"{what} must be a non-negative {'integer' if integer else 'number'}, got {value!r}")
+    kind = "integer" if integer else "number"
+    wanted = f"a non-negative {kind}" if minimum == 0 else f"{'an' if integer else 'a'} {kind} >= {minimum:g}"
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < minimum:
+        raise _fail(where, f"{what} must be {wanted}, got {value!r}")
+    if value > maximum:
+        raise _fail(where, f"{what} must be at most {maximum:g}, got {value!r}")
     return value
 
 
-def _entry(raw: Any, i: int, where: str) -> TimelineEntry:
+def _bool(value: Any, where: str, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(where, f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def _string(value: Any, where: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(where, f"{what} must be a string, got {value!r}")
+    return value
+
+
+def flag_problem(name: str, value: Any) -> str | None:
+    """Why the node would refuse flag ``name`` = ``value`` at start (None when it takes it). The
+    node's own flag table (nodes/flags.py) is the authority, read here so the mistake is named
+    before any cluster starts instead of as a node exiting 2 mid-setup."""
+    from nodes.flags import FLAG_DEFS, FlagError, parse_value
+
+    defn = next((d for d in FLAG_DEFS if d.name == name), None)
+    if defn is None:
+        close = difflib.get_close_matches(name, [d.name for d in FLAG_DEFS], n=1)
+        hint = f"; did you mean {close[0]}?" if close else " (the node's flags: python -m nodes --help)"
+        return f"unknown flag {name!r}{hint}"
+    try:
+        parse_value(defn, value)
+    except FlagError as exc:
+        return str(exc)
+    return None
+
+
+def _flags(raw: Any, where: str, what: str) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise _fail(where, f"[{what}] must be a table")
+    for name, value in raw.items():
+        problem = flag_problem(str(name), value)
+        if problem:
+            raise _fail(where, f"{what}: {problem}")
+    return dict(raw)
+
+
+def _node_ids_in(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(parameter, target text) of every parameter that names nodes."""
+    out = [(key, params[key]) for key in ("target", "src", "dst") if isinstance(params.get(key), str)]
+    groups = params.get("groups")
+    if isinstance(groups, list):
+        out += [("groups", node) for group in groups if isinstance(group, list) for node in group
+                if isinstance(node, str)]
+    return out
+
+
+def check_targets(params: Mapping[str, Any], nodes: int, where: str) -> None:
+    """Every node a fault names must exist in a cluster of ``nodes`` (``n9`` in a 3-node cluster
+    is refused here, before anything starts, not when the nemesis reaches it)."""
+    ids = node_ids(nodes)
+    for key, text in _node_ids_in(params):
+        try:
+            reason = Target.parse(text).unavailable_reason(ids) if key != "groups" else (
+                None if text in ids else f"unknown node(s) {text}")
+        except FaultError as exc:
+            reason = str(exc)
+        if reason:
+            raise _fail(where, f"{key} {text!r}: {reason} (this cluster has {', '.join(ids)})")
+
+
+def _entry(raw: Any, i: int, where: str, nodes: int) -> TimelineEntry:
     at = f"{where}: timeline[{i}]"
     if not isinstance(raw, Mapping):
         raise _fail(at, "must be a table")
@@ -148,21 +234,31 @@ def _entry(raw: Any, i: int, where: str) -> TimelineEntry:
         if len(for_s) != 2:
             raise _fail(at, f"for_s range must be [lo, hi], got {for_s}")
         for_s = (float(_number(for_s[0], at, "for_s")), float(_number(for_s[1], at, "for_s")))
+        if for_s[0] > for_s[1]:
+            raise _fail(at, f"for_s range must be [lo, hi] with lo <= hi, got {list(for_s)}")
     else:
         for_s = float(_number(for_s, at, "for_s"))
     params = raw.get("params", {})
     if not isinstance(params, Mapping):
         raise _fail(at, "params must be a table")
+    fault_name = _string(raw["fault"], at, "fault")
     try:
-        spec = FaultSpec(str(raw["fault"]), dict(params))
+        spec = FaultSpec(fault_name, dict(params))
         build_fault(spec.name, spec.params)
     except (FaultError, ConfigError) as exc:
         raise _fail(at, str(exc)) from None
+    check_targets(spec.params, nodes, at)
+    if spec.name == "flag" and isinstance(params.get("name"), str):
+        problem = flag_problem(params["name"], params.get("value"))
+        if problem:
+            raise _fail(at, problem)
     return TimelineEntry(float(_number(raw["at_s"], at, "at_s")), for_s, spec)
 
 
-def parse_scenario(text: str, where: str = "scenario") -> Scenario:
-    """Parse and validate a scenario document (ScenarioError on any problem)."""
+def parse_scenario(text: str, where: str = "scenario", require_work: bool = True) -> Scenario:
+    """Parse and validate a scenario document (ScenarioError on any problem). ``require_work``:
+    a document with neither a timeline nor a duration is refused (it would run nothing and
+    report valid); ``raftchaos up`` builds one on purpose (it runs until ``down``)."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -172,12 +268,18 @@ def parse_scenario(text: str, where: str = "scenario") -> Scenario:
         raise _fail(where, f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_TOP))})")
     cluster = _table(doc, "cluster", where, _CLUSTER)
     load = _table(doc, "workload", where, _WORKLOAD)
+    nodes = int(_number(cluster.get("nodes", 3), where, "cluster.nodes", True, maximum=MAX_NODES, minimum=1))
     profile = cluster.get("profile", "fast")
     if profile not in PROFILES:
         raise _fail(where, f"cluster.profile must be one of {', '.join(PROFILES)}, got {profile!r}")
-    flags = cluster.get("flags", {})
-    if not isinstance(flags, Mapping):
-        raise _fail(where, "[cluster.flags] must be a table")
+    flags = _flags(cluster.get("flags", {}), where, "cluster.flags")
+    raw_node_flags = cluster.get("node_flags", {})
+    if not isinstance(raw_node_flags, Mapping):
+        raise _fail(where, "[cluster.node_flags] must be a table of tables ([cluster.node_flags.n2])")
+    node_flags = {str(k): _flags(v, where, f"cluster.node_flags.{k}") for k, v in raw_node_flags.items()}
+    topology = cluster.get("topology", {})
+    if not isinstance(topology, Mapping) or not all(isinstance(v, str) for v in topology.values()):
+        raise _fail(where, f"cluster.topology must map a peer to the proxy that feeds it, got {topology!r}")
     timing_names = set(FLAG_NAMES.values())
     try:
         timing = TimingProfile.from_flags({k: v for k, v in flags.items() if k in timing_names}, PROFILES[profile]())
@@ -186,9 +288,12 @@ def parse_scenario(text: str, where: str = "scenario") -> Scenario:
     raw_timeline = doc.get("timeline", [])
     if not isinstance(raw_timeline, list):
         raise _fail(where, "timeline must be an array of tables ([[timeline]])")
-    entries = tuple(_entry(raw, i, where) for i, raw in enumerate(raw_timeline))
+    entries = tuple(_entry(raw, i, where, nodes) for i, raw in enumerate(raw_timeline))
+    raw_expect = doc.get("expect", [])
+    if not isinstance(raw_expect, list):
+        raise _fail(where, "expect must be an array of tables ([[expect]])")
     expect = []
-    for i, raw in enumerate(doc.get("expect", [])):
+    for i, raw in enumerate(raw_expect):
         if not isinstance(raw, Mapping) or "symptom" not in raw:
             raise _fail(where, f"expect[{i}] must be a table with a symptom")
         params = {k: v for k, v in raw.items() if k != "symptom"}
@@ -198,37 +303,51 @@ def parse_scenario(text: str, where: str = "scenario") -> Scenario:
             raise _fail(where, f"expect[{i}]: {exc}") from None
         expect.append((str(raw["symptom"]), params))
     end = max((e.at_s + (e.for_s[1] if isinstance(e.for_s, tuple) else e.for_s) for e in entries), default=0.0)
+    if end > MAX_SECONDS:
+        raise _fail(where, f"the timeline ends at {end:g} s, past the limit of {MAX_SECONDS:g} s")
     duration = float(_number(doc.get("duration_s", end + 2.0), where, "duration_s"))
     if duration < end:
         raise _fail(where, f"duration_s ({duration:g}) ends before the timeline does ({end:g} s)")
     seed = doc.get("seed")
     if seed is not None:
-        _number(seed, where, "seed", integer=True)
-    workload = WorkloadConfig(bool(load.get("enabled", True)), int(_number(load.get("clients", 2), where, "clients", True)),
-                              float(_number(load.get("rate_hz", 20.0), where, "rate_hz")),
-                              int(_number(load.get("keys", 4), where, "keys", True)))
+        _number(seed, where, "seed", integer=True, maximum=MAX_SEED)
+    workload = WorkloadConfig(
+        _bool(load.get("enabled", True), where, "workload.enabled"),
+        int(_number(load.get("clients", 2), where, "workload.clients", True, maximum=MAX_CLIENTS, minimum=1)),
+        float(_number(load.get("rate_hz", 20.0), where, "workload.rate_hz", maximum=MAX_RATE_HZ)),
+        int(_number(load.get("keys", 4), where, "workload.keys", True, maximum=MAX_KEYS, minimum=1)))
     try:
         backend = BackendName(cluster.get("backend", "local"))
     except ValueError:
         raise _fail(where, f"cluster.backend must be local or docker, got {cluster.get('backend')!r}") from None
     scenario = Scenario(
-        name=str(doc.get("name", Path(where).stem)), description=str(doc.get("description", "")), seed=seed,
-        duration_s=duration, nodes=int(_number(cluster.get("nodes", 3), where, "cluster.nodes", True)),
+        name=_string(doc.get("name", Path(where).stem), where, "name"),
+        description=_string(doc.get("description", ""), where, "description"), seed=seed,
+        duration_s=duration, nodes=nodes,
         timing=timing, flags={k: v for k, v in flags.items() if k not in timing_names},
-        node_flags=dict(cluster.get("node_flags", {})), topology=dict(cluster.get("topology", {})),
-        supervisor=bool(cluster.get("supervisor", False)), backend=backend, workload=workload,
-        entries=entries, expect=tuple(expect))
+        node_flags=node_flags, topology=dict(topology),
+        supervisor=_bool(cluster.get("supervisor", False), where, "cluster.supervisor"), backend=backend,
+        workload=workload, entries=entries, expect=tuple(expect))
     try:
         scenario.cluster_spec(0)  # node count, flags, topology, test name
     except ConfigError as exc:
         raise _fail(where, str(exc)) from None
+    if require_work and not entries and "duration_s" not in doc:
+        raise _fail(where, "no timeline and no duration: the scenario would run nothing "
+                           "(add [[timeline]] entries or duration_s)")
     return scenario
 
 
 def load_scenario(path: Path | str) -> Scenario:
+    """Read and validate a scenario file; ScenarioError naming the file for an unreadable, non-UTF-8
+    or invalid one."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
     return parse_scenario(text, str(path))

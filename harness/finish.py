@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.checkers.crashes import check_crashes
 from harness.checkers.durability import check_durability
 from harness.checkers.invariants import check_invariants
 from harness.checkers.linearizable import check_linearizable
@@ -91,12 +92,16 @@ def _read(cluster: Cluster, leader: str, key: str, timeout_s: float) -> tuple[bo
 
 
 def standard_verdicts(events: Sequence[Event],
-                      linearizable_budget_s: float = LINEARIZABLE_BUDGET_S) -> list[Verdict]:
-    """Durability and invariants (no node aborted on a broken invariant) always; recovery (bounded by the run's own timing) and the before / during /
-    after windows of each fault when a fault was injected; linearizability of the client ops,
-    unknown past ``linearizable_budget_s`` of search. A checker that raises (a malformed history
-    included) yields unknown."""
+                      linearizable_budget_s: float = LINEARIZABLE_BUDGET_S,
+                      run_dir: Path | None = None) -> list[Verdict]:
+    """Durability, crashes (a node exiting on its own other than by an injected crash is
+    invalid; ``run_dir`` adds each crashed node's log tail) and invariants (a node that aborted
+    on a broken invariant, exit 70, with its fatal record: invalid) always; recovery (bounded by
+    the run's own timing) and the before / during / after windows of each fault when a fault was
+    injected; linearizability of the client ops, unknown past ``linearizable_budget_s`` of
+    search. A checker that raises (a malformed history included) yields unknown."""
     verdicts = [guarded("durability", check_durability, events),
+                guarded("crashes", check_crashes, events, run_dir),
                 guarded("invariants", check_invariants, events)]
     if any(e.get("kind") == EventKind.FAULT.value for e in events):
         verdicts.append(guarded("recovery", check_recovery, events, heal_bound_s(events)))

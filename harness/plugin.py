@@ -1,8 +1,32 @@
 """pytest plugin: the composition root that wires the harness into pytest (options, fixtures, report).
 
-Options: ``--backend local|docker``, ``--seed N`` (every test's seed; default a fresh random one
-per test, printed), ``--keep-runs`` (keep the run directories of passing tests too; failing
-ones are always kept), ``--run-dir DIR`` (where run directories go, default ``.raftchaos/runs``).
+Options: ``--backend local|docker``, ``--seed N`` (every test's seed, an integer in [0, 2**63):
+ClusterSpec's limit, the seed is stored as a signed 64-bit value; default a fresh random one per
+test, printed), ``--keep-runs`` (keep the run directories of passing tests too; failing ones are
+always kept), ``--run-dir DIR`` (where run directories go, default ``.raftchaos/runs``; must be a
+directory or creatable), ``--raftchaos-strict`` (a test whose verdict is unknown fails),
+``--raftchaos-summary FILE`` (the session summary, default ``<run-dir>/summary.json``). Bad
+values are one pytest usage error at configure time, naming the option.
+
+Verdicts: a test's verdict composes every verdict of its clusters and its ``record_verdict``
+calls (``harness.checkers.verdict.compose``: invalid beats unknown beats valid); it is known only
+once the fixtures are torn down, so for a test using the plugin's fixtures the plugin runs the
+test protocol itself and logs the reports after teardown. A test whose body passed but whose
+verdict is unknown is reported:
+
+- without ``--raftchaos-strict``: as **skipped** in its call report, shown by pytest as its own
+  category (``U`` / ``UNKNOWN``, "N unknown" in the summary line, never counted as passed), and
+  as ``<skipped message="raftchaos verdict unknown: ...">`` in JUnit. Skipped, not failed,
+  because unknown means the harness could not exercise or observe the system: no finding against
+  it, and no pass either (JUnit has no third state; skipped is the one CI shows as "not passed"
+  without failing the build);
+- with ``--raftchaos-strict`` (``make chaos``): as **failed**, the message listing the unknown
+  verdicts' reasons, so the session exits 1.
+
+Every test with a verdict carries JUnit properties ``raftchaos_verdict`` (valid / invalid /
+unknown), ``raftchaos_outcome`` (passed / failed / error / skipped / unknown) and, when not
+valid, ``raftchaos_reasons``. The session summary (``reports.session``, ``raftchaos.session/1``)
+lists every test's outcome, verdict, seed, run directories and reasons with the counts.
 
 Fixtures:
 
@@ -34,6 +58,7 @@ gives its report's path (a report that cannot be rendered says why in that line 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -44,7 +69,7 @@ from typing import Any
 
 import pytest
 
-from harness.checkers.verdict import Validity, Verdict
+from harness.checkers.verdict import Validity, Verdict, compose
 from harness.cluster import Cluster
 from harness.errors import FaultUnavailable, HarnessError
 from harness.finish import final_heal, final_reads, standard_verdicts, verdicts_doc, write_verdicts
@@ -76,18 +101,49 @@ class _TestState:
     clusters: list[_Managed] = field(default_factory=list)
     runs: list[RunDir] = field(default_factory=list)
     orphan_verdicts: list[Verdict] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)  # of finished clusters
     failed_phases: list[str] = field(default_factory=list)
     skipped: bool = False
+    unknown: bool = False  # reported as unknown (its body passed, its verdict is unknown)
+    failed_by_strict: bool = False  # failed only because its verdict is unknown (--raftchaos-strict)
+    failure: str | None = None  # the first failing phase and the first line of its message
 
     @property
     def outcome(self) -> str:
         if self.failed_phases:
             return "failed" if "call" in self.failed_phases else "error"
+        if self.unknown:
+            return "unknown"
         return "skipped" if self.skipped else "passed"
+
+    @property
+    def all_verdicts(self) -> list[Verdict]:
+        return [*self.verdicts, *self.orphan_verdicts]
+
+    @property
+    def verdict(self) -> Validity | None:
+        """The test's composed verdict; None for a test that recorded none (not a raftchaos test)."""
+        return compose(self.all_verdicts) if self.all_verdicts else None
+
+    def reasons(self) -> list[str]:
+        return [f"{v.checker}: {v.summary}" for v in self.all_verdicts if v.validity is not Validity.VALID]
+
+    def entry(self) -> dict[str, Any]:
+        """This test in the session summary (``reports.session.TEST_KEYS``)."""
+        verdict = self.verdict
+        return {"nodeid": self.nodeid, "outcome": self.outcome, "verdict": verdict.value if verdict else None,
+                "failed_by_strict": self.failed_by_strict, "failure": self.failure, "seed": self.seed, "run_dirs": [str(r.path) for r in self.runs], "reasons": self.reasons(),
+                "verdicts": [{"checker": v.checker, "validity": v.validity.value, "summary": v.summary}
+                             for v in self.all_verdicts]}
 
 
 _STATE = pytest.StashKey[_TestState]()
 _SESSION_RUNS = pytest.StashKey[list[tuple[RunDir, _TestState]]]()
+_SESSION_TESTS = pytest.StashKey[dict[str, _TestState]]()  # every test that ran, in order
+_SUMMARY_PATH = pytest.StashKey[Path]()
+# A test using one of these goes through the plugin's protocol (its verdict decides how it is reported).
+_PLUGIN_FIXTURES = frozenset({"make_cluster", "record_verdict", "workload", "raftchaos_seed"})
+SEED_LIMIT = 2**63  # ClusterSpec.validate: the seed is saved as a signed 64-bit integer
 _DOCKER_UNAVAILABLE = pytest.StashKey[str | None]()  # asked once per session: None = a daemon answers
 
 
@@ -97,6 +153,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--seed", type=int, default=None, help="run seed (default: random, printed)")
     group.addoption("--keep-runs", action="store_true", help="keep run directories of passing tests")
     group.addoption("--run-dir", default=".raftchaos/runs", help="where run directories go")
+    group.addoption("--raftchaos-strict", action="store_true",
+                    help="a test whose verdict is unknown fails (default: reported as unknown, not failed)")
+    group.addoption("--raftchaos-summary", default=None, metavar="FILE",
+                    help="where the session summary goes (default: <run-dir>/summary.json)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -105,11 +165,45 @@ def pytest_configure(config: pytest.Config) -> None:
                          ("chaos", "a chaos suite (starts a cluster, injects faults)")):
         config.addinivalue_line("markers", f"{marker}: {text}")
     config.stash[_SESSION_RUNS] = []
+    config.stash[_SESSION_TESTS] = {}
+    _check_options(config)
+
+
+def _check_options(config: pytest.Config) -> None:
+    """One usage error naming the option, before any test runs (not one failure per test)."""
+    seed = config.getoption("--seed", default=None)
+    if seed is not None and not 0 <= seed < SEED_LIMIT:
+        raise pytest.UsageError(f"--seed must be an integer in [0, 2**63), got {seed}")
+    root = _runs_root(config)
+    problem = _not_a_directory(root)
+    if problem:
+        raise pytest.UsageError(f"--run-dir {config.getoption('--run-dir')}: {problem}")
+    summary = config.getoption("--raftchaos-summary", default=None)
+    path = Path(summary) if summary else root / "summary.json"
+    path = path if path.is_absolute() else config.invocation_params.dir / path
+    if path.is_dir() or (problem := _not_a_directory(path.parent)):
+        raise pytest.UsageError(f"--raftchaos-summary {summary}: {problem or 'is a directory'}")
+    config.stash[_SUMMARY_PATH] = path
+
+
+def _not_a_directory(path: Path) -> str | None:
+    """Why ``path`` cannot be (or become) a writable directory, or None; creates nothing."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            return "no existing parent directory"
+        probe = probe.parent
+    if not probe.is_dir():
+        return "is an existing file" if probe == path else f"{probe} is an existing file, not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
 
 
 def _state(item: pytest.Item) -> _TestState:
     if _STATE not in item.stash:
         item.stash[_STATE] = _TestState(item.nodeid)
+        item.config.stash.get(_SESSION_TESTS, {})[item.nodeid] = item.stash[_STATE]
     return item.stash[_STATE]
 
 
@@ -209,6 +303,7 @@ def _finish(managed: _Managed, state: _TestState) -> str | None:
     doc = verdicts_doc(run, verdicts, {"test": state.nodeid, "seed": cluster.spec.seed,
                                        "outcome": state.outcome, "teardown_errors": errors})
     write_verdicts(run, doc)
+    state.verdicts.extend(verdicts)
     invalid = [v for v in verdicts if v.validity is Validity.INVALID]
     lines = [f"{v.checker} invalid: {v.summary}" for v in invalid]
     lines += [f"teardown: {e}" for e in errors]
@@ -261,19 +356,75 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
-    if _STATE not in item.stash:
-        return report
-    state = item.stash[_STATE]
-    if report.failed:
-        state.failed_phases.append(report.when)
-        runs = ", ".join(str(r.path) for r in state.runs) or "(no cluster started)"
-        report.sections.append(("raftchaos", f"seed={state.seed} (replay: pytest '{item.nodeid}' "
-                                f"--seed {state.seed})\nrun dir: {runs}"))
-    elif report.skipped:
+    state = _state(item)
+    if report.skipped:
         state.skipped = True
-    if report.when == "teardown":
-        _update_outcomes(state)
+    elif report.failed:
+        state.failed_phases.append(report.when)
+        if state.failure is None:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            text = crash.message if crash is not None else str(report.longrepr)
+            state.failure = f"{report.when}: {(text.strip().splitlines() or [''])[0][:300]}"
+        if state.seed is not None or state.runs:  # a test that used the plugin: how to replay it
+            runs = ", ".join(str(r.path) for r in state.runs) or "(no cluster started)"
+            report.sections.append(("raftchaos", f"seed={state.seed} (replay: pytest '{item.nodeid}' "
+                                    f"--seed {state.seed})\nrun dir: {runs}"))
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """For a test using the plugin's fixtures: run it, then report it by its verdict (known only
+    after teardown, when the clusters are judged). Other tests take pytest's own protocol."""
+    if not _PLUGIN_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return None
+    # pytest's own protocol with logging held back, as pytest-rerunfailures uses it
+    from _pytest.runner import runtestprotocol
+
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    reports = runtestprotocol(item, nextitem=nextitem, log=False)
+    _judge(item, reports)
+    for report in reports:
+        ihook.pytest_runtest_logreport(report=report)
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+def _judge(item: pytest.Item, reports: list[pytest.TestReport]) -> None:
+    """Make an unknown verdict visible on the reports: a passed call becomes unknown (reported as
+    skipped) or, with ``--raftchaos-strict``, failed; every report keeps the verdict as a property."""
+    state = _state(item)
+    verdict = state.verdict
+    call = next((r for r in reports if r.when == "call"), None)
+    if verdict is Validity.UNKNOWN and call is not None and not any(r.failed or r.skipped for r in reports):
+        why = "; ".join(state.reasons()) or "no reason recorded"
+        if item.config.getoption("--raftchaos-strict"):
+            call.outcome = "failed"
+            call.longrepr = (f"raftchaos verdict unknown (--raftchaos-strict): {why}\n"
+                             f"seed={state.seed} run dir: {', '.join(str(r.path) for r in state.runs) or '-'}")
+            state.failed_phases.append("call")
+            state.failed_by_strict = True
+            state.failure = f"call: raftchaos verdict unknown (--raftchaos-strict): {why}"
+        else:
+            call.outcome = "skipped"
+            call.longrepr = (item.location[0], (item.location[1] or 0) + 1, f"raftchaos verdict unknown: {why}")
+            call.raftchaos_unknown = True  # type: ignore[attr-defined]  # read by pytest_report_teststatus
+            state.unknown = True
+    if verdict is not None:
+        props = [("raftchaos_verdict", verdict.value), ("raftchaos_outcome", state.outcome)]
+        if state.reasons():
+            props.append(("raftchaos_reasons", "; ".join(state.reasons())))
+        reports[-1].user_properties.extend(props)  # JUnit writes the properties of the teardown report
+    _update_outcomes(state)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
+    """An unknown test is its own category: "N unknown" in the summary line, ``U`` in progress."""
+    if report.when == "call" and getattr(report, "raftchaos_unknown", False):
+        return "unknown", "U", ("UNKNOWN", {"yellow": True})
+    return None
 
 
 def _update_outcomes(state: _TestState) -> None:
@@ -290,15 +441,41 @@ def _update_outcomes(state: _TestState) -> None:
             continue
 
 
+def _judged(config: pytest.Config) -> list[_TestState]:
+    return [s for s in config.stash.get(_SESSION_TESTS, {}).values() if s.verdict is not None]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the session summary (every test's outcome and verdict) when a test used the plugin or
+    ``--raftchaos-summary`` asks for it; a plain unit-test session writes nothing."""
+    config = session.config
+    tests = list(config.stash.get(_SESSION_TESTS, {}).values())
+    if _SUMMARY_PATH not in config.stash or not (_judged(config) or config.getoption("--raftchaos-summary")):
+        return
+    from reports.session import build_session, write_session
+
+    doc = build_session([t.entry() for t in tests], bool(config.getoption("--raftchaos-strict")), int(exitstatus))
+    try:
+        write_session(config.stash[_SUMMARY_PATH], doc)
+    except OSError as exc:  # checked at configure; a disk that fills up since must not hide the results
+        config.stash[_SUMMARY_PATH] = Path(f"(not written: {exc.strerror or exc})")
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Render each kept run's HTML report, then the rich terminal report, then one link per run."""
+    """The test verdicts (unknown ones with their reasons), each kept run's HTML report, the rich
+    run report, then one link per run."""
+    judged = _judged(config)
+    if judged:
+        _write_verdicts_section(terminalreporter, config, judged)
     runs = [(run, state) for run, state in config.stash.get(_SESSION_RUNS, []) if run.path.exists()]
     if not runs:
         return
     keep_all = bool(config.getoption("--keep-runs"))
     kept = [(run, state) for run, state in runs if keep_all or _kept(state)]
     links = [_render_html(run, state) for run, state in kept]
-    terminalreporter.write_sep("=", "raftchaos")
+    if not judged:
+        terminalreporter.write_sep("=", "raftchaos")
     try:
         from reports.terminal import render_text
 
@@ -312,12 +489,37 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     removed = len(runs) - len(kept)
     if removed:
         terminalreporter.write_line(f"{removed} run director{'y' if removed == 1 else 'ies'} of tests that "
-                                    "did not fail removed at exit (--keep-runs keeps them, with reports)")
+                                    "passed or were skipped removed at exit (--keep-runs keeps them, with reports)")
+
+
+def _write_verdicts_section(terminalreporter: Any, config: pytest.Config, judged: list[_TestState]) -> None:
+    """The counts line, the per-test table, and one line per test that is not simply valid."""
+    terminalreporter.write_sep("=", "raftchaos")
+    counts = {v: sum(1 for s in judged if s.verdict is v) for v in Validity}
+    strict = bool(config.getoption("--raftchaos-strict"))
+    line = ", ".join(f"{n} {v.value}" for v, n in counts.items() if n)
+    terminalreporter.write_line(f"raftchaos verdicts: {line}" + (" (--raftchaos-strict: unknown fails)"
+                                                                 if strict and counts[Validity.UNKNOWN] else ""))
+    try:
+        from reports.terminal import render_tests_text
+
+        terminalreporter.write(render_tests_text([s.entry() for s in judged],
+                                                 width=max(120, shutil.get_terminal_size().columns),
+                                                 color=terminalreporter.hasmarkup))
+    except Exception as exc:  # noqa: BLE001 - a report must never break the session
+        terminalreporter.write_line(f"raftchaos: verdict table failed: {type(exc).__name__}: {exc}")
+    for state in judged:
+        if state.verdict is Validity.UNKNOWN:
+            terminalreporter.write_line(f"UNKNOWN {state.nodeid} [{state.outcome}] seed={state.seed}: "
+                                        + ("; ".join(state.reasons()) or "no reason recorded"),
+                                        yellow=True)
+    if _SUMMARY_PATH in config.stash and config.stash[_SUMMARY_PATH].exists():
+        terminalreporter.write_line(f"raftchaos session summary: {config.stash[_SUMMARY_PATH]}")
 
 
 def _kept(state: _TestState) -> bool:
     """Whether a run directory outlives the session without ``--keep-runs`` (see pytest_unconfigure)."""
-    return state.outcome in ("failed", "error")
+    return state.outcome in ("failed", "error", "unknown")
 
 
 def _render_html(run: RunDir, state: _TestState) -> str:

@@ -20,6 +20,7 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import ConfigError
@@ -283,3 +284,76 @@ def plan(schedule: Schedule, seed: int | random.Random) -> list[Step]:
 def plan_text(steps: Sequence[Step]) -> str:
     """One line per step (what ``raftchaos`` prints and the determinism test compares)."""
     return "\n".join(json.dumps(s.to_dict(), sort_keys=True) for s in steps)
+
+
+# ---- reading a run's executed schedule (schedule.jsonl) back ------------------------------------
+
+_EXECUTED_TYPES: dict[str, tuple[type, ...]] = {
+    "step": (int,), "slot": (int,), "op": (str,), "offset_s": (int, float), "at_s": (int, float),
+    "t": (int, float), "fault": (str,), "params": (dict,), "targets": (list,), "resolved": (dict,),
+    "term": (int, type(None)), "skipped": (str,), "error": (str,),
+}
+
+
+def _executed_problem(line: Any) -> str | None:
+    if not isinstance(line, dict):
+        return f"not a JSON object but {type(line).__name__}"
+    for key in ("step", "op", "slot"):
+        if key not in line:
+            return f"no {key!r}"
+    for key, kinds in _EXECUTED_TYPES.items():
+        value = line.get(key)
+        if key in line and (isinstance(value, bool) or not isinstance(value, kinds)):
+            return f"{key!r} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}"
+    if line["op"] not in {op.value for op in StepOp}:
+        return f"op must be one of {', '.join(op.value for op in StepOp)}, got {line['op']!r}"
+    if line["op"] == StepOp.INJECT.value and "fault" not in line:
+        return "an inject step without a fault"
+    return None
+
+
+def read_executed(path: Path | str, expected_steps: int | None = None, shape: bool = True) -> list[dict[str, Any]]:
+    """Every executed step of a run's ``schedule.jsonl``, strictly: ConfigError (one line naming the
+    file and line) for non-UTF-8 text, a torn or unparseable line, a wrong shape, missing or
+    repeated step numbers, or fewer steps than the run recorded (``expected_steps``, from its
+    verdicts.json). A replay of part of a schedule is not a replay, so nothing is dropped quietly.
+    ``shape=False`` (a report only shows the lines) checks the text and that each line is a JSON
+    object, not the fields a replay needs.
+
+    The nemesis writes one whole line per step, newline-terminated, so a file that does not end
+    in a newline was cut mid-line."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    if text and not text.endswith("\n"):
+        raise ConfigError(f"{path}: torn: the last line is cut short (the file does not end with a newline)")
+    out: list[dict[str, Any]] = []
+    for number, line in enumerate(text.split("\n")[:-1] if text else [], 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            raise ConfigError(f"{path}:{number}: not a JSON line: {line[:60]!r}") from None
+        problem = _executed_problem(doc) if shape else (
+            None if isinstance(doc, dict) else f"not a JSON object but {type(doc).__name__}")
+        if problem:
+            raise ConfigError(f"{path}:{number}: not an executed step: {problem}")
+        out.append(doc)
+    if not shape:
+        return out
+    numbers = sorted(d["step"] for d in out)
+    if numbers != list(range(len(out))):
+        missing = sorted(set(range(max(numbers, default=-1) + 1)) - set(numbers))
+        raise ConfigError(f"{path}: step numbers are not 0..{len(out) - 1} (missing {missing[:5]}, "
+                          f"or repeated): lines were lost or duplicated")
+    if expected_steps is not None and len(out) != expected_steps:
+        raise ConfigError(f"{path}: holds {len(out)} steps but the run recorded {expected_steps}: "
+                          "the file was truncated")
+    return sorted(out, key=lambda d: d["step"])

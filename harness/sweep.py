@@ -5,6 +5,14 @@ Every process the local backend starts carries ``RAFTCHAOS_RUN=<run id>`` and
 its environment and leads its own process group. A run also writes a small registry file with the
 owner and the pids it started. ``sweep_orphans()`` kills every labelled process whose owner is no
 longer alive (a SIGKILLed harness) and drops registry entries of dead owners.
+
+A dead owner's run directory goes with its processes (``sweep_dead``): a killed run never
+reached its verdicts, so its directory is noise, unless it holds a failure worth keeping: a
+verdicts.json whose verdict is invalid, a history recording a node that crashed for real (the
+crash checker's rule), or a history that cannot be read (it cannot be judged, so it is not
+thrown away). ``keep_failures=False`` (``raftchaos clean --all``) removes those too. Only a
+directory that looks like a run (it holds events.jsonl or spec.json) at an absolute path is
+ever removed.
 """
 
 from __future__ import annotations
@@ -12,10 +20,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 RUN_ENV = "RAFTCHAOS_RUN"
@@ -109,19 +118,97 @@ def kill_group(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def sweep_orphans() -> list[Labelled]:
-    """Kill labelled processes whose owning harness is dead; returns what was killed."""
-    killed = []
+@dataclass
+class SweepReport:
+    """What a sweep did: processes killed, run directories removed, and those kept (with why)."""
+
+    processes: list[Labelled] = field(default_factory=list)
+    removed_dirs: list[Path] = field(default_factory=list)
+    kept_dirs: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def failure_worth_keeping(run_dir: Path) -> str | None:
+    """Why a dead run's directory must be kept (None: nothing in it is worth keeping)."""
+    from harness.checkers.crashes import check_crashes
+    from harness.history import load_history
+
+    try:
+        doc = json.loads((run_dir / "verdicts.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        doc = None
+    if isinstance(doc, dict) and doc.get("verdict") == "invalid":
+        return "its verdict is invalid"
+    events_path = run_dir / "events.jsonl"
+    if not events_path.exists():
+        return None
+    try:
+        verdict = check_crashes(load_history(events_path))
+    except Exception as exc:  # noqa: BLE001 - a history nobody can read is not thrown away
+        return f"its history cannot be read ({type(exc).__name__})"
+    return verdict.summary if verdict.validity.value == "invalid" else None
+
+
+def _remove_run_dir(entry: dict[str, object], keep_failures: bool, report: SweepReport) -> bool:
+    """Remove a dead run's directory unless it is worth keeping; True when its registry entry
+    can go (False: kept, and the entry stays, marked, so ``clean --all`` can still find it)."""
+    raw = entry.get("run_dir")
+    if not isinstance(raw, str) or not raw:
+        return True
+    run_dir = Path(raw)
+    if not run_dir.is_absolute() or not run_dir.is_dir():
+        return True  # a relative path means another cwd: never guess which directory it was
+    if not ((run_dir / "events.jsonl").exists() or (run_dir / "spec.json").exists()):
+        return True
+    kept = entry.get("kept")
+    reason = (kept if isinstance(kept, str) else failure_worth_keeping(run_dir)) if keep_failures else None
+    if reason:
+        report.kept_dirs.append((run_dir, reason))
+        entry["kept"] = reason
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if not run_dir.exists():
+        report.removed_dirs.append(run_dir)
+    return True
+
+
+def _wait_dead(pids: list[int], timeout_s: float = 5.0) -> None:
+    """Until every SIGKILLed pid is gone (or a zombie): a dying process may finish a write."""
+    from harness.errors import WaitTimeout
+    from harness.waits import WaitStrategy, wait_until
+
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not any(process_alive(pid) for pid in pids), what="swept processes to die",
+                   strategy=WaitStrategy(timeout_s, 0.02))
+
+
+def sweep_dead(keep_failures: bool = True, remove_dirs: bool = True) -> SweepReport:
+    """Kill labelled processes whose owning harness is dead, then drop the registry entries of dead
+    owners and (``remove_dirs``) their run directories, keeping failures unless ``keep_failures``
+    is False. The processes die first, so nothing writes into a directory being removed."""
+    report = SweepReport()
     for proc in labelled_processes():
         if proc.pid == os.getpid() or owner_alive(proc.owner):
             continue
         kill_group(proc.pid)
-        killed.append(proc)
+        report.processes.append(proc)
+    if remove_dirs and report.processes:
+        _wait_dead([p.pid for p in report.processes])
     for path in registry_dir().glob("*.json"):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            if not owner_alive(json.loads(path.read_text())["owner"]):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            entry = json.loads(path.read_text())
+            if owner_alive(entry["owner"]):
+                continue
+            if not remove_dirs or _remove_run_dir(entry, keep_failures, report):
                 path.unlink()
-    return killed
+            elif "kept" in entry:
+                path.write_text(json.dumps(entry))
+    return report
+
+
+def sweep_orphans() -> list[Labelled]:
+    """Kill labelled processes whose owning harness is dead (their run directories go too, see
+    ``sweep_dead``); returns what was killed."""
+    return sweep_dead().processes
 
 
 class Registry:
@@ -129,7 +216,9 @@ class Registry:
 
     def __init__(self, run_id: str, run_dir: Path) -> None:
         self.path = registry_dir() / f"{run_id}.json"
-        self._data = {"run_id": run_id, "owner": owner_token(), "run_dir": str(run_dir), "pids": []}
+        # absolute: the sweep that removes a dead run's directory may run from another cwd
+        self._data = {"run_id": run_id, "owner": owner_token(), "run_dir": str(Path(run_dir).resolve()),
+                      "pids": []}
         self._write()
 
     def add(self, pids: Iterable[int]) -> None:

@@ -166,7 +166,7 @@ def render_run(run_dir: Path | str, *, recheck: bool = True) -> RenderResult:
     data = load_run(run_dir)
     skipped: list[str] = []
     if recheck:
-        verdicts, skipped = recheck_verdicts(data.events, data.verdicts)
+        verdicts, skipped = recheck_verdicts(data.events, data.verdicts, data.path)
         write_verdicts(data, verdicts)
         data = load_run(run_dir)
     tl = derive(data.events, data.nodes, data.verdicts, data.duration_s)

@@ -39,10 +39,10 @@ def _guarded(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> di
                 f"{type(exc).__name__}: {exc}", "details": {"reason": "checker raised"}}
 
 
-def recheck_verdicts(events: Sequence[Event], previous: Sequence[dict[str, Any]]
-                     ) -> tuple[list[dict[str, Any]], list[str]]:
+def recheck_verdicts(events: Sequence[Event], previous: Sequence[dict[str, Any]],
+                     run_dir: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """(verdicts, skipped checker names). Runs what the plugin runs at the end of a test
-    (durability; recovery and the fault windows when a fault was injected), linearizability on
+    (durability, crashes; recovery and the fault windows when a fault was injected), linearizability on
     the client ops, and degradation again for each fault a saved degradation verdict named. Saved
     verdicts of other checkers (a suite's own) are kept as they were, since only the suite can
     recompute them."""
@@ -59,6 +59,7 @@ def recheck_verdicts(events: Sequence[Event], previous: Sequence[dict[str, Any]]
             verdicts.append(_guarded(name, fn, *args, **kwargs))
 
     run("durability", "durability", "check_durability", events)
+    run("crashes", "crashes", "check_crashes", events, run_dir)
     if any(e.get("kind") == "fault" for e in events):
         bound = _load("recovery", "heal_bound_s")
         run("recovery", "recovery", "check_recovery", events, bound(events) if bound else None)

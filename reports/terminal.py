@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.history import EventKind
 from reports.run_data import ReportError, RunData, load_run, overall_validity
 
 STYLE = {"valid": "green", "invalid": "bold red", "unknown": "yellow"}
-OUTCOME_STYLE = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow"}
+OUTCOME_STYLE = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow",
+                 "unknown": "bold yellow"}
 DEGRADATION_COLUMNS = (("requests_with_ops", "ops"), ("status_only_requests", "st-only"),
                        ("heartbeat_sends", "hb"))
 
@@ -105,7 +107,7 @@ def _summary_table(rows: Sequence[RunRow]) -> Table:
         table.add_column(column, overflow="fold")
     for row in rows:
         outcome = f"[{OUTCOME_STYLE[row.outcome]}]{row.outcome}" if row.outcome in OUTCOME_STYLE else row.outcome
-        table.add_row(row.test, outcome,
+        table.add_row(escape(row.test), outcome,
                       f"[{STYLE.get(row.verdict, '')}]{row.verdict}", str(row.seed),
                       "\n".join(row.faults) or "-", "\n".join(row.recovery) or "-", str(row.leader_changes))
     return table
@@ -194,9 +196,35 @@ def render(paths: Iterable[Path | str], console: Console) -> list[RunRow]:
     return rows
 
 
+def _console(buffer: io.StringIO, width: int, color: bool) -> Console:
+    return Console(file=buffer, width=width, force_terminal=color, color_system="standard" if color else None,
+                   highlight=False)
+
+
 def render_text(paths: Iterable[Path | str], width: int = 140, color: bool = False) -> str:
     """The report as a string (for pytest's terminal writer, or files)."""
     buffer = io.StringIO()
-    render(paths, Console(file=buffer, width=width, force_terminal=color, color_system="standard"
-                          if color else None, highlight=False))
+    render(paths, _console(buffer, width, color))
+    return buffer.getvalue()
+
+
+def tests_table(tests: Sequence[Mapping[str, Any]]) -> Table:
+    """One row per test (entries of the session summary, ``reports.session``): its pytest outcome
+    (``unknown`` when its body passed but its verdict is unknown), its composed verdict, seed, and
+    the reasons of every verdict that is not valid."""
+    table = Table(title="raftchaos tests", show_lines=True, expand=False)
+    for column in ("test", "outcome", "verdict", "seed", "runs", "reasons"):
+        table.add_column(column, overflow="fold")
+    for test in tests:
+        outcome, verdict = str(test.get("outcome")), str(test.get("verdict"))
+        table.add_row(escape(str(test.get("nodeid"))), f"[{OUTCOME_STYLE.get(outcome, '')}]{outcome}",
+                      f"[{STYLE.get(verdict, '')}]{verdict}", str(test.get("seed")),
+                      str(len(test.get("run_dirs") or [])), escape("\n".join(test.get("reasons") or []) or "-"))
+    return table
+
+
+def render_tests_text(tests: Sequence[Mapping[str, Any]], width: int = 140, color: bool = False) -> str:
+    """``tests_table`` as a string for pytest's terminal writer."""
+    buffer = io.StringIO()
+    _console(buffer, width, color).print(tests_table(tests))
     return buffer.getvalue()

@@ -1,15 +1,25 @@
-"""The ``raftchaos`` command line: one typer app; each command group lives in its own module."""
+"""The ``raftchaos`` command line: one typer app; each command group lives in its own module.
+
+Exit codes follow one table (``harness.cli.common.EXIT_TABLE``, README "Verdicts and exit codes"):
+0 valid, 1 invalid, 2 unknown, 3 environment, 254 bad input, 255 internal error, 130 Ctrl-C.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 import typer
 
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_TABLE
+
 app = typer.Typer(name="raftchaos", add_completion=False, no_args_is_help=True,
-                  pretty_exceptions_enable=False,
+                  pretty_exceptions_enable=False, epilog=EXIT_TABLE,
                   help="Chaos-testing harness for a kuduraft-style Raft cluster.")
 
 # Command modules register themselves on ``app`` when imported; add new groups (up, status, fault,
@@ -21,26 +31,39 @@ from harness.cli import scenario as _scenario  # noqa: E402,F401
 from harness.cli import status as _status  # noqa: E402,F401
 from harness.cli import up as _up  # noqa: E402,F401
 
-EXIT_BAD_INPUT = 2
-
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "app", "main"]
 
 # typer >= 0.20 vendors click (its exceptions derive from TyperException); older typer raises
 # click's own. Catch both so a usage error is always one line, whatever typer is installed.
 _CLI_ERRORS: tuple[type[Exception], ...] = (click.ClickException, typer.TyperException)
 _EXITS: tuple[type[Exception], ...] = (click.exceptions.Exit, typer.Exit)
-_ABORTS: tuple[type[BaseException], ...] = (click.Abort, typer.Abort)
+_ABORTS: tuple[type[BaseException], ...] = (click.Abort, typer.Abort, KeyboardInterrupt)
 
 
 def _error_line(exc: Exception) -> str:
     message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     ctx = getattr(exc, "ctx", None)
     where = f"raftchaos {ctx.info_name}" if ctx is not None and ctx.parent is not None else "raftchaos"
-    return f"raftchaos: error: {message} (see: {where} --help)"
+    first = message.splitlines()[0] if message else "bad usage"
+    return f"raftchaos: {first} (see: {where} --help)"
+
+
+def _save_traceback() -> Path | None:
+    """Write the current exception's traceback under ``$RAFTCHAOS_HOME/crashes`` (None if it cannot)."""
+    folder = Path(os.environ.get("RAFTCHAOS_HOME", ".raftchaos")) / "crashes"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"raftchaos-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"
+        path.write_text(f"raftchaos {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}", encoding="utf-8")
+        return path
+    except OSError:
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point (``raftchaos = "harness.cli:main"``). Usage errors print one line and exit 2,
-    never a traceback or a usage box: the caller is often a script reading the exit code.
+    """Entry point (``raftchaos = "harness.cli:main"``). Usage errors print one line and exit 254,
+    a bug in raftchaos one line and 255 (traceback saved to a file, not printed): the caller is
+    often a script reading the exit code, and 1/2 are reserved for invalid/unknown verdicts.
     Returns the exit code when ``argv`` is given (tests); exits the process otherwise."""
     try:
         result = app(args=list(argv) if argv is not None else sys.argv[1:], prog_name="raftchaos",
@@ -57,6 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(_error_line(exc), file=sys.stderr)
         code = EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback goes to a file
+        saved = _save_traceback()
+        where = f"traceback saved to {saved}" if saved else "the traceback could not be saved"
+        print(f"raftchaos: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+              f" ({where})", file=sys.stderr)
+        code = EXIT_INTERNAL
     else:
         code = result if isinstance(result, int) else 0
     if argv is None:

@@ -1,5 +1,5 @@
-"""Helpers shared by the CLI command modules: one-line errors with exit code 2, ``key=value`` parsing,
-the open-faults table, the ``--backend`` option and making Docker ready for it."""
+"""Helpers shared by the CLI command modules: the exit-code table, one-line errors, ``key=value``
+parsing, the open-faults table, the ``--backend`` option and making Docker ready for it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,21 @@ from rich.table import Table
 from harness.errors import SetupError
 from harness.spec import BackendName
 
-EXIT_BAD_INPUT = 2
+# The exit-code table every verdict-ending command follows (Jepsen's convention for 0/1/2; bad input
+# is kept apart from "unknown" so a script can tell "the system was not judged" from "you typed it
+# wrong"). README "Verdicts and exit codes" and the ``--help`` epilog show the same table.
+EXIT_VALID = 0
+EXIT_INVALID = 1
+EXIT_UNKNOWN = 2
+EXIT_ENVIRONMENT = 3  # no Docker daemon, Toxiproxy missing: this machine cannot run it
+EXIT_BAD_INPUT = 254  # bad argument, option, config or file (one line naming it)
+EXIT_INTERNAL = 255  # a bug in raftchaos (one line + where the traceback was saved)
+EXIT_BY_VERDICT = {"valid": EXIT_VALID, "invalid": EXIT_INVALID, "unknown": EXIT_UNKNOWN}
+
+EXIT_TABLE = (f"Exit codes: {EXIT_VALID} valid, {EXIT_INVALID} invalid, {EXIT_UNKNOWN} unknown (the run's "
+              f"overall verdict), {EXIT_ENVIRONMENT} this machine cannot run it (no Docker daemon, "
+              f"Toxiproxy missing), {EXIT_BAD_INPUT} bad input (argument, option or file), "
+              f"{EXIT_INTERNAL} internal error, 130 interrupted.")
 
 # ``--backend``: None means "what the scenario file (or the recorded run) says, else local".
 BackendOption = Annotated[BackendName | None, typer.Option(
@@ -24,8 +38,9 @@ BackendOption = Annotated[BackendName | None, typer.Option(
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    """Print ``raftchaos: error: <first line>`` on stderr and exit ``code`` (no traceback)."""
-    print(f"raftchaos: error: {str(message).splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    """Print ``raftchaos: <first line>`` on stderr and exit ``code`` (no traceback). The message
+    starts with the file or argument at fault (``scenario.toml: ...``, ``--flag: ...``)."""
+    print(f"raftchaos: {str(message).splitlines()[0] if message else 'failed'}", file=sys.stderr)
     raise typer.Exit(code)
 
 
@@ -38,12 +53,12 @@ def parse_value(text: str) -> Any:
 
 
 def parse_pairs(items: Iterable[str], what: str) -> dict[str, Any]:
-    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}``; exit 2 naming the bad item."""
+    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}``; exit 254 naming the bad item."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            fail(f"{what} must look like name=value, got {item!r}")
+            fail(f"{what}: must look like name=value, got {item!r}")
         out[key.strip()] = parse_value(value.strip())
     return out
 
@@ -61,7 +76,8 @@ def open_faults_table(faults: Iterable[dict[str, Any]], title: str) -> Table:
 
 def ensure_backend(backend: BackendName) -> None:
     """For ``docker``: make the daemon answer and the images exist (rich progress on stderr), as
-    ``python -m harness.docker setup`` does. On failure one line and exit 3 (no daemon) or 2."""
+    ``python -m harness.docker setup`` does. On failure one line and exit 3 (no daemon, or the
+    images cannot be built here)."""
     if backend is not BackendName.DOCKER:
         return
     from harness.docker.daemon import DockerUnavailable, no_daemon_reason
@@ -72,5 +88,5 @@ def ensure_backend(backend: BackendName) -> None:
     except DockerUnavailable as exc:
         fail(no_daemon_reason(exc), code=EXIT_NO_DAEMON)
     except SetupError as exc:
-        fail(f"docker setup failed: {exc.message}")
+        fail(f"docker setup failed: {exc.message}", code=EXIT_ENVIRONMENT)
     client.close()

@@ -223,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 daemon.finish()
         events = load_history(cluster.run.events_path)
-        verdicts = standard_verdicts(events)
+        verdicts = standard_verdicts(events, run_dir=cluster.run.path)
         outcome = "passed" if compose(verdicts).value == "valid" else "failed"
         write_verdicts(cluster.run, verdicts_doc(cluster.run, verdicts,
-                                                 {"test": spec.test_name, "seed": spec.seed, "outcome": outcome}))
+                                                 {"test": spec.test_name, "seed": spec.seed, "outcome": outcome,
+                                                  "schedule_steps": len(daemon.nemesis.executed)}))
         return 0
     except BaseException as exc:  # noqa: BLE001 - reported through the state file, then re-raised
         if daemon is None or daemon.server is None:

@@ -2,21 +2,82 @@
 
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from harness.cli import app
+from harness.cli.common import EXIT_BY_VERDICT, EXIT_UNKNOWN, fail
+from harness.errors import ConfigError, HarnessError
 
-EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
-_EXIT = {"valid": EXIT_VALID, "invalid": EXIT_INVALID, "unknown": EXIT_UNKNOWN}
+
+def _utf8(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
 
 
-def _fail(message: str) -> int:
-    print(f"raftchaos: error: {message}", file=sys.stderr)
-    return EXIT_UNKNOWN
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(_utf8(path))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _history(path: Path) -> int:
+    """How many events a history holds; ConfigError naming the file and line when it is not one.
+    A torn last line is the one tolerance (a crashed run leaves one, and load_history drops it)."""
+    from harness.history import load_history
+
+    _utf8(path)
+    try:
+        return len(load_history(path))
+    except HarnessError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_run_files(run_dir: Path) -> None:
+    """Every file ``report`` reads, checked before anything is re-rendered or rewritten (a corrupt
+    verdicts.json must not be silently replaced by a re-check): events.jsonl, spec.json,
+    verdicts.json, run.json and schedule.jsonl when present. ConfigError naming file and problem."""
+    from faults.runner import RUN_INFO, read_run_info
+    from harness.schedule import read_executed
+    from harness.spec import ClusterSpec
+    from harness.store import open_run_dir
+
+    run = open_run_dir(run_dir)
+    if run.events_path.exists():
+        _history(run.events_path)
+    if run.spec_path.exists():
+        try:
+            ClusterSpec.from_dict(_json_object(run.spec_path))
+        except ConfigError as exc:
+            raise ConfigError(exc.args[0] if str(exc).startswith(str(run.spec_path))
+                              else f"{run.spec_path}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{run.spec_path}: not a valid cluster spec: {exc}") from None
+    if run.verdicts_path.exists():
+        doc = _json_object(run.verdicts_path)
+        verdicts = doc.get("verdicts", [])
+        if not isinstance(verdicts, list) or not all(
+                isinstance(v, dict) and isinstance(v.get("checker"), str)
+                and v.get("validity") in EXIT_BY_VERDICT for v in verdicts):
+            raise ConfigError(f"{run.verdicts_path}: verdicts must be a list of "
+                              "{checker, validity: valid|invalid|unknown, ...} objects")
+    if (run.path / RUN_INFO).exists():
+        read_run_info(run)
+    if run.schedule_path.exists():
+        read_executed(run.schedule_path, shape=False)
 
 
 @app.command("report")
@@ -27,37 +88,49 @@ def report(
 ) -> int:
     """Re-run the checkers over a saved run and re-render report.html and summary.json.
 
-    Exit 0 when every verdict is valid, 1 when any is invalid, 2 when any is unknown (or the
-    directory is not a run)."""
+    Exit by the overall verdict: 0 valid, 1 invalid, 2 unknown; 254 when the directory is not a
+    run or any of its files is unreadable or corrupt (nothing is rewritten then)."""
     from reports.html import render_run  # the composition root may import reports
     from reports.run_data import ReportError
 
     if not run_dir.is_dir():
-        return _fail(f"{run_dir} is not a directory")
+        fail(f"{run_dir}: is not a directory")
     try:
+        check_run_files(run_dir)
         result = render_run(run_dir, recheck=recheck)
-    except ReportError as exc:
-        return _fail(str(exc))
+    except (ConfigError, ReportError) as exc:
+        fail(str(exc))
     for verdict in result.verdicts:
         print(f"{verdict['validity']:>7}  {verdict['checker']}: {verdict['summary']}")
     for name in result.skipped_checkers:
         print(f"skipped  {name}: checker not available in this checkout")
-    for problem in result.problems:
-        print(f"warning  {problem}")
     print(f"overall: {result.overall}")
     print(f"report:  {result.report_path}")
     print(f"summary: {result.summary_path}")
-    return _EXIT[result.overall]
+    if result.problems:
+        fail(f"{run_dir}: {result.problems[0]}")
+    return EXIT_BY_VERDICT.get(result.overall, EXIT_UNKNOWN)
 
 
 @app.command("check")
 def check(file: Annotated[Path, typer.Argument(help="a JSONL history (events.jsonl or Jepsen-style ops)")]
           ) -> int:
-    """Check a history file for linearizability. Exit 0 linearizable, 1 not, 2 unknown or bad input."""
-    try:
-        from harness.checkers.linearizable import main_check
-    except ImportError:
-        return _fail("the linearizability checker is not available in this checkout")
+    """Check a history file for linearizability. Exit 0 linearizable, 1 not, 2 unknown (search
+    budget ran out); 254 when the file is missing, not UTF-8, not JSONL or holds no events."""
+    from harness.checkers.history_ops import HistoryError
+    from harness.checkers.linearizable import check_linearizable, print_verdict
+    from harness.checkers.verdict import Validity
+
     if not file.is_file():
-        return _fail(f"{file} is not a file")
-    return int(main_check(file))
+        fail(f"{file}: is not a file")
+    try:
+        text = _utf8(file)
+        if not text.strip():
+            fail(f"{file}: holds no events")
+        verdict = check_linearizable(file)
+    except ConfigError as exc:
+        fail(str(exc))
+    except HistoryError as exc:
+        fail(f"{file}: {exc}")
+    print_verdict(verdict)
+    return {Validity.VALID: 0, Validity.INVALID: 1, Validity.UNKNOWN: 2}[verdict.validity]

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from harness.cli import app
-from harness.cli.common import BackendOption, ensure_backend, fail
-from harness.errors import ConfigError, HarnessError
+from harness.cli.common import (
+    EXIT_BY_VERDICT,
+    EXIT_ENVIRONMENT,
+    EXIT_UNKNOWN,
+    EXIT_VALID,
+    BackendOption,
+    ensure_backend,
+    fail,
+)
+from harness.errors import ConfigError, HarnessError, SetupError
 from harness.spec import BackendName
 
 if TYPE_CHECKING:
@@ -30,6 +38,24 @@ def _print_outcome(outcome: RunOutcome) -> None:
     print(f"run dir: {outcome.run.path} (seed {outcome.seed})")
 
 
+def _harness_failed(exc: HarnessError) -> NoReturn:
+    """The run could not be carried out: bad input 254, this machine cannot run it 3 (a binary,
+    port or image the harness needs), anything else unknown 2 (the system was never judged)."""
+    if isinstance(exc, ConfigError):
+        fail(str(exc))
+    code = EXIT_ENVIRONMENT if isinstance(exc, SetupError) else EXIT_UNKNOWN
+    fail(f"the run could not be carried out (verdict unknown): {exc}", code=code)
+
+
+def outcome_exit(outcome: RunOutcome) -> int:
+    """The run's overall verdict as an exit code; valid checkers but a missing expected symptom is
+    unknown (the run did not exercise what the scenario meant to)."""
+    code = EXIT_BY_VERDICT[outcome.overall]
+    if code == EXIT_VALID and outcome.reproduced is False:
+        return EXIT_UNKNOWN
+    return code
+
+
 def _load(path: Path, backend: BackendName | None) -> Scenario:
     """The scenario file with ``--backend`` (when given) overriding its ``[cluster] backend``."""
     from faults.scenario import load_scenario
@@ -44,12 +70,12 @@ def _load(path: Path, backend: BackendName | None) -> Scenario:
 @app.command("run")
 def run(
     scenario: Annotated[Path, typer.Argument(help="a scenario TOML file")],
-    seed: Annotated[int | None, typer.Option(help="override the file's seed")] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="where run directories go")] = None,
+    seed: Annotated[int | None, typer.Option(help="override the file's seed", min=0)] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="where run directories go", file_okay=False)] = None,
     backend: BackendOption = None,
 ) -> int:
-    """Run a scenario once on a fresh cluster. Exit 0 when every verdict is valid and every expected
-    symptom held, 1 otherwise."""
+    """Run a scenario once on a fresh cluster. Exit 0 when every verdict is valid (and every expected
+    symptom held), 1 when any verdict is invalid (a node crashing for real included), 2 unknown."""
     from faults.runner import execute, scenario_plan
 
     scn = _load(scenario, backend)
@@ -58,34 +84,34 @@ def run(
     print(f"scenario {scn.name}: seed={run_seed}")
     try:
         outcome = execute(scn.cluster_spec(run_seed), scenario_plan(scn, run_seed), runs_dir)
-    except ConfigError as exc:
-        fail(str(exc))
     except HarnessError as exc:
-        fail(str(exc), code=1)
+        _harness_failed(exc)
     _print_outcome(outcome)
-    return 0 if outcome.overall == "valid" and outcome.reproduced is not False else 1
+    print(f"verdict: {outcome.overall}")
+    return outcome_exit(outcome)
 
 
 @app.command("reproduce")
 def reproduce(
     incident: Annotated[Path, typer.Argument(help="an incident (scenario) TOML file with [[expect]] symptoms")],
-    times: Annotated[int, typer.Option(help="how many runs")] = 5,
-    seed: Annotated[int | None, typer.Option(help="first seed (run i uses seed + i); default the file's")] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="where run directories go")] = None,
+    times: Annotated[int, typer.Option(help="how many runs (1-1000)", min=1, max=1000)] = 5,
+    seed: Annotated[int | None, typer.Option(help="first seed (run i uses seed + i); default the file's",
+                                             min=0)] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="where run directories go", file_okay=False)] = None,
     backend: BackendOption = None,
 ) -> int:
     """Run an incident N times (seeds s, s+1, ...) and print how often every expected symptom held.
-    Exit 0 when it reproduced at least once, 1 when never."""
+    Exit 1 when any run's verdict is invalid, else 0 when it reproduced at least once, else 2
+    (never reproduced, or no run could be carried out: unknown)."""
     from faults.runner import execute, scenario_plan
 
-    if times < 1:
-        fail(f"--times must be >= 1, got {times}")
     scn = _load(incident, backend)
     if not scn.expect:
         fail(f"{incident}: no [[expect]] symptom to reproduce")
     ensure_backend(scn.backend)
     base = scn.resolve_seed(seed)
     hits = 0
+    invalid = False
     for i in range(times):
         run_seed = base + i
         try:
@@ -96,45 +122,52 @@ def reproduce(
             print(f"run {i + 1}/{times} seed={run_seed}: harness error: {str(exc).splitlines()[0]}")
             continue
         hits += bool(outcome.reproduced)
+        invalid = invalid or outcome.overall == "invalid"
         details = "; ".join(f"{s.symptom} {'held' if s.held else 'missing'} ({s.detail})" for s in outcome.symptoms)
         print(f"run {i + 1}/{times} seed={run_seed}: {'reproduced' if outcome.reproduced else 'not reproduced'}"
               f" [{outcome.overall}] {details}  {outcome.run.path}")
     print(f"reproduced {hits}/{times} ({100.0 * hits / times:.0f}%) of {scn.name}")
-    return 0 if hits else 1
+    if invalid:
+        return EXIT_BY_VERDICT["invalid"]
+    return EXIT_VALID if hits else EXIT_UNKNOWN
 
 
 @app.command("replay")
 def replay(
     run_dir: Annotated[Path, typer.Argument(help="a run directory with schedule.jsonl and spec.json")],
-    runs_dir: Annotated[Path | None, typer.Option(help="where the replay's run directory goes")] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="where the replay's run directory goes",
+                                                  file_okay=False)] = None,
     backend: BackendOption = None,
 ) -> int:
     """Re-execute a run's recorded schedule on a fresh cluster of the same spec and report the first
-    divergence of the observed Raft events. Exit 0 when the schedule replayed identically."""
-    from faults.replay import recorded_spec, replay_run
+    divergence of the observed Raft events. Every file it reads (spec.json, run.json,
+    schedule.jsonl, events.jsonl) is checked before anything starts. Exit by the replay's verdict
+    (0/1/2); a replay whose schedule differs from the recording is unknown (2) at best."""
+    from faults.replay import check_replayable, replay_run
 
     if not run_dir.is_dir():
-        fail(f"{run_dir} is not a directory")
+        fail(f"{run_dir}: is not a directory")
     try:
-        chosen = backend if backend is not None else recorded_spec(run_dir).backend
+        recorded = check_replayable(run_dir)
     except ConfigError as exc:
         fail(str(exc))
+    chosen = backend if backend is not None else recorded.spec.backend
     ensure_backend(chosen)
     try:
-        result = replay_run(run_dir, runs_dir, backend=chosen)
-    except ConfigError as exc:
-        fail(str(exc))
+        result = replay_run(run_dir, runs_dir, backend=chosen, recorded=recorded)
     except HarnessError as exc:
-        fail(str(exc), code=1)
+        _harness_failed(exc)
     _print_outcome(result.outcome)
     if result.schedule_differences:
         print("schedule differs from the recording:")
         for line in result.schedule_differences:
             print(f"  {line}")
     else:
-        print("schedule: replayed identically")
+        print(f"schedule: replayed identically (all {len(recorded.executed)} recorded steps)")
     if result.divergence is None:
         print(f"raft events: no divergence ({result.original_events} events)")
     else:
         print(f"raft events: first divergence at {result.divergence}")
-    return 0 if not result.schedule_differences else 1
+    print(f"verdict: {result.outcome.overall}")
+    code = outcome_exit(result.outcome)
+    return EXIT_UNKNOWN if code == EXIT_VALID and result.schedule_differences else code

@@ -78,8 +78,8 @@ def _faults(doc: dict[str, Any]) -> list[dict[str, Any]]:
 @app.command("status")
 def status(
     watch: Annotated[bool, typer.Option("--watch", help="refresh until Ctrl-C")] = False,
-    interval_s: Annotated[float, typer.Option(help="refresh period with --watch")] = 1.0,
-    count: Annotated[int, typer.Option(help="with --watch: stop after this many refreshes (0: never)")] = 0,
+    interval_s: Annotated[float, typer.Option(help="refresh period with --watch (s)", min=0.05, max=3600.0)] = 1.0,
+    count: Annotated[int, typer.Option(help="with --watch: stop after this many refreshes (0: never)", min=0)] = 0,
 ) -> int:
     """Show the running cluster: each node's role, term and commit index, the leader's per-peer
     failed attempts, health and request kinds, and the open faults."""

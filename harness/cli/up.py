@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from harness.cli import app
-from harness.cli.common import BackendOption, ensure_backend, fail, parse_pairs
+from harness.cli.common import EXIT_BY_VERDICT, EXIT_UNKNOWN, BackendOption, ensure_backend, fail, parse_pairs
 from harness.cli.state import (
     control,
     daemon_alive,
@@ -39,19 +39,23 @@ def _spec_and_plan(nodes: int, flags: list[str], seed: int | None, profile: str,
                    workload: bool, scenario: Path | None,
                    backend: BackendName | None) -> tuple[dict[str, Any], dict[str, Any]]:
     from faults.runner import scenario_plan
-    from faults.scenario import PROFILES, load_scenario, parse_scenario
+    from faults.scenario import PROFILES, flag_problem, load_scenario, parse_scenario
 
     if scenario is not None:
         scn = load_scenario(scenario)
     else:
         if profile not in PROFILES:
-            fail(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+            fail(f"--profile: must be one of {', '.join(PROFILES)}, got {profile!r}")
         pairs = parse_pairs(flags, "--flag")
+        for name, value in pairs.items():
+            problem = flag_problem(name, value)
+            if problem:
+                fail(f"--flag {name}: {problem}")
         lines = ["name = \"up\"", "[cluster]", f"nodes = {nodes}", f"profile = \"{profile}\"",
                  f"supervisor = {str(supervisor).lower()}", "[cluster.flags]"]
         lines += [f"{k} = {json.dumps(v)}" for k, v in pairs.items()]
         lines += ["[workload]", f"enabled = {str(workload).lower()}"]
-        scn = parse_scenario("\n".join(lines), "raftchaos up")
+        scn = parse_scenario("\n".join(lines), "raftchaos up", require_work=False)
     if backend is not None:
         scn = dataclasses.replace(scn, backend=backend)
     run_seed = scn.resolve_seed(seed)
@@ -80,18 +84,20 @@ def _wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> d
 
 @app.command("up")
 def up(
-    nodes: Annotated[int, typer.Option(help="number of nodes (1-7)")] = 3,
+    nodes: Annotated[int, typer.Option(help="number of nodes (1-7)", min=1, max=7)] = 3,
     flag: Annotated[list[str] | None, typer.Option("--flag", help="node flag name=value (repeatable)")] = None,
-    seed: Annotated[int | None, typer.Option(help="run seed (default: random, printed)")] = None,
+    seed: Annotated[int | None, typer.Option(help="run seed (default: random, printed)", min=0)] = None,
     profile: Annotated[str, typer.Option(help="timing base: fast or kuduraft")] = "fast",
     supervisor: Annotated[bool, typer.Option(help="restart nodes that exit 85 (injected crash)")] = False,
     workload: Annotated[bool, typer.Option(help="run a background KV workload")] = False,
     scenario: Annotated[Path | None, typer.Option(help="take everything from a scenario file "
                                                        "(its timeline runs too)")] = None,
-    timeout_s: Annotated[float, typer.Option(help="how long to wait for a leader")] = START_TIMEOUT_S,
+    timeout_s: Annotated[float, typer.Option(help="how long to wait for a leader (s, 1-3600)",
+                                             min=1.0, max=3600.0)] = START_TIMEOUT_S,
     backend: BackendOption = None,
 ) -> int:
-    """Start a cluster and keep it running in the background; print node and proxy addresses."""
+    """Start a cluster and keep it running in the background; print node and proxy addresses.
+    Every option and flag is checked first (254 naming it); 2 when the cluster did not start."""
     for line in remove_stale():
         print(line)
     existing = read_state()
@@ -133,8 +139,8 @@ def up(
             proc.wait(10)
         sweep_docker({"spec": spec})
         state_path().unlink(missing_ok=True)
-        print(f"raftchaos: error: cluster did not start: {doc.get('error')} (log: {log})", file=sys.stderr)
-        return 1
+        print(f"raftchaos: cluster did not start: {doc.get('error')} (log: {log})", file=sys.stderr)
+        return EXIT_UNKNOWN  # nothing was exercised: never a verdict on the system
     _print_addresses(doc)
     return 0
 
@@ -152,8 +158,11 @@ def _print_addresses(doc: dict[str, Any]) -> None:
 
 
 @app.command("down")
-def down(timeout_s: Annotated[float, typer.Option(help="how long to wait for a clean stop")] = 60.0) -> int:
-    """Stop the running cluster: heal everything, final reads, verdicts, stop every process."""
+def down(timeout_s: Annotated[float, typer.Option(help="how long to wait for a clean stop (s, 1-3600)",
+                                                  min=1.0, max=3600.0)] = 60.0) -> int:
+    """Stop the running cluster: heal everything, final reads, verdicts, stop every process.
+    Exit by the run's overall verdict: 0 valid, 1 invalid (a node that crashed for real
+    included), 2 unknown (no verdicts could be written)."""
     try:
         doc = live_state()
     except ConfigError as exc:
@@ -167,8 +176,18 @@ def down(timeout_s: Annotated[float, typer.Option(help="how long to wait for a c
               file=sys.stderr)
         stop_daemon(doc)
     state_path().unlink(missing_ok=True)
-    verdicts = Path(doc["run_dir"]) / "verdicts.json"
-    overall = json.loads(verdicts.read_text()).get("verdict", "?") if verdicts.exists() else "not checked"
+    overall = _recorded_verdict(Path(doc["run_dir"]) / "verdicts.json")
     print(f"cluster down: run {doc['run_id']}, verdict {overall}")
     print(f"run dir: {doc['run_dir']} (raftchaos report {doc['run_dir']})")
-    return 0
+    return EXIT_BY_VERDICT.get(overall, EXIT_UNKNOWN)
+
+
+def _recorded_verdict(path: Path) -> str:
+    """The overall verdict the supervisor wrote; unknown when it wrote none or an unreadable one
+    (the run was not judged, which is never a pass)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unknown"
+    verdict = doc.get("verdict") if isinstance(doc, dict) else None
+    return verdict if verdict in EXIT_BY_VERDICT else "unknown"

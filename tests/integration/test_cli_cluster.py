@@ -37,7 +37,7 @@ def test_up_fault_status_down_leaves_nothing(home: Path) -> None:
     run_id, run_dir, daemon = state["run_id"], Path(state["run_dir"]), int(state["pid"])
     try:
         again = cli(home, "up")
-        assert again.returncode == 2 and "already up" in again.stderr
+        assert again.returncode == 254 and "already up" in again.stderr
         added = cli(home, "fault", "add", "isolate", "--target", "leader", "-p", "mode=blackhole")
         assert added.returncode == 0, added.stderr
         assert added.stdout.startswith("slot ")
@@ -49,7 +49,7 @@ def test_up_fault_status_down_leaves_nothing(home: Path) -> None:
                              (["fault", "add", "pause", "-p", "oops"], "name=value"),
                              (["fault", "heal", "99"], "no open fault")):
             result = cli(home, *bad)
-            assert result.returncode == 2, (bad, result.stdout, result.stderr)
+            assert result.returncode == 254, (bad, result.stdout, result.stderr)
             assert message in result.stderr and "Traceback" not in result.stderr
             assert len(result.stderr.strip().splitlines()) == 1
         status = cli(home, "status")
@@ -63,8 +63,9 @@ def test_up_fault_status_down_leaves_nothing(home: Path) -> None:
         assert healed.returncode == 0 and "healed slots:" in healed.stdout
     finally:
         down = cli(home, "down")
-    assert down.returncode == 0, down.stderr
-    assert "cluster down" in down.stdout
+    overall = json.loads((run_dir / "verdicts.json").read_text())["verdict"]
+    assert down.returncode == {"valid": 0, "invalid": 1, "unknown": 2}[overall], (down.stdout, down.stderr)
+    assert f"cluster down: run {run_id}, verdict {overall}" in down.stdout
     assert not process_alive(daemon)
     assert run_processes(run_id) == []
     assert not (home / "up" / "state.json").exists()
@@ -74,7 +75,7 @@ def test_up_fault_status_down_leaves_nothing(home: Path) -> None:
     heals = [e for e in events if e["kind"] == "heal"]
     assert all("vacuous" in e for e in heals), heals
     assert (run_dir / "schedule.jsonl").exists() and (run_dir / "verdicts.json").exists()
-    assert cli(home, "down").returncode == 2  # nothing up any more: one line, exit 2
+    assert cli(home, "down").returncode == 254  # nothing up any more: one line, bad input
 
 
 def test_a_killed_supervisor_is_swept_by_clean(home: Path) -> None:
@@ -87,3 +88,25 @@ def test_a_killed_supervisor_is_swept_by_clean(home: Path) -> None:
     assert "removed stale state" in clean.stdout
     assert run_processes(state["run_id"]) == []
     assert not (home / "up" / "state.json").exists()
+    assert not Path(state["run_dir"]).exists()  # a killed run's directory goes with its processes
+
+
+def test_down_after_real_node_crashes_exits_invalid(home: Path) -> None:
+    """Two nodes die of a signal nobody in the harness sent (as the OOM killer would): the crash
+    checker makes the run invalid and ``down`` exits 1, naming the crash (issue #10 item 6)."""
+    up = cli(home, "up", "--seed", str(SEED))
+    assert up.returncode == 0, up.stderr
+    state = json.loads((home / "up" / "state.json").read_text())
+    run_dir = Path(state["run_dir"])
+    try:
+        for node in ("n2", "n3"):
+            os.kill(int(state["nodes"][node]["pid"]), 9)
+    finally:
+        down = cli(home, "down")
+    assert down.returncode == 1, (down.stdout, down.stderr)
+    assert "verdict invalid" in down.stdout
+    doc = json.loads((run_dir / "verdicts.json").read_text())
+    crashes = next(v for v in doc["verdicts"] if v["checker"] == "crashes")
+    assert crashes["validity"] == "invalid" and "node crashed: n2 exited with -9" in crashes["summary"]
+    assert {c["node"] for c in crashes["details"]["crashes"]} == {"n2", "n3"}
+    assert cli(home, "report", str(run_dir)).returncode == 1  # the re-check agrees

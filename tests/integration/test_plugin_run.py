@@ -60,14 +60,16 @@ def test_plugin_run_reports_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert "raftchaos runs" in out and "isolate(" in out  # the session report
     assert "peers around isolate" in out  # the degradation table of the passing test
     assert _ours(proc.pid) == []
-    left = [p for p in runs.iterdir()]
+    left = [p for p in runs.iterdir() if p.is_dir()]
     assert len(left) == 1 and "test_fails" in left[0].name, left  # only the failed test's run is kept
     doc = json.loads((left[0] / "verdicts.json").read_text())
     assert doc["outcome"] == "failed" and doc["seed"] == 4242
-    assert [v["checker"] for v in doc["verdicts"]] == ["durability", "linearizable"]
+    assert [v["checker"] for v in doc["verdicts"]] == ["durability", "crashes", "linearizable"]
     report = left[0] / "report.html"
     assert f"raftchaos report test_tiny.py::test_fails [failed]: {report}" in out and report.is_file()
-    assert "1 run directory of tests that did not fail removed at exit" in out
+    assert "1 run directory of tests that passed or were skipped removed at exit" in out
+    session = json.loads((runs / "summary.json").read_text())  # the session summary beside the runs
+    assert [(t["outcome"], t["seed"]) for t in session["tests"]] == [("passed", 4242), ("failed", 4242)]
     notes = [json.loads(line) for line in (left[0] / "events.jsonl").read_text().splitlines()]
     versions = next(e["versions"] for e in notes if e["kind"] == "note" and e.get("text") == "versions")
     assert set(versions) == {"python", "raftchaos", "toxiproxy", "backend"} and versions["backend"] == "local"

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from faults.nemesis import read_schedule
-from faults.replay import comparable, replay_run
+from faults.replay import check_replayable, comparable, replay_run
 from faults.runner import execute, scenario_plan
 from faults.scenario import parse_scenario
+from harness.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 SEED = 31337
@@ -52,3 +53,14 @@ def test_replayed_schedule_equals_the_recorded_one(tmp_path: Path) -> None:
     assert result.outcome.seed == SEED
     # the comparison of observed Raft events ran; whether it diverged is the system's business
     assert result.original_events >= 1 and result.replay_events >= 1
+    # The real recording reads back whole; with its last line cut it is refused before any cluster
+    # starts (a partial schedule must never be called "replayed identically").
+    whole = check_replayable(original.run.path)
+    assert len(whole.executed) == len(recorded)
+    lines = original.run.schedule_path.read_text().splitlines(keepends=True)
+    original.run.schedule_path.write_text("".join(lines[:-1]))
+    with pytest.raises(ConfigError, match="truncated"):
+        check_replayable(original.run.path)
+    original.run.schedule_path.write_text("".join(lines)[:-10])
+    with pytest.raises(ConfigError, match="torn"):
+        replay_run(original.run.path, tmp_path / "runs")

@@ -254,22 +254,22 @@ def test_cli_report_exit_codes(run_dir: Path, tmp_path: Path, capsys: pytest.Cap
     assert "invalid  linearizable" in out and str(run_dir / "report.html") in out
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["report", str(empty)]) == 2
-    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["report", str(empty)]) == 254  # bad input, not an unknown verdict
+    assert main(["report", str(tmp_path / "missing")]) == 254
     err = capsys.readouterr().err
-    assert "not a run directory" in err and "Traceback" not in err
+    assert "not a run directory" in err and "is not a directory" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv", [["frob"], ["report"], ["report", "--bogus", "x"], ["check"]])
 def test_cli_bad_arguments_are_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 2
+    assert main(argv) == 254
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("raftchaos: error:")
+    assert len(err.strip().splitlines()) == 1 and err.startswith("raftchaos: ")
 
 
 def test_cli_check(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(run_dir / "events.jsonl")]) == 1
-    assert main(["check", str(tmp_path / "nope.jsonl")]) == 2
+    assert main(["check", str(tmp_path / "nope.jsonl")]) == 254
 
 
 def _section(html: str, start: str, end: str) -> str:
