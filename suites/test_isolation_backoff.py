@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from faults.network import partition
+from harness.checkers.recovery import MIN_OK_BEFORE
 from harness.cluster import Cluster
-from suites._helpers import snap
+from suites._helpers import snap, wait_ok_ops
 
 pytestmark = [pytest.mark.chaos]
 
@@ -36,19 +37,22 @@ def _expected_attempts(cluster: Cluster, window_s: float) -> float:
         n += 1
 
 
-def test_isolated_follower_backs_off_its_pre_elections(make_cluster: Any) -> None:
+def test_isolated_follower_backs_off_its_pre_elections(make_cluster: Any, workload: Any) -> None:
     cluster = make_cluster(nodes=3)
     leader = cluster.wait_for_leader()
     victim = cluster.rng("suite/victim").choice(sorted(n for n in cluster.nodes if n != leader))
     met = cluster.timing.failure_timeout_s
     print(f"leader={leader} victim={victim} MET={met}s cap={cluster.timing.backoff_cap_s}s")
-    with partition(cluster, isolate=victim, mode="blackhole"):
-        before = snap(cluster, victim)
-        end = before.t_after + ISOLATION_S
-        # The fault's duration, not a synchronisation: the node's own counters are read after it.
-        cluster.wait_until(lambda: cluster.history.now() >= end, f"{ISOLATION_S}s of isolation",
-                           ISOLATION_S + 5.0, poll_s=0.2)
-        after = snap(cluster, victim)
+    with workload(cluster, clients=2, rate_hz=20.0):
+        wait_ok_ops(cluster, MIN_OK_BEFORE, since_t=0.0, what="acknowledged writes before the fault")
+        with partition(cluster, isolate=victim, mode="blackhole"):
+            before = snap(cluster, victim)
+            end = before.t_after + ISOLATION_S
+            # The fault's duration, not a synchronisation: the node's own counters are read after.
+            cluster.wait_until(lambda: cluster.history.now() >= end,
+                               f"{ISOLATION_S}s of isolation", ISOLATION_S + 5.0, poll_s=0.2)
+            after = snap(cluster, victim)
+        wait_ok_ops(cluster, 1, what="an acknowledged write after healing")
     s0, s1 = before.status, after.status
     attempts = s1["pre_elections_started"] - s0["pre_elections_started"]
     window_s = after.t_after - before.t_before
