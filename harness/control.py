@@ -8,9 +8,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from harness.backend import Backend, Capabilities
+from harness.backend import Backend, Capabilities, log_tail
 from harness.errors import ConfigError
 from harness.history import History, NodeEventType
+from harness.supervisor import exit_details
+
+FATAL_TAIL_LINES = 50  # the node's fatal record is among its last log lines
 
 if TYPE_CHECKING:
     from harness.nodeclient import NodeClient
@@ -64,7 +67,8 @@ class NodeControl:
                 code = self.backend.exit_code(node_id)
                 if code is not None:
                     self._up.discard(node_id)
-                    self.history.node_event(node_id, NodeEventType.EXIT, code)
+                    self.history.node_event(node_id, NodeEventType.EXIT, code, **exit_details(
+                        code, log_tail(self.backend.log_path(node_id), FATAL_TAIL_LINES)))
                     exited.append((node_id, code))
         for node_id, code in exited:
             for listener in list(self._exit_listeners):

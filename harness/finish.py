@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.checkers.crashes import check_crashes
 from harness.checkers.durability import check_durability
+from harness.checkers.invariants import check_invariants
 from harness.checkers.linearizable import check_linearizable
 from harness.checkers.recovery import check_recovery, heal_bound_s
 from harness.checkers.verdict import Verdict, compose, guarded
@@ -96,15 +97,17 @@ def _read(cluster: Cluster, leader: str, key: str, timeout_s: float) -> tuple[bo
 def standard_verdicts(events: Sequence[Event], linearizable_budget_s: float | None = None,
                       linearizable_memory_mb: float | None = None,
                       run_dir: Path | None = None) -> list[Verdict]:
-    """Durability and crashes (a node exiting on its own other than by an injected crash is
-    invalid; ``run_dir`` adds each crashed node's log tail) always; recovery (bounded by the run's
-    own timing) and the before / during / after windows of each fault when a fault was injected;
-    linearizability of the client ops, unknown past ``linearizable_budget_s`` of search (default:
-    $RAFTCHAOS_CHECK_TIME_LIMIT, else ``LINEARIZABLE_BUDGET_S``) or ``linearizable_memory_mb`` of
-    memo (default: $RAFTCHAOS_CHECK_MEMORY_LIMIT, else the checker's own). A checker that raises (a
-    malformed history or a bad limit included) yields unknown."""
+    """Durability, crashes (a node exiting on its own other than by an injected crash is
+    invalid; ``run_dir`` adds each crashed node's log tail) and invariants (a node that aborted
+    on a broken invariant, exit 70, with its fatal record: invalid) always; recovery (bounded by
+    the run's own timing) and the before / during / after windows of each fault when a fault was
+    injected; linearizability of the client ops, unknown past ``linearizable_budget_s`` of search
+    (default: $RAFTCHAOS_CHECK_TIME_LIMIT, else ``LINEARIZABLE_BUDGET_S``) or
+    ``linearizable_memory_mb`` of memo (default: $RAFTCHAOS_CHECK_MEMORY_LIMIT, else the checker's
+    own). A checker that raises (a malformed history or a bad limit included) yields unknown."""
     verdicts = [guarded("durability", check_durability, events),
-                guarded("crashes", check_crashes, events, run_dir)]
+                guarded("crashes", check_crashes, events, run_dir),
+                guarded("invariants", check_invariants, events)]
     if any(e.get("kind") == EventKind.FAULT.value for e in events):
         verdicts.append(guarded("recovery", check_recovery, events, heal_bound_s(events)))
         verdicts.append(guarded("windows", check_windows, events))

@@ -25,8 +25,9 @@ Kind-specific fields:
   carry ``vacuous`` (true: the fault was in place but did not bite, e.g. no traffic crossed the
   cut; null: could not tell) and ``evidence`` (one line saying what was measured).
 - ``node``: ``event`` (``start``, ``exit``, ``restart``, ``pause``, ``resume``, ``kill``,
-  ``terminate``, ``flag``), ``code`` (exit code for ``exit``/``kill``/``terminate``), and for
-  ``flag``: ``flag`` and ``value``.
+  ``terminate``, ``flag``), ``code`` (exit code for ``exit``/``kill``/``terminate``), for
+  ``exit``: ``cause`` (``harness.supervisor.ExitCause``) and, for statuses 70/74, ``fatal`` (the
+  node's fatal record or null), and for ``flag``: ``flag`` and ``value``.
 - ``sample``: ``status`` (the node's ``/status`` document without ``flags``; null when the node
   did not answer) and ``error`` (why, when it did not).
 - ``note``: ``text`` and any extra fields.

@@ -93,10 +93,16 @@ class RaftConsensus:
         self.counters = ConsensusCounters()
         self.update_lock = asyncio.Lock()
         self.peers: dict[str, Peer] = {}
+        if not faults.uuid:
+            faults.uuid = uuid
+        if faults.data_dir is None:
+            faults.data_dir = meta.directory
         self.queue = PeerMessageQueue(uuid, log, clock, flags, self.routing_table,
-                                      self._on_queue_commit, self._on_queue_higher_term, logger)
+                                      self._on_queue_commit, self._on_queue_higher_term, logger,
+                                      on_invariant_violation=faults.invariant_violation)
         self._waiters: dict[int, tuple[int, asyncio.Future[dict[str, Any]]]] = {}
         self._notify_at = 0.0
+        self._token_pending = 0  # tasks queued on the serial notification token
         self.fd = PeriodicTimer(clock, flags.failure_timeout_s, self._on_fd_expired, rng)
         self.elections: Any = None  # set by election.Elections (it needs this object first)
 
@@ -166,9 +172,11 @@ class RaftConsensus:
                         self.rng, self.faults, self.logger)
             self.peers[uuid] = peer
             peer.init()
+        # kuduraft's BecomeLeaderUnlocked (raft_consensus.cc) appends the NO_OP with no signal:
+        # each peer's first request leaves on its heartbeater, P x [0.75, 1.25] after Peer::Init,
+        # unless a write (Replicate) or a commit notification signals it first (B4, B5).
         entry = self._append_local("NO_OP", None)
         self.queue.note_first_index_in_term(entry.index)
-        self.signal_peers()
 
     def _close_peers(self) -> None:
         for peer in self.peers.values():
@@ -176,14 +184,18 @@ class RaftConsensus:
         self.peers.clear()
 
     def step_down(self) -> None:
-        """Leader-only: term + 1, follower, no election of our own for 2 x MET (B41)."""
+        """Leader-only: term + 1, follower, no election of our own for 2 x MET (B41).
+
+        As kuduraft's RaftConsensus::StepDown (raft_consensus.cc), the new term is not flushed
+        (HandleTermAdvanceUnlocked with SKIP_FLUSH_TO_DISK): the next vote or term change
+        flushes it, and a crash before that restarts in the old term, which is safe."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader_uuid)
+        self.become_follower("step down requested")
         self.term += 1
         self.voted_for = None
         self.leader_uuid = None
-        self.persist()
-        self.become_follower("step down requested")
+        self.last_received_cur_leader = MIN_OPID
         self.fd.snooze(2 * self.flags.failure_timeout_s)
 
     # ----- leader write path -----
@@ -196,11 +208,20 @@ class RaftConsensus:
         return entry
 
     def _local_durable(self, entry: LogEntry, term: int, fut: asyncio.Future[None]) -> None:
+        """The leader's own ack (kuduraft's PeerMessageQueue::LocalPeerAppendFinished, with
+        async_local_vote_count on by default) is counted on the serial observer token, behind
+        notifications already queued there (each delayed by
+        consensus_inject_latency_ms_in_notifications); the commit it may produce is then one
+        more delayed notification."""
         if fut.cancelled() or fut.exception() is not None:
             return
         self.durable_index = max(self.durable_index, entry.index)
-        if self.role is Role.LEADER and self.term == term and self.log.has(OpId(entry.term, entry.index)):
-            self.queue.local_peer_appended(OpId(entry.term, entry.index))
+
+        def count_local_vote() -> None:
+            if (self.role is Role.LEADER and self.term == term
+                    and self.log.has(OpId(entry.term, entry.index))):
+                self.queue.local_peer_appended(OpId(entry.term, entry.index))
+        self.notify(count_local_vote, inject_latency=False)
 
     def replicate(self, op: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         """Append a client op; the future resolves with its result once applied."""
@@ -217,13 +238,24 @@ class RaftConsensus:
             peer.signal_request(False)
 
     # ----- notifications (kuduraft's serial observer token) -----
-    def notify(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` later, in order, delayed by consensus_inject_latency_ms_in_notifications."""
+    def notify(self, fn: Callable[[], None], inject_latency: bool = True) -> None:
+        """Run ``fn`` later, in order, delayed by consensus_inject_latency_ms_in_notifications
+        (kuduraft's NotifyObserversTask; ``inject_latency=False`` for other tasks on the token)."""
         max_ms = int(self.flags["consensus_inject_latency_ms_in_notifications"])
-        delay = self.rng.uniform(0, max_ms) / 1000.0 if max_ms > 0 else 0.0
+        delay = self.rng.uniform(0, max_ms) / 1000.0 if max_ms > 0 and inject_latency else 0.0
+        if not inject_latency and self._token_pending == 0:
+            # Nothing queued ahead on the token: run now (the caller is already a callback of
+            # its own, e.g. the WAL future's, so this stays off the writer's path).
+            fn()
+            return
         now = self.clock.now()
         self._notify_at = max(self._notify_at, now) + delay
-        self.clock.call_later(self._notify_at - now, fn)
+        self._token_pending += 1
+
+        def run() -> None:
+            self._token_pending -= 1
+            fn()
+        self.clock.call_later(self._notify_at - now, run)
 
     def _on_queue_commit(self, index: int) -> None:
         term = self.term
@@ -274,7 +306,13 @@ class RaftConsensus:
     def truncate_after(self, index: int) -> None:
         """Drop a conflicting uncommitted suffix, in memory and durably (in WAL order)."""
         if index < self.commit_index:
-            raise AssertionError(f"refusing to truncate committed entries ({index} < {self.commit_index})")
+            # kuduraft CHECKs the same (pending_rounds.cc, PendingRounds::AbortOpsAfter: CHECK_EQ of
+            # the new preceding index and the committed index).
+            self.faults.invariant_violation(
+                "truncate_committed", self.term, {"node": self.uuid, "leader": self.leader_uuid},
+                {"truncate_after": [self.log.term_at(index) or 0, index],
+                 "committed": [self.log.term_at(self.commit_index) or 0, self.commit_index]},
+                f"refusing to truncate committed entries ({index} < {self.commit_index})")
         dropped = self.log.truncate_after(index)
         if not dropped:
             return
@@ -331,5 +369,6 @@ class RaftConsensus:
                 for f in ("fault_crash_on_leader_request_fraction",
                           "fault_crash_after_leader_request_fraction")},
             "metadata_flushes": self.meta.flush_count,
+            "fatal": self.faults.fatal_record,
             "peers": {u: p.view() for u, p in sorted(self.peers.items())},
         }

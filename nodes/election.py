@@ -112,31 +112,36 @@ class Elections:
         return True
 
     def _finish(self, rnd: ElectionRound, won: bool) -> None:
+        """Every decided round, current or superseded, is handled as kuduraft's
+        RaftConsensus::DoElectionCallback (raft_consensus.cc) handles an election callback: it
+        snoozes the failure detector by LeaderElectionExpBackoffDeltaUnlocked, a loss counts
+        toward failed_elections_since_stable_leader_ (and adopts a voter's higher term) whatever
+        term or round it came from, and a win is honoured when the term it started in is still
+        ours and we do not lead yet, even if the FD fired again meanwhile."""
         c = self.c
         rnd.decided = True
-        # A round a newer one replaced (the FD fired again meanwhile) is as stale as an old term.
         superseded = self.current is not rnd
-        stale = (superseded or c.term != (rnd.term - 1 if rnd.pre else rnd.term)
-                 or c.role is Role.LEADER)
         if not superseded:
             self.current = None
-        if stale:
+        c.fd.snooze(self.backoff_s())
+        if not won:
+            c.failed_elections += 1
+            c.logger.info("%s for term %d lost (yes %s, no %s)", "pre-election" if rnd.pre else
+                          "election", rnd.term, sorted(rnd.yes), sorted(rnd.no))
+            if c.role is Role.CANDIDATE and not superseded and c.term == rnd.term:
+                c.role = Role.FOLLOWER
+            if rnd.highest_term > c.term:
+                c.adopt_term(rnd.highest_term, reason="a voter has a higher term")
             return
-        backoff = self.backoff_s()
-        if won and rnd.pre:
+        started_in = rnd.term - 1 if rnd.pre else rnd.term
+        if started_in != c.term or c.role is Role.LEADER:
+            c.logger.info("%s for term %d won in a defunct term or while leading; ignored",
+                          "pre-election" if rnd.pre else "election", rnd.term)
+            return
+        if rnd.pre:
             self.start(pre=False)
-            return
-        if won:
+        else:
             c.become_leader()
-            return
-        c.fd.snooze(backoff)
-        c.failed_elections += 1
-        c.logger.info("%s for term %d lost (yes %s, no %s)", "pre-election" if rnd.pre else
-                      "election", rnd.term, sorted(rnd.yes), sorted(rnd.no))
-        if c.role is Role.CANDIDATE:
-            c.role = Role.FOLLOWER
-        if rnd.highest_term > c.term:
-            c.adopt_term(rnd.highest_term, reason="a voter has a higher term")
 
     # ----- RequestVote -----
     async def handle_request_vote(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -36,23 +36,15 @@ FLAG_DEFS: tuple[FlagDef, ...] = (
     _f("leader_failure_exp_backoff_max_delta_ms", int, 20000, "cap of the election back-off", 1),
     _f("enable_leader_failure_detection", bool, True, "master switch of the failure detector"),
     _f("raft_enable_pre_election", bool, True, "run a pre-election before a real election"),
-    _f("raft_enable_tombstoned_voting", bool, True, "accepted for compatibility; no effect here"),
     _f("consensus_rpc_timeout_ms", int, 30000, "timeout of UpdateConsensus and proxy RPCs", 1),
-    _f("raft_get_node_instance_timeout_ms", int, 30000, "accepted for compatibility; no effect", 1),
     _f("consensus_max_batch_size_bytes", int, 1048576, "max serialized ops per request", 1),
     _f("follower_unavailable_considered_failed_sec", int, 300, "no contact this long => FAILED", 1),
     _f("update_peer_health_status", bool, True, "recompute peer health after RequestForPeer"),
-    _f("raft_prepare_replacement_before_eviction", bool, True, "health only notifies; no eviction"),
-    _f("raft_attempt_to_replace_replica_without_majority", bool, False, "accepted; no eviction here"),
-    _f("evict_failed_followers", bool, True, "accepted; no eviction here"),
-    _f("synchronous_transfer_leadership", bool, False, "accepted; no transfer here"),
     _f("raft_proxy_max_hops", int, 16, "TTL put on every proxied request", 0),
     _f("raft_enable_multi_hop_proxy_routing", bool, False, "proxies route via their own table"),
     _f("raft_log_cache_proxy_wait_time_ms", int, 500, "proxy wait for the first proxied op", 0),
     _f("enable_flexi_raft", bool, False, "region-aware quorums (not implemented; must stay false)"),
     _f("safe_time_advancement_without_writes", bool, True, "status-only requests carry safe time"),
-    _f("log_cache_size_limit_mb", int, 128, "accepted; the whole log is cached here", 0),
-    _f("global_log_cache_size_limit_mb", int, 1024, "accepted; the whole log is cached here", 0),
     _f("fault_crash_on_leader_request_fraction", float, 0.0, "P(exit 85) before each leader send",
        *FRACTION),
     _f("fault_crash_after_leader_request_fraction", float, 0.0,
@@ -66,16 +58,17 @@ FLAG_DEFS: tuple[FlagDef, ...] = (
        *FRACTION),
     _f("fault_crash_before_append_commit", float, 0.0, "P(exit 85) before applying a commit",
        *FRACTION),
-    _f("fault_crash_before_write_log_segment_header", float, 0.0, "accepted; no effect here",
-       *FRACTION),
+    _f("fault_crash_before_write_log_segment_header", float, 0.0,
+       "P(exit 85) each time a WAL segment is started", *FRACTION),
     _f("log_inject_io_error_on_append_fraction", float, 0.0, "P(fatal IO error) per WAL append",
        *FRACTION),
-    _f("log_inject_io_error_on_preallocate_fraction", float, 0.0, "accepted; no effect here",
-       *FRACTION),
+    _f("log_inject_io_error_on_preallocate_fraction", float, 0.0,
+       "P(fatal IO error, exit 74) each time a WAL segment is started", *FRACTION),
     _f("log_inject_latency", bool, False, "sleep N(mean, stddev) ms in every WAL sync"),
     _f("log_inject_latency_ms_mean", int, 100, "mean of the injected WAL sync latency", 0),
     _f("log_inject_latency_ms_stddev", int, 100, "stddev of the injected WAL sync latency", 0),
-    _f("log_inject_thread_lifecycle_latency_ms", int, 0, "accepted; no effect here", 0),
+    _f("log_inject_thread_lifecycle_latency_ms", int, 0,
+       "WAL writer pauses U[0,N) ms each time it goes idle and wakes", 0),
     _f("raft_proxy_failure_threshold_ms", int, 3000,
        "raftchaos: proxy unusable after this long without contact (kuduraft: 2 x MET)", 1),
     _f("raft_proxy_failure_lag_ops", int, 1000, "raftchaos: proxy unusable when this far behind", 0),
@@ -84,6 +77,22 @@ FLAG_DEFS: tuple[FlagDef, ...] = (
 )
 
 _BY_NAME = {d.name: d for d in FLAG_DEFS}
+
+REFUSED_FLAGS: dict[str, str] = {
+    "log_cache_size_limit_mb": "the log cache has no size limit without log GC, which this node "
+                               "lacks",
+    "global_log_cache_size_limit_mb": "the log cache has no size limit without log GC, which this "
+                                      "node lacks",
+    "raft_enable_tombstoned_voting": "this node has no tombstoned replicas (no tablet deletion)",
+    "evict_failed_followers": "this node never evicts followers (no config change)",
+    "raft_prepare_replacement_before_eviction": "this node never evicts or replaces followers",
+    "raft_attempt_to_replace_replica_without_majority": "this node never replaces replicas",
+    "synchronous_transfer_leadership": "this node has no leadership transfer",
+    "raft_get_node_instance_timeout_ms": "this node never sends GetNodeInstance",
+}
+"""kuduraft flags whose effect needs machinery this node lacks: refused by name, at start and on
+PUT /flags, rather than accepted and ignored (a chaos run would report "survived" for a fault
+that never happened)."""
 
 
 def parse_value(defn: FlagDef, raw: Any) -> Any:
@@ -131,11 +140,15 @@ class Flags:
         try:
             return _BY_NAME[name]
         except KeyError:
+            if name in REFUSED_FLAGS:
+                raise FlagError(f"flag {name}: refused, this node lacks what it acts on: "
+                                f"{REFUSED_FLAGS[name]}") from None
             raise FlagError(f"unknown flag {name!r}") from None
 
     @staticmethod
     def known(name: str) -> bool:
-        return name in _BY_NAME
+        """A kuduraft flag this node knows: one it implements, or one it refuses by name."""
+        return name in _BY_NAME or name in REFUSED_FLAGS
 
     @staticmethod
     def validate_invariants(values: Mapping[str, Any]) -> None:

@@ -35,6 +35,11 @@ class MetadataStore:
         self.flush_count = 0
         """Completed saves (kuduraft's tests count consensus-metadata flushes)."""
 
+    @property
+    def directory(self) -> Path:
+        """The node's data directory (the metadata file lives at its top)."""
+        return self._dir
+
     def load(self) -> tuple[int, str | None]:
         """(term, voted_for); (0, None) when never saved. MetadataError when unreadable or corrupt."""
         try:

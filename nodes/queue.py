@@ -6,12 +6,15 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from nodes.clock import Clock
 from nodes.flags import Flags
 from nodes.log import MIN_OPID, LogGone, LogReadAhead, OpId, RaftLog
 from nodes.routing import RoutingError, RoutingTable
+
+InvariantHook = Callable[[str, int, dict[str, str | None], dict[str, list[int]], str], NoReturn]
+"""(what, term, uuids, op ids, message): the node's abort on a broken invariant."""
 
 LMP_MISMATCH_CODE = "PRECEDING_ENTRY_DIDNT_MATCH"
 INVALID_TERM_CODE = "INVALID_TERM"
@@ -112,7 +115,8 @@ class PeerMessageQueue:
     def __init__(self, local_uuid: str, log: RaftLog, clock: Clock, flags: Flags,
                  routing: Callable[[], RoutingTable],
                  on_commit: Callable[[int], None], on_higher_term: Callable[[int], None],
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None,
+                 on_invariant_violation: InvariantHook | None = None) -> None:
         self.local_uuid = local_uuid
         self._log = log
         self._clock = clock
@@ -121,6 +125,7 @@ class PeerMessageQueue:
         self._on_commit = on_commit
         self._on_higher_term = on_higher_term
         self._logger = logger or logging.getLogger("raftchaos.queue")
+        self._on_invariant_violation = on_invariant_violation
         self.peers: dict[str, TrackedPeer] = {}
         self.leader_mode = False
         self.term = 0
@@ -282,10 +287,18 @@ class PeerMessageQueue:
         if peer.status is not PeerStatus.OK:
             return send_more
         if resp.responder_term > self.term:
-            self._logger.error("peer %s answered OK with term %d above ours (%d)", uuid,
-                               resp.responder_term, self.term)
-            self._on_higher_term(resp.responder_term)
-            return False
+            # consensus_queue.cc, PeerMessageQueue::ResponseFromPeer: a reply without an error
+            # means the peer's term is not above ours, CHECK_LE(responder_term, current_term).
+            message = (f"peer {uuid} answered OK with term {resp.responder_term} above the "
+                       f"leader's term {self.term}")
+            if self._on_invariant_violation is None:
+                raise AssertionError(message)
+            self._on_invariant_violation(
+                "ok_reply_with_higher_term", self.term,
+                {"leader": self.local_uuid, "peer": uuid},
+                {"last_received": list(resp.last_received),
+                 "last_received_current_leader": list(resp.last_received_current_leader)},
+                message)
         self._advance_watermarks()
         return (resp.last_committed_index < self.marks.committed_index
                 or peer.next_index <= self._log.last_index)

@@ -32,6 +32,7 @@ class RpcClientStats:
     calls: int = 0
     timeouts: int = 0
     late_responses: int = 0
+    oversized_requests: int = 0
 
 
 class _ClientConn:
@@ -124,13 +125,21 @@ class RpcClientPool:
 
         ``timeout_s`` bounds connecting, sending and waiting together. Raises KeyError for an
         unknown uuid, RpcLayerError when no answer came back, RemoteRpcError when the server
-        answered with an error, and FrameError when ``body`` cannot be encoded (a caller bug).
+        answered with an error; a body that cannot be framed (over the frame limit, or not JSON)
+        is an RpcLayerError too: the request never left.
         """
         addr = self._addresses[uuid]
         if self._closed:
             raise RpcLayerError("client pool is closed")
         rid = next(self._ids)
-        data = encode_frame({"id": rid, "rpc": rpc, "body": body}, self._max_frame_bytes)
+        try:
+            data = encode_frame({"id": rid, "rpc": rpc, "body": body}, self._max_frame_bytes)
+        except FrameError as e:
+            # kuduraft's messenger refuses a call over rpc_max_message_size and the call fails
+            # with a network error, so the Peer counts an RPC-layer failure and retries on its
+            # heartbeat; raising anything else would leave the Peer's request pending forever.
+            self.stats.oversized_requests += 1
+            raise RpcLayerError(f"{rpc} to {uuid} not sent: {e}") from None
         self.stats.calls += 1
         conn: _ClientConn | None = None
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

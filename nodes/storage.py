@@ -65,7 +65,12 @@ class WalWriter:
 
     async def _run(self) -> None:
         while True:
-            first = await self._queue.get()
+            if self._queue.empty():  # going idle, then woken by the next append
+                await self._pause(self._lifecycle_latency_s())
+                first = await self._queue.get()
+                await self._pause(self._lifecycle_latency_s())
+            else:
+                first = self._queue.get_nowait()
             items = [first]
             while not self._queue.empty() and first.truncate_after is None:
                 nxt = self._queue.get_nowait()
@@ -77,26 +82,50 @@ class WalWriter:
             await self._write(items)
 
     async def _write(self, items: list[_Item]) -> None:
+        """A failed local append or truncation is fatal, as in kuduraft (log.cc): exit 74 (fatal
+        storage) with a record, never 85 (the status of the fault_crash_* flags)."""
+        truncate = items[0].truncate_after
+        batch = [e for it in items for e in it.entries]
+        if self._wal.next_write_starts_segment:
+            self._new_segment_faults()
+        if truncate is None and self._faults.hit("log_inject_io_error_on_append_fraction"):
+            # log.cc, Log::DoAppend: MAYBE_RETURN_FAILURE(..., IOError), and the append fails.
+            self._faults.storage_fatal("wal_append_io_error", "injected WAL IO error "
+                                       "(log_inject_io_error_on_append_fraction)")
         try:
-            if items[0].truncate_after is not None:
-                await asyncio.to_thread(self._wal.truncate_after, items[0].truncate_after)
+            if truncate is not None:
+                await asyncio.to_thread(self._wal.truncate_after, truncate)
             else:
-                batch = [e for it in items for e in it.entries]
-                if self._faults.hit("log_inject_io_error_on_append_fraction"):
-                    self._logger.critical("injected WAL IO error "
-                                          "(log_inject_io_error_on_append_fraction); append "
-                                          "failures are fatal")
-                    self._faults.crash_now()
                 delay_s = self._sync_latency_s()
                 await asyncio.to_thread(self._append_blocking, batch, delay_s)
-                self.batches += 1
-                self.entries_written += len(batch)
-        except Exception as e:  # a failed local append is fatal, as in kuduraft
-            self._logger.critical("WAL write failed: %r", e)
-            raise SystemExit(1) from e
+        except Exception as e:  # OSError from the disk, WalError/ValueError from a refused write
+            self._faults.storage_fatal("wal_write_failed", f"WAL write failed: {e!r}")
+        if truncate is None:
+            self.batches += 1
+            self.entries_written += len(batch)
         for it in items:
             if it.done is not None and not it.done.done():
                 it.done.set_result(None)
+
+    def _new_segment_faults(self) -> None:
+        """The fault points of starting a segment, drawn on the loop before the write.
+
+        log.cc, Log::PreAllocateNewSegment fails with an injected IOError at
+        log_inject_io_error_on_preallocate_fraction, and the roll-over that needs the segment
+        then fails the append (fatal, exit 74). log_util.cc, WritableLogSegment::
+        WriteHeaderAndOpen crashes at fault_crash_before_write_log_segment_header (exit 85)."""
+        if self._faults.hit("log_inject_io_error_on_preallocate_fraction"):
+            self._faults.storage_fatal("wal_preallocate_io_error", "injected IO error "
+                                       "preallocating a WAL segment "
+                                       "(log_inject_io_error_on_preallocate_fraction)")
+        self._faults.maybe_fault("fault_crash_before_write_log_segment_header")
+
+    def _lifecycle_latency_s(self) -> float:
+        """log.cc, Log::AppendThread::GoIdle: MAYBE_INJECT_RANDOM_LATENCY(
+        log_inject_thread_lifecycle_latency_ms), a random 0..N ms pause of the append thread
+        each time it goes idle or wakes up again."""
+        max_ms = int(self._flags["log_inject_thread_lifecycle_latency_ms"])
+        return self._rng.uniform(0, max_ms) / 1000.0 if max_ms > 0 else 0.0
 
     def _sync_latency_s(self) -> float:
         if not self._flags["log_inject_latency"]:
@@ -104,6 +133,11 @@ class WalWriter:
         ms = self._rng.gauss(float(self._flags["log_inject_latency_ms_mean"]),
                              float(self._flags["log_inject_latency_ms_stddev"]))
         return max(0.0, ms) / 1000.0
+
+    @staticmethod
+    async def _pause(delay_s: float) -> None:
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)  # injected writer latency (a fault, not a wait)
 
     def _append_blocking(self, batch: list[LogEntry], delay_s: float) -> None:
         if delay_s > 0:

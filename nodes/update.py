@@ -133,7 +133,17 @@ async def handle_update(c: RaftConsensus, body: dict[str, Any]) -> dict[str, Any
             if c.role is Role.CANDIDATE:
                 c.become_follower("a leader exists in this term")
         elif c.leader_uuid != req.caller_uuid:
-            c.logger.error("two leaders in term %d: %s and %s", c.term, c.leader_uuid, req.caller_uuid)
+            # raft_consensus.cc, RaftConsensus::CheckLeaderRequestUnlocked: LOG(FATAL)
+            # "Unexpected new leader in same term!". Two leaders in one term break Raft's
+            # election safety; the node aborts with a record instead of answering.
+            op_ids = {"preceding_id": list(req.preceding), "local_last": list(c.log.last_opid)}
+            if req.ops:
+                op_ids["first_op"] = [req.ops[0].term, req.ops[0].index]
+                op_ids["last_op"] = [req.ops[-1].term, req.ops[-1].index]
+            c.faults.invariant_violation(
+                "two_leaders_in_term", c.term,
+                {"existing_leader": c.leader_uuid, "new_leader": req.caller_uuid, "node": c.uuid},
+                op_ids, f"two leaders in term {c.term}: {c.leader_uuid} and {req.caller_uuid}")
         lmp_error = _check_log_matching(c, preceding)
         if lmp_error is not None:
             c.counters.updates_rejected += 1

@@ -203,6 +203,12 @@ class Wal:
         """Index of the last durable entry (0 when empty)."""
         return self._last_index
 
+    @property
+    def next_write_starts_segment(self) -> bool:
+        """Whether the next append or truncation creates a new segment file first (kuduraft
+        writes a segment header then, and preallocates the segment before)."""
+        return self._fd is None or self._segment_size >= self._segment_bytes
+
     def segment_paths(self) -> list[Path]:
         """The segment files, oldest first."""
         return [p for _, p in self._segments()]

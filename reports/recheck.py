@@ -42,7 +42,7 @@ def _guarded(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> di
 def recheck_verdicts(events: Sequence[Event], previous: Sequence[dict[str, Any]],
                      run_dir: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """(verdicts, skipped checker names). Runs what the plugin runs at the end of a test
-    (durability, crashes; recovery and the fault windows when a fault was injected), linearizability on
+    (durability, crashes, invariants; recovery and the fault windows when a fault was injected), linearizability on
     the client ops, and degradation again for each fault a saved degradation verdict named. Saved
     verdicts of other checkers (a suite's own) are kept as they were, since only the suite can
     recompute them."""
@@ -60,6 +60,7 @@ def recheck_verdicts(events: Sequence[Event], previous: Sequence[dict[str, Any]]
 
     run("durability", "durability", "check_durability", events)
     run("crashes", "crashes", "check_crashes", events, run_dir)
+    run("invariants", "invariants", "check_invariants", events)
     if any(e.get("kind") == "fault" for e in events):
         bound = _load("recovery", "heal_bound_s")
         run("recovery", "recovery", "check_recovery", events, bound(events) if bound else None)

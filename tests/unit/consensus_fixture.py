@@ -137,8 +137,12 @@ class Node:
     def vote_requests(self) -> list[RpcCall]:
         return self.rpc.pending("RequestVote")
 
-    async def win_election(self, pre: bool = False) -> None:
-        """Run an election and grant every vote; n1 ends LEADER with a NO_OP appended."""
+    async def win_election(self, pre: bool = False, first_requests: bool = True) -> None:
+        """Run an election and grant every vote; n1 ends LEADER with a NO_OP appended.
+
+        A new leader does not signal its peers (kuduraft's BecomeLeaderUnlocked): each first
+        request leaves on the peer's heartbeater. With ``first_requests`` the clock advances to
+        the last of those first beats, so every peer has its first request pending on return."""
         self.elections.start(pre=pre)
         await self.settle()
         for call in self.vote_requests():
@@ -151,6 +155,15 @@ class Node:
                             "vote_granted": True})
             await self.settle()
         assert self.c.role is Role.LEADER, f"election not won: {self.c.status()}"
+        if first_requests:
+            await self.first_beats()
+
+    async def first_beats(self) -> None:
+        """Advance the clock to the last peer heartbeater's due time (each peer's first request)."""
+        due = [p.heartbeater.due_at for p in self.c.peers.values() if p.heartbeater.due_at is not None]
+        if due:
+            self.clock.advance_to(max(due))
+            await self.settle()
 
     def last_opid(self) -> OpId:
         return self.c.log.last_opid

@@ -141,7 +141,7 @@ def test_standard_verdicts_bound_the_linearizability_search() -> None:
     lin = verdicts["linearizable"]
     assert lin.validity is Validity.UNKNOWN and "time limit" in lin.details["reason"]
     assert lin.details["elapsed_s"] < 2.0
-    assert list(verdicts) == ["durability", "crashes", "linearizable"]  # no fault: no recovery verdict
+    assert list(verdicts) == ["durability", "crashes", "invariants", "linearizable"]  # no fault: no recovery
 
 
 def test_standard_verdicts_turn_a_malformed_history_into_unknown() -> None:

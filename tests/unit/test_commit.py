@@ -8,7 +8,17 @@ import json
 from pathlib import Path
 
 import pytest
-from consensus_fixture import ModelFollower, Node, follower_reply, op, ops, pump, run_node, status_error
+from consensus_fixture import (
+    SINGLE,
+    ModelFollower,
+    Node,
+    follower_reply,
+    op,
+    ops,
+    pump,
+    run_node,
+    status_error,
+)
 
 from nodes.api import NodeApi
 from nodes.consensus import LeadershipLost, NotLeader, Role
@@ -250,3 +260,23 @@ def test_b16_all_replicated_index_needs_every_peer_ok_and_resets_on_new_leadersh
         firsts = n.transport.sent[mark:]
         assert len(firsts) == 2 and {s.body["all_replicated_index"] for s in firsts} == {0}
     run_node(tmp_path, body)
+
+
+def test_b14_leader_self_ack_is_counted_behind_queued_notifications(tmp_path: Path) -> None:
+    """B14 (commit path): the leader's own durable ack is counted on the serial observer token, like
+    kuduraft's PeerMessageQueue::LocalPeerAppendFinished (async_local_vote_count), so it waits behind
+    the commit notification already delayed there by consensus_inject_latency_ms_in_notifications."""
+    async def body(n: Node) -> None:
+        n.c.rng.uniform = lambda a, b: b  # type: ignore[method-assign]  # every delay = the max, 1 s
+        await n.drain()  # the NO_OP is durable: self-ack counted, its commit notification queued
+        t0 = n.clock.now()
+        assert n.c.queue.marks.committed_index == 1 and n.c.commit_index == 0
+        fut = n.c.replicate({"op": "put", "key": "a", "value": "1"})
+        await n.drain()
+        assert n.c.queue.marks.committed_index == 1  # the second self-ack waits on the token
+        n.clock.advance_to(t0 + 1.0)
+        assert n.c.commit_index == 1 and n.c.queue.marks.committed_index == 2
+        n.clock.advance_to(t0 + 2.0)
+        assert n.c.commit_index == 2 and (await fut) == {"index": 2}
+    run_node(tmp_path, body, config=SINGLE,
+             flags={"consensus_inject_latency_ms_in_notifications": 1000})

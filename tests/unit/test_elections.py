@@ -275,7 +275,8 @@ def test_b41_step_down_raises_term_and_blocks_own_election_for_two_met(tmp_path:
         term, flushes = n.c.term, n.meta.flush_count
         n.c.step_down()
         assert n.c.role is Role.FOLLOWER and n.c.term == term + 1 and n.c.leader_uuid is None
-        assert n.meta.flush_count == flushes + 1 and n.meta.load() == (term + 1, None)
+        # kuduraft's StepDown advances the term with SKIP_FLUSH_TO_DISK (raft_consensus.cc).
+        assert n.meta.flush_count == flushes and n.meta.load() == (term, "n1")
         assert n.fd_delay() == pytest.approx(3.0)
         n.clock.advance(2.999)
         await n.settle()
@@ -301,17 +302,84 @@ def test_step_down_over_the_api(tmp_path: Path) -> None:
     run_node(tmp_path, body)
 
 
-def test_superseded_pre_election_result_is_ignored(tmp_path: Path) -> None:
-    """§4.3: when the FD fires again before a pre-election decides, the late answers of the
-    replaced round neither count as a failed election nor start anything."""
+def test_b26_superseded_lost_round_still_counts_toward_back_off(tmp_path: Path) -> None:
+    """B26: a round the FD replaced still counts when it is lost, and snoozes the FD by the grown
+    back-off (kuduraft raft_consensus.cc, RaftConsensus::DoElectionCallback increments
+    failed_elections_since_stable_leader_ for every VOTE_DENIED result, before any term check)."""
     async def body(n: Node) -> None:
+        n.c.rng.uniform = lambda a, b: b  # type: ignore[method-assign]
         await expire_fd(n)
         first = n.vote_requests()
-        n.elections.start(pre=True)  # the FD expiring again, same term
-        await n.settle()
+        await expire_fd(n)  # the FD fires again before the first round decides
         assert n.c.counters.pre_elections_started == 2
+        second = [v for v in n.vote_requests() if v not in first]
         for v in first:
-            v.reply(deny(v, 0))
+            v.fail()
         await n.settle()
-        assert n.c.failed_elections == 0 and n.c.term == 0
+        assert n.c.failed_elections == 1 and n.c.term == 0
+        assert n.fd_delay() == pytest.approx(backoff_bound(0))
+        for v in second:
+            v.fail()
+        await n.settle()
+        assert n.c.failed_elections == 2
+        assert n.fd_delay() == pytest.approx(backoff_bound(1))
+    run_node(tmp_path, body)
+
+
+def test_b26_late_win_of_superseded_round_is_honoured(tmp_path: Path) -> None:
+    """B26/§4.3: votes slower than the FD still elect a leader. kuduraft's DoElectionCallback only
+    drops a win whose start term is defunct or that arrives while leading; a round the FD
+    replaced in the same term still starts the real election (pre) or becomes leader."""
+    async def body(n: Node) -> None:
+        await expire_fd(n)
+        slow_pre = n.vote_requests()
+        await expire_fd(n)  # the replies take longer than the FD
+        for v in slow_pre:
+            v.reply(grant(v))
+        await n.settle()
+        assert n.c.term == 1 and n.c.voted_for == "n1" and n.c.counters.elections_started == 1
+        real = [v for v in n.vote_requests() if not v.body["is_pre_election"]]
+        assert len(real) == 2
+        await expire_fd(n)  # the FD fires during the real election too: a new pre-election
+        for v in real:
+            v.reply(grant(v))
+        await n.settle()
+        assert n.c.role is Role.LEADER and n.c.term == 1
+        for v in n.vote_requests():  # the newest pre-election's grants arrive while leading
+            v.reply(grant(v))
+        await n.settle()
+        assert n.c.role is Role.LEADER and n.c.term == 1 and n.c.counters.elections_started == 1
+    run_node(tmp_path, body)
+
+
+@pytest.mark.parametrize("seed", [41, 42, 43])
+def test_b4_b5_new_leader_first_request_leaves_on_heartbeat(tmp_path: Path, seed: int) -> None:
+    """B4/B5: a new leader appends its NO_OP without signalling (kuduraft raft_consensus.cc,
+    BecomeLeaderUnlocked; consensus_peers.cc, Peer::Init only starts the heartbeater), so each
+    peer's first request leaves P x [0.75, 1.25] = 375-625 ms after the peer is created."""
+    async def body(n: Node) -> None:
+        await n.win_election(first_requests=False)
+        t0 = n.clock.now()
+        assert n.transport.pending() == []
+        for hop in ("n2", "n3"):
+            due = n.c.peers[hop].heartbeater.due_at
+            assert due is not None and 0.375 <= due - t0 <= 0.625
+        n.clock.advance(0.3749)
+        await n.settle()
+        assert n.transport.pending() == []
+        await n.first_beats()
+        for hop in ("n2", "n3"):
+            first = n.transport.take(hop)
+            assert first.body["ops"] == [] and first.body["preceding_id"] == [1, 1]
+    run_node(tmp_path, body, seed=seeded(seed))
+
+
+def test_b4_a_write_signal_sends_the_first_request_before_the_heartbeat(tmp_path: Path) -> None:
+    """B4: a write signals every peer; the first request (negotiation, no ops) leaves at once."""
+    async def body(n: Node) -> None:
+        await n.win_election(first_requests=False)
+        n.c.replicate({"op": "put", "key": "a", "value": "1"})
+        await n.settle()
+        for hop in ("n2", "n3"):
+            assert n.transport.take(hop).body["ops"] == []
     run_node(tmp_path, body)

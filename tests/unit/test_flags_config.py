@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from consensus_fixture import CLUSTER_DOC, Node, run_node
 
 from nodes.api import NodeApi
 from nodes.config import Address, ConfigError, parse_cluster
-from nodes.flags import FLAG_DEFS, FlagError, Flags, parse_flag_args
+from nodes.flags import FLAG_DEFS, REFUSED_FLAGS, FlagError, Flags, parse_flag_args
 
 
 def test_defaults_are_kuduraft_defaults() -> None:
@@ -171,3 +172,28 @@ def test_cluster_file_dial_addresses_and_topology() -> None:
     assert cfg.dial_address("n1", "n2") == Address("127.0.0.1", 9002)
     assert cfg.dial_address("n2", "n1") == cfg.nodes["n1"].rpc
     assert cfg.topology == {"n3": "n2"}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_FLAGS))
+def test_flags_without_machinery_are_refused_by_name(name: str) -> None:
+    """Log-cache limits (no log GC), eviction, transfer, tombstones, GetNodeInstance: refused at start
+    and at runtime with an error naming the flag, never accepted and ignored."""
+    with pytest.raises(FlagError, match=f"flag {name}: refused"):
+        Flags(parse_flag_args([f"{name}=1"]))
+    with pytest.raises(FlagError, match=f"flag {name}: refused"):
+        Flags().set(name, 1)
+    assert Flags.known(name) and name not in Flags().as_dict()
+
+
+def test_refused_flag_on_put_flags_is_400_naming_it() -> None:
+    """PUT /flags/<refused name> answers 400 with the refusal, not 404 (the name is kuduraft's)."""
+    from types import SimpleNamespace
+
+    c = SimpleNamespace(flags=Flags(), logger=None)
+    api = NodeApi(c, None)  # type: ignore[arg-type]
+    resp = asyncio.run(api.handle("PUT", "/flags/evict_failed_followers", {}, b'{"value": true}'))
+    assert resp.status == 400 and b"evict_failed_followers: refused" in resp.body
+
+
+def test_no_flag_is_documented_as_having_no_effect() -> None:
+    assert not [d.name for d in FLAG_DEFS if "no effect" in d.help or "accepted;" in d.help]

@@ -21,6 +21,7 @@ from typing import Any
 
 from consensus_fixture import (
     LOGGER,
+    InjectedExit,
     ModelFollower,
     Node,
     RpcCall,
@@ -32,6 +33,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from nodes.consensus import LeadershipLost, NotLeader
+from nodes.fatal import EXIT_INVARIANT
 from nodes.rpc import RemoteRpcError
 from nodes.wal import Wal
 from nodes.wire import encode_frame
@@ -102,7 +104,10 @@ def valid_update(d: st.DataObject, n: Node) -> dict[str, Any]:
         if payload:
             entry["payload"] = payload
         op_list.append(entry)
-    body = {"tablet_id": "raftchaos", "caller_uuid": d.draw(st.sampled_from(["n2", "n3"])), "dest_uuid": "n1",
+    # One leader per term, as Raft guarantees (a second one makes the node abort, kuduraft's
+    # "Unexpected new leader in same term!"): n2 leads even terms, n3 odd ones.
+    caller = "n2" if caller_term % 2 == 0 else "n3"
+    body = {"tablet_id": "raftchaos", "caller_uuid": caller, "dest_uuid": "n1",
             "caller_term": caller_term, "preceding_id": [p_term, p_idx], "ops": op_list,
             "committed_index": d.draw(st.integers(0, p_idx + len(op_list) + 2)), "all_replicated_index": 0}
     return mutate(d, body)
@@ -166,11 +171,21 @@ class Invariants:
         self.term, self.commit = c.term, c.commit_index
 
 
+class NodeAborted(Exception):
+    """The node aborted on an invariant the input itself broke (n1 leads a term another
+    node also sends updates in); the sequence ends there."""
+
+
 async def call_handler(n: Node, rpc: str, body: dict[str, Any]) -> None:
     try:
         resp = await asyncio.wait_for(n.service.handle(rpc, body), 10)
     except RemoteRpcError:
         return
+    except InjectedExit as e:
+        record = n.c.faults.fatal_record or {}
+        assert e.code == EXIT_INVARIANT and record.get("what") == "two_leaders_in_term", record
+        assert record["uuids"]["existing_leader"] == "n1" and body.get("caller_term") == n.c.term
+        raise NodeAborted from None
     assert isinstance(resp, dict), resp
     encode_frame({"id": 1, "body": resp})  # the RPC server must be able to send it
 
@@ -233,7 +248,10 @@ def fuzz_node(d: st.DataObject, steps: int) -> None:
     async def main(data_dir: Path) -> None:
         async with open_node(data_dir, flags=flags, seed=seed) as n:
             n.rpc.auto = vote_responder(mode)
-            await run_steps(d, n, steps)
+            try:
+                await run_steps(d, n, steps)
+            except NodeAborted:
+                event("aborted: two leaders in a term (n1 and a forged caller)")
             await n.drain()
             memory = entries_of(n.c.log)
             event(f"ended {n.c.role.value}, commit {'> 0' if n.c.commit_index else '0'}")
