@@ -18,7 +18,7 @@ from typing import Any
 from faults.catalog import replay_params
 from faults.runner import RunOutcome, execute, plan_from_info, read_run_info
 from harness.divergence import Divergence, first_divergence, raft_events
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, read_utf8
 from harness.history import load_history
 from harness.schedule import FaultSpec, Step, StepOp, read_executed
 from harness.spec import BackendName, ClusterSpec
@@ -75,16 +75,6 @@ class ReplayOutcome:
     replay_events: int
 
 
-def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
-
 
 def recorded_spec(run_dir: Path | str) -> ClusterSpec:
     """The spec a recorded run ran with (its ``spec.json``); ConfigError naming the file when it is
@@ -94,7 +84,7 @@ def recorded_spec(run_dir: Path | str) -> ClusterSpec:
     if not path.exists():
         raise ConfigError(f"{path}: missing")
     try:
-        return ClusterSpec.from_json(_read_text(path))
+        return ClusterSpec.from_json(read_utf8(path))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except (TypeError, ValueError) as exc:
@@ -104,7 +94,7 @@ def recorded_spec(run_dir: Path | str) -> ClusterSpec:
 def _recorded_steps(run: RunDir) -> int | None:
     """How many steps the run's own verdicts.json says its nemesis executed (None: not recorded)."""
     try:
-        doc = json.loads(_read_text(run.verdicts_path))
+        doc = json.loads(read_utf8(run.verdicts_path))
     except (ConfigError, ValueError):
         return None
     count = doc.get("schedule_steps") if isinstance(doc, dict) else None
@@ -137,7 +127,7 @@ def check_replayable(run_dir: Path | str) -> Recorded:
     except (KeyError, ValueError, TypeError, HarnessError) as exc:
         raise ConfigError(f"{original.schedule_path}: a step cannot be replayed: {exc}") from None
     try:
-        _read_text(original.events_path)  # UTF-8 (load_history would replace bad bytes silently)
+        read_utf8(original.events_path)  # UTF-8 (load_history would replace bad bytes silently)
         load_history(original.events_path)
     except OSError as exc:
         raise ConfigError(f"{original.events_path}: cannot read: {exc.strerror or exc}") from None

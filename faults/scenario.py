@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from faults.catalog import build_fault
-from harness.errors import ConfigError, FaultError
+from harness.errors import ConfigError, FaultError, read_utf8
 from harness.fault import Target
 from harness.schedule import Duration, FaultSpec, Schedule, hold, timeline
 from harness.spec import BackendName, ClusterSpec, node_ids
@@ -342,12 +342,4 @@ def load_scenario(path: Path | str) -> Scenario:
     """Read and validate a scenario file; ScenarioError naming the file for an unreadable, non-UTF-8
     or invalid one."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(read_utf8(path, ScenarioError), str(path))

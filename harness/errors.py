@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 
 def format_log_tails(tails: Mapping[str, Sequence[str]]) -> str:
@@ -20,6 +21,19 @@ class HarnessError(Exception):
 
 class ConfigError(HarnessError):
     """A cluster spec, timing profile or argument that cannot work; raised before anything starts."""
+
+
+def read_utf8(path: Path, error: type[ConfigError] = ConfigError) -> str:
+    """A file the harness was handed, as text: ``error`` (one line naming the file) when it cannot
+    be read or is not UTF-8, so a bad input file never turns into a traceback or replaced bytes."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
 
 
 class _WithLogs(HarnessError):

@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, read_utf8
 
 Duration = float | tuple[float, float]
 
@@ -323,14 +323,7 @@ def read_executed(path: Path | str, expected_steps: int | None = None, shape: bo
     The nemesis writes one whole line per step, newline-terminated, so a file that does not end
     in a newline was cut mid-line."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    text = read_utf8(path)
     if text and not text.endswith("\n"):
         raise ConfigError(f"{path}: torn: the last line is cut short (the file does not end with a newline)")
     out: list[dict[str, Any]] = []

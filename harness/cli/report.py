@@ -11,23 +11,12 @@ import typer
 
 from harness.cli import app
 from harness.cli.common import EXIT_BY_VERDICT, EXIT_UNKNOWN, fail
-from harness.errors import ConfigError, HarnessError
-
-
-def _utf8(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+from harness.errors import ConfigError, HarnessError, read_utf8
 
 
 def _json_object(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(_utf8(path))
+        doc = json.loads(read_utf8(path))
     except ValueError as exc:
         raise ConfigError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -40,7 +29,7 @@ def _history(path: Path) -> int:
     A torn last line is the one tolerance (a crashed run leaves one, and load_history drops it)."""
     from harness.history import load_history
 
-    _utf8(path)
+    read_utf8(path)
     try:
         return len(load_history(path))
     except HarnessError as exc:
@@ -137,7 +126,7 @@ def check(
     if not file.is_file():
         fail(f"{file}: is not a file")
     try:
-        text = _utf8(file)
+        text = read_utf8(file)
         if not text.strip():
             fail(f"{file}: holds no events")
         left = max(0.0, time_limit - (time.monotonic() - started))
