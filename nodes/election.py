@@ -70,6 +70,8 @@ class Elections:
         c.logger.info("starting %s for term %d (back-off %.3fs)",
                       "pre-election" if pre else ("forced election" if forced else "election"),
                       ask_term, backoff)
+        c.events.record_node("pre_election_started" if pre else "election_started", term=c.term,
+                             ask_term=ask_term, backoff_s=round(backoff, 6), forced=forced)
         rnd = ElectionRound(ask_term, pre, backoff, list(c.voters), yes={c.uuid})
         self.current = rnd
         if self._decide(rnd):
@@ -120,6 +122,9 @@ class Elections:
                  or c.role is Role.LEADER)
         if not superseded:
             self.current = None
+        c.events.record_node("pre_election_decided" if rnd.pre else "election_decided", term=c.term,
+                             ask_term=rnd.term, won=won, stale=stale, yes=sorted(rnd.yes),
+                             no=sorted(rnd.no))
         if stale:
             return
         backoff = self.backoff_s()
