@@ -20,7 +20,15 @@ from harness.checkers.recovery import MIN_OK_BEFORE
 from harness.cluster import Cluster
 from harness.history import OpFn
 from harness.nodeclient import Outcome
-from suites._helpers import Markers, heartbeats, recorded_op, samples_of, wait_ok_ops
+from suites._helpers import (
+    Markers,
+    heartbeats,
+    recorded_op,
+    samples_of,
+    traces,
+    wait_ok_ops,
+    wait_trace,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.recovery]
 
@@ -94,9 +102,14 @@ def test_kill_follower_and_restart(make_cluster: Any, workload: Any) -> None:
 
 def test_paused_leader_steps_down_when_it_hears_the_new_term(make_cluster: Any, workload: Any) -> None:
     """A paused leader is replaced; resumed, it still believes it leads until a reply carries the
-    higher term: then it steps down (B28). The others' links *to* it are cut from the moment it
-    pauses, so the only way it can learn the new term is the INVALID_TERM answers to its own
-    requests."""
+    higher term: then it steps down (B28). The others' links *to* it are cut before it pauses, so
+    the only way it can learn the new term is the INVALID_TERM answers to its own requests; its own
+    trace must show one in its old term before its step-down.
+
+    (The cuts used to go in after ``pause`` returned. ``pause`` verifies itself by asking the
+    paused node's ``/health`` until it times out, about a second, longer than an election takes:
+    the new leader's first UpdateConsensus already sat in the paused node's socket buffer when
+    the cut came, and on resume that request, not a rejected reply, made it step down.)"""
     cluster = make_cluster(nodes=3)
     timing = cluster.timing
     markers = Markers(cluster, "pause-leader")
@@ -106,27 +119,37 @@ def test_paused_leader_steps_down_when_it_hears_the_new_term(make_cluster: Any, 
         others = [n for n in cluster.nodes if n != old]
         markers.write(2)
         _warmed_up(cluster)
-        paused = pause(cluster, old)  # skips (FaultUnavailable) on a backend that cannot pause
-        try:
-            with ExitStack() as cuts:
-                for other in others:
-                    cuts.enter_context(partition(cluster, link=(other, old), mode="refused"))
+        with ExitStack() as cuts:
+            # Nothing travels on these links while `old` leads (followers never call the leader).
+            for other in others:
+                cuts.enter_context(partition(cluster, link=(other, old), mode="refused"))
+            paused = pause(cluster, old)  # skips (FaultUnavailable) on a backend that cannot pause
+            try:
                 new = cluster.wait_for_new_leader(old, term)
                 new_term = cluster.status(new)["term"]
-                rejected = {n: cluster.status(n)["updates_rejected"] for n in others}
                 resume(cluster, paused)
                 cluster.wait_until(lambda: (st := cluster.status(old))["role"] == "FOLLOWER"
                                    and st["term"] >= new_term,
                                    what=f"{old} to step down to term {new_term}",
                                    timeout_s=heartbeats(cluster, 2) + timing.rpc_timeout_s)
-                after = {n: cluster.status(n)["updates_rejected"] for n in others}
-                print(f"{old} stepped down; rejected updates {rejected} -> {after}")
-                assert any(after[n] > rejected[n] for n in others), (
-                    f"{old} stepped down without any of its updates being rejected: {rejected} -> {after}")
+                down = wait_trace(cluster, old,
+                                  lambda evs: [e for e in evs if e["event"] == "stepped_down"
+                                               and e["term"] >= new_term],
+                                  f"its step-down to term {new_term}", heartbeats(cluster, 4))[0]
+                events = traces(cluster, old)
+                rejected = [e for e in events if e["event"] == "reply" and e["term"] == term
+                            and e["outcome"] == "invalid_term" and not e.get("ignored")
+                            and e["seq"] < down["seq"]]
+                print(f"{old} stepped down ({down['reason']}) in term {down['term']} after "
+                      f"INVALID_TERM replies: {[(e['peer'], e['responder_term']) for e in rejected]}")
+                assert rejected, (
+                    f"{old} stepped down without any of its requests being rejected for their term: "
+                    f"{[e for e in events if e['seq'] <= down['seq']][-6:]}")
+                assert rejected[0]["responder_term"] >= new_term, rejected[0]
                 assert cluster.status(old)["step_downs"] >= 1
                 assert cluster.leader() == new
-        finally:
-            resume(cluster, paused)
+            finally:
+                resume(cluster, paused)
         markers.write(2)
     cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
     markers.assert_all_durable()
