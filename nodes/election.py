@@ -70,8 +70,11 @@ class Elections:
         c.logger.info("starting %s for term %d (back-off %.3fs)",
                       "pre-election" if pre else ("forced election" if forced else "election"),
                       ask_term, backoff)
+        contact = c.last_leader_contact
         c.events.record_node("pre_election_started" if pre else "election_started", term=c.term,
-                             ask_term=ask_term, backoff_s=round(backoff, 6), forced=forced)
+                             ask_term=ask_term, backoff_s=round(backoff, 6), forced=forced,
+                             leader_contact_age_s=(None if contact is None
+                                                   else round(c.clock.now() - contact, 6)))
         rnd = ElectionRound(ask_term, pre, backoff, list(c.voters), yes={c.uuid})
         self.current = rnd
         if self._decide(rnd):
