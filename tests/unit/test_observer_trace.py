@@ -4,7 +4,6 @@ noting when it fell behind the node's ring."""
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -118,18 +117,3 @@ def test_observer_pages_through_a_long_trace_and_notes_a_gap(tmp_path: Path) -> 
     gaps = [e for e in events if e["kind"] == "note" and e.get("gap")]
     assert gaps and gaps[0]["node"] == "n1"
 
-
-def test_ports_handed_out_are_not_handed_out_again_while_reserved(tmp_path: Path, monkeypatch: Any) -> None:
-    """Two callers probing at the same moment (two runs, or one run's Toxiproxy API port and its
-    proxy ports) must not get the same port before either binds it: free_ports remembers what it
-    handed out in a machine-wide table (the "address already in use" at /populate flake)."""
-    from harness import ports
-
-    monkeypatch.setattr(ports, "RESERVATIONS", tmp_path / "ports.json")
-    monkeypatch.setattr(ports, "_ephemeral_range", lambda: (ports.PORT_FLOOR + 400, 60999))
-    first = ports.free_ports(20)
-    second = ports.free_ports(20)
-    assert len(set(first)) == 20 and not set(first) & set(second)
-    assert all(ports.PORT_FLOOR <= p < ports.PORT_FLOOR + 400 for p in first + second)
-    reserved = set(json.loads((tmp_path / "ports.json").read_text()))
-    assert {str(p) for p in first + second} <= reserved
