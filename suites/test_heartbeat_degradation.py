@@ -4,7 +4,9 @@ Covers B1-B8, B17, B18 and B20 on a live 3-node cluster, with the fast timing pr
 bound comes from the cluster's own flags (``cluster.timing``): P = raft_heartbeat_interval_ms,
 jittered to [0.75P, 1.25P]; the RPC timeout is consensus_rpc_timeout_ms. Windows are measured
 between two ``/status`` snapshots of the leader (see ``_helpers.measure``) and checked against
-the peer counters documented in docs/node-api.md.
+the peer counters documented in docs/node-api.md. Bounds on *when* the leader acted (B8's "at
+once", B20's pending-for-the-RPC-timeout, B4/B5's first request) come from the leader's own
+trace, two timestamps on its clock; harness polling only decides when to look.
 """
 
 from __future__ import annotations
