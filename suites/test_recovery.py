@@ -63,15 +63,13 @@ def test_kill_leader(make_cluster: Any, workload: Any) -> None:
                   f"(bound {timing.new_leader_within_s():.3f}s)")
             assert new != old
             # Not before the followers' failure detectors could have fired: judged on the new
-            # leader's clock, its first (pre-)election after the kill started at least MET after
+            # leader's clock, the (pre-)election that made it leader started at least MET after
             # the last update it accepted (harness timing would add its own scheduling delay).
-            start = wait_trace(cluster, new,
-                               lambda evs: [e for e in evs if e["event"] in ELECTION_STARTS
-                                            and e["ask_term"] > term],
-                               "its election after the kill", heartbeats(cluster, 4))[0]
-            print(f"{new} started its {start['event']} {start['leader_contact_age_s']}s after its "
-                  f"last accepted update (node clock; MET {timing.failure_timeout_s}s)")
-            assert start["leader_contact_age_s"] is not None
+            start = wait_trace(cluster, new, lambda evs: _winning_start(evs, term),
+                               "the (pre-)election that made it leader", heartbeats(cluster, 4))
+            print(f"{new} started its winning {start['event']} {start['leader_contact_age_s']}s after "
+                  f"its last accepted update (node clock; MET {timing.failure_timeout_s}s)")
+            assert start["leader_contact_age_s"] is not None, f"{new} never heard from {old}: {start}"
             assert start["leader_contact_age_s"] >= timing.failure_timeout_s - TRACE_RESOLUTION_S, (
                 f"{new} started an election {start['leader_contact_age_s']}s after its last accepted "
                 f"update: before its failure detector could expire (MET {timing.failure_timeout_s}s)")
@@ -81,6 +79,21 @@ def test_kill_leader(make_cluster: Any, workload: Any) -> None:
         wait_ok_ops(cluster, OK_OPS_TO_RESUME, cluster.history.now(), "writes with the old leader back")
     cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
     markers.assert_all_durable()
+
+
+def _winning_start(events: list[dict[str, Any]], old_term: int) -> dict[str, Any] | None:
+    """The (pre-)election start that led to the node's leadership after ``old_term``: the last
+    pre-election (or, without pre-elections, election) it started before winning. (Earlier starts
+    can predate the kill: a node that joined the old term by voting, before any update, may run a
+    hopeless pre-election with no leader contact at all.)"""
+    won = next((e for e in events if e["event"] == "became_leader" and e["term"] > old_term), None)
+    if won is None:
+        return None
+    starts = [e for e in events if e["event"] in ELECTION_STARTS and e["seq"] < won["seq"]
+              and e["ask_term"] > old_term]
+    pre = [e for e in starts if e["event"] == "pre_election_started"]
+    chosen = pre or starts
+    return chosen[-1] if chosen else None
 
 
 def test_kill_follower_and_restart(make_cluster: Any, workload: Any) -> None:
