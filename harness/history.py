@@ -4,7 +4,8 @@ Every line is one JSON object. Common fields:
 
 - ``t``: float seconds since the run started (one monotonic clock for the whole run).
 - ``kind``: one of ``invoke``, ``ok``, ``fail``, ``info`` (client operations), ``fault``, ``heal``
-  (nemesis), ``node`` (process lifecycle and flag changes), ``sample`` (observer), ``note``.
+  (nemesis), ``node`` (process lifecycle and flag changes), ``sample`` (observer), ``trace``
+  (an event the node recorded itself, fetched by the observer), ``note``.
 - ``process``: an int for a client (a client that saw an indeterminate result continues under a
   new int), ``"nemesis"`` for faults, ``"observer"`` for samples, ``"harness"`` for node events
   and notes.
@@ -30,6 +31,21 @@ Kind-specific fields:
   node's fatal record or null), and for ``flag``: ``flag`` and ``value``.
 - ``sample``: ``status`` (the node's ``/status`` document without ``flags``; null when the node
   did not answer) and ``error`` (why, when it did not).
+- ``trace``: one event of the node's own trace (``GET /events``, docs/node-api.md), recorded by
+  the observer in the node's sequence order. ``t`` is when the harness recorded it (history
+  clock); ``node_t`` is when the node recorded it, in seconds of *that node's* monotonic clock,
+  which has nothing to do with the history's: subtract only two ``node_t`` of the same ``node``
+  and ``boot`` (a restarted process starts a new ``boot`` and a new ``seq``). Fields: ``seq``,
+  ``boot``, ``event`` (``request``, ``reply``, ``request_error``, ``became_leader``,
+  ``stepped_down``, ``pre_election_started``, ``election_started``, ``pre_election_decided``,
+  ``election_decided``), ``term``, and per event: requests ``peer``, ``req`` (per-Peer request
+  number), ``request_kind``, ``ops``, ``trigger`` (``signal``/``heartbeat``/``send_more``),
+  ``first``, ``hop``, ``proxied``; replies ``peer``, ``req``, ``outcome`` (``ok``,
+  ``preceding_entry_didnt_match``, ``invalid_term``, ``cannot_prepare``, ``server_error``,
+  ``remote_error``, ``rpc_error``, ``timeout``, ``malformed``), optionally ``ignored`` (late reply
+  to a closed Peer), ``error``, ``responder_term``; elections ``ask_term``, ``backoff_s``,
+  ``forced``, and when decided ``won``, ``stale``, ``yes``, ``no``. A ``note`` with ``gap: true``
+  and ``node`` says the observer fell behind the node's ring and some trace events were lost.
 - ``note``: ``text`` and any extra fields.
 """
 
@@ -63,6 +79,7 @@ class EventKind(StrEnum):
     HEAL = "heal"
     NODE = "node"
     SAMPLE = "sample"
+    TRACE = "trace"
     NOTE = "note"
 
 
@@ -157,6 +174,12 @@ class History:
     def sample(self, node: str, status: Mapping[str, Any] | None, error: str | None = None) -> Event:
         return self.append(EventKind.SAMPLE, process=OBSERVER, node=node,
                            status=dict(status) if status is not None else None, error=error)
+
+    def trace(self, node: str, boot: str, event: Mapping[str, Any]) -> Event:
+        """One event of ``node``'s own trace; its ``t`` becomes ``node_t`` (the node's clock)."""
+        fields = {k: v for k, v in event.items() if k not in ("t", "kind", "node", "process")}
+        return self.append(EventKind.TRACE, process=OBSERVER, node=node, boot=boot,
+                           node_t=event.get("t"), **fields)
 
     def note(self, text: str, **extra: Any) -> Event:
         return self.append(EventKind.NOTE, process=HARNESS, node=extra.pop("node", None), text=text,

@@ -114,6 +114,14 @@ class NodeClient:
             raise HarnessError(f"{self.node_id} /status is not an object: {doc!r}")
         return doc
 
+    def events(self, since: int = 0) -> dict[str, Any]:
+        """The node's own event trace after sequence number ``since`` (``GET /events``,
+        docs/node-api.md): request/reply and election events stamped on the node's clock."""
+        doc = self._get_json(f"/events?since={int(since)}")
+        if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
+            raise HarnessError(f"{self.node_id} /events is not an event page: {str(doc)[:80]!r}")
+        return doc
+
     def flags(self) -> dict[str, Any]:
         return dict(self._get_json("/flags").get("flags", {}))
 

@@ -1,4 +1,5 @@
-"""Observer: a background thread sampling every node's /status into the history at a fixed interval."""
+"""Observer: background threads sampling every node's /status into the history at a fixed interval,
+and copying each node's own event trace (``GET /events``) into it as ``trace`` events."""
 
 from __future__ import annotations
 
@@ -35,10 +36,20 @@ def trim_status(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k != "flags"}
 
 
+class _TraceCursor:
+    """Where the observer is in one node's trace: the process (``boot``) and the last ``seq``."""
+
+    def __init__(self) -> None:
+        self.boot: str | None = None
+        self.since = 0
+
+
 class Observer:
     """Samples each node's ``/status`` every ``interval_s`` as ``sample`` events (one thread per
     node, so a silent node does not delay the others; its sample carries ``status: null`` and
-    the error). Also records nodes that exited on their own (``Cluster.reap``). ``stop()`` is
+    the error). Also records nodes that exited on their own (``Cluster.reap``), and each node's
+    new trace events (``trace``, node clock in ``node_t``): the observer only decides *when* the
+    harness learns about them, the node's timestamps say when they happened. ``stop()`` is
     idempotent and returns once the threads have ended.
     """
 
@@ -49,7 +60,9 @@ class Observer:
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._cursors: dict[str, _TraceCursor] = {}
         self.samples = 0
+        self.traced = 0
 
     def start(self) -> Observer:
         if self._threads:
@@ -89,6 +102,7 @@ class Observer:
                 history.sample(node_id, None, "paused")
             else:
                 history.sample(node_id, trim_status(self.cluster.status(node_id)))
+                self._trace(node_id, history)
             self.samples += 1
         except NodeUnreachable as exc:
             history.sample(node_id, None, str(exc))
@@ -97,6 +111,32 @@ class Observer:
                 self._stop.set()
             else:
                 history.sample(node_id, None, str(exc))
+
+    def _trace(self, node_id: str, history: History) -> None:
+        """Copy the node's trace events after the last one recorded (all of them, page by page)."""
+        node = getattr(self.cluster, "node", None)
+        if node is None:
+            return
+        cursor = self._cursors.setdefault(node_id, _TraceCursor())
+        client = node(node_id)
+        for _ in range(100):  # pages; a bound so a misbehaving node cannot pin the thread
+            page = client.events(cursor.since)
+            boot = str(page.get("boot"))
+            if boot != cursor.boot:
+                if cursor.boot is not None:
+                    cursor.since = 0  # a new process: its sequence starts over
+                    cursor.boot = boot
+                    continue
+                cursor.boot = boot
+            if not page.get("complete", True):
+                history.note("trace gap: the observer fell behind the node's event ring",
+                             node=node_id, gap=True, since=cursor.since)
+            for event in page["events"]:
+                history.trace(node_id, boot, event)
+                self.traced += 1
+            cursor.since = int(page.get("next_since", cursor.since))
+            if not page.get("truncated"):
+                return
 
     def stop(self) -> None:
         self._stop.set()

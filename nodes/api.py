@@ -31,6 +31,8 @@ class NodeApi:
             return json_response(200, {"ok": True, "uuid": self.c.uuid})
         if method == "GET" and path == "/status":
             return json_response(200, self.status())
+        if method == "GET" and path == "/events":
+            return self._events(query)
         if method == "GET" and path == "/metrics":
             return HttpResponse(200, render_metrics(self.status()).encode(),
                                 "text/plain; version=0.0.4")
@@ -49,6 +51,15 @@ class NodeApi:
                 return self._not_leader(e)
             return json_response(200, {"ok": True, "term": self.c.term})
         return json_response(404, {"error": f"no route for {method} {path}"})
+
+    def _events(self, query: dict[str, str]) -> HttpResponse:
+        """The node's own trace after ``since`` (docs/node-api.md, "GET /events")."""
+        raw = query.get("since", "0")
+        if not (raw.isascii() and raw.isdigit()):
+            return json_response(400, {"error": f"since must be a non-negative integer, got {raw!r}"})
+        doc = self.c.events.read(int(raw))
+        doc["uuid"] = self.c.uuid
+        return json_response(200, doc)
 
     def _set_flag(self, name: str, body: bytes) -> HttpResponse:
         if not self.c.flags.known(name):

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from nodes.clock import Clock
 from nodes.config import ClusterConfig
+from nodes.events import NodeEvents
 from nodes.faultpoints import FaultPoints
 from nodes.flags import Flags
 from nodes.kv import KvStore
@@ -91,6 +92,7 @@ class RaftConsensus:
         self.last_leader_contact: float | None = None
         self.failed_elections = 0
         self.counters = ConsensusCounters()
+        self.events = NodeEvents(clock)  # observability only (GET /events), never read back
         self.update_lock = asyncio.Lock()
         self.peers: dict[str, Peer] = {}
         if not faults.uuid:
@@ -147,6 +149,7 @@ class RaftConsensus:
         if was_leader:
             self.logger.info("stepping down in term %d: %s", self.term, reason)
             self.counters.step_downs += 1
+            self.events.record_node("stepped_down", term=self.term, reason=reason)
             self._close_peers()
             self.queue.set_non_leader_mode()
             self._fail_waiters(LeadershipLost(f"leadership lost: {reason}"))
@@ -159,6 +162,7 @@ class RaftConsensus:
         self.role = Role.LEADER
         self.leader_uuid = self.uuid
         self.counters.elections_won += 1
+        self.events.record_node("became_leader", term=self.term)
         self.failed_elections = 0
         self.fd.stop()
         self._close_peers()
@@ -169,7 +173,7 @@ class RaftConsensus:
             if uuid == self.uuid:
                 continue
             peer = Peer(uuid, self.uuid, self.queue, self.peer_transport, self.clock, self.flags,
-                        self.rng, self.faults, self.logger)
+                        self.rng, self.faults, self.logger, events=self.events)
             self.peers[uuid] = peer
             peer.init()
         # kuduraft's BecomeLeaderUnlocked (raft_consensus.cc) appends the NO_OP with no signal:

@@ -70,6 +70,11 @@ class Elections:
         c.logger.info("starting %s for term %d (back-off %.3fs)",
                       "pre-election" if pre else ("forced election" if forced else "election"),
                       ask_term, backoff)
+        contact = c.last_leader_contact
+        c.events.record_node("pre_election_started" if pre else "election_started", term=c.term,
+                             ask_term=ask_term, backoff_s=round(backoff, 6), forced=forced,
+                             leader_contact_age_s=(None if contact is None
+                                                   else round(c.clock.now() - contact, 6)))
         rnd = ElectionRound(ask_term, pre, backoff, list(c.voters), yes={c.uuid})
         self.current = rnd
         if self._decide(rnd):
@@ -123,6 +128,11 @@ class Elections:
         superseded = self.current is not rnd
         if not superseded:
             self.current = None
+        started_in = rnd.term - 1 if rnd.pre else rnd.term
+        c.events.record_node("pre_election_decided" if rnd.pre else "election_decided", term=c.term,
+                             ask_term=rnd.term, won=won, superseded=superseded,
+                             stale=superseded or started_in != c.term or c.role is Role.LEADER,
+                             yes=sorted(rnd.yes), no=sorted(rnd.no))
         c.fd.snooze(self.backoff_s())
         if not won:
             c.failed_elections += 1
@@ -133,7 +143,6 @@ class Elections:
             if rnd.highest_term > c.term:
                 c.adopt_term(rnd.highest_term, reason="a voter has a higher term")
             return
-        started_in = rnd.term - 1 if rnd.pre else rnd.term
         if started_in != c.term or c.role is Role.LEADER:
             c.logger.info("%s for term %d won in a defunct term or while leading; ignored",
                           "pre-election" if rnd.pre else "election", rnd.term)

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nodes.clock import Clock
+from nodes.events import NodeEvents
 from nodes.faultpoints import FaultPoints
 from nodes.flags import Flags
 from nodes.queue import PeerMessageQueue, PeerStatus, QueueError, UpdateResponse
-from nodes.rpc import RemoteRpcError, RpcLayerError
+from nodes.rpc import RemoteRpcError, RpcLayerError, RpcTimeout
 from nodes.timer import PeriodicTimer
 
 ROTATE_EVENT_TEXT = "Previous Rotate Event with"
@@ -21,7 +22,10 @@ ERROR_LOG_THROTTLE_S = 300.0
 
 
 class Trigger(enum.Enum):
-    """Why SendNextRequest ran: the counters tell heartbeats from write-driven sends."""
+    """Why SendNextRequest ran, named after kuduraft's call sites (consensus_peers.cc): SIGNAL is
+    Peer::SignalRequest from PeerManager (a replicate or a commit-index advance), HEARTBEAT the
+    heartbeater's callback, SEND_MORE DoProcessResponse asking for the next batch at once. The
+    counters tell heartbeats from write-driven sends; the event trace records it per request."""
 
     SIGNAL = "signal"
     HEARTBEAT = "heartbeat"
@@ -34,6 +38,23 @@ class RpcOutcome:
 
     body: dict[str, Any] | None = None
     error: Exception | None = None
+
+
+def outcome_name(outcome: RpcOutcome) -> str:
+    """How one UpdateConsensus ended, for the event trace: ``ok``, the consensus error code in
+    lower case (``preceding_entry_didnt_match``, ``invalid_term``, ...), ``server_error``, ``remote_error`` (RPC-level
+    error from the server), ``timeout`` or ``rpc_error`` (no answer)."""
+    if outcome.error is not None:
+        if isinstance(outcome.error, RpcTimeout):
+            return "timeout"
+        return "remote_error" if isinstance(outcome.error, RemoteRpcError) else "rpc_error"
+    body = outcome.body or {}
+    if body.get("error") is not None:
+        return "server_error"
+    status = body.get("status")
+    error = status.get("error") if isinstance(status, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return str(code).lower() if code else "ok"
 
 
 class PeerTransport(Protocol):
@@ -71,7 +92,7 @@ class Peer:
     def __init__(self, uuid: str, leader_uuid: str, queue: PeerMessageQueue,
                  transport: PeerTransport, clock: Clock, flags: Flags, rng: random.Random,
                  faults: FaultPoints, logger: logging.Logger | None = None,
-                 tablet_id: str = "raftchaos") -> None:
+                 tablet_id: str = "raftchaos", events: NodeEvents | None = None) -> None:
         self.uuid = uuid
         self.leader_uuid = leader_uuid
         self._queue = queue
@@ -90,6 +111,9 @@ class Peer:
         self.last_hop: str | None = None
         self._request: dict[str, Any] = {}
         self._last_error_log_at: float | None = None
+        # Observability only (not in kuduraft): the node's trace of this peer's requests/replies.
+        self.events = events if events is not None else NodeEvents(clock)
+        self._term = queue.term  # the leader's term this Peer serves (it is rebuilt every term)
         self.heartbeater = PeriodicTimer(clock, flags.heartbeat_s, self._on_heartbeat, rng)
 
     def init(self) -> None:
@@ -113,7 +137,8 @@ class Peer:
     def _send_next_request(self, even_if_queue_empty: bool, trigger: Trigger) -> None:
         if self.closed or self.request_pending:
             return
-        if not self.has_sent_first_request:
+        first = not self.has_sent_first_request
+        if first:
             # The negotiation round goes out even with nothing to send.
             even_if_queue_empty = True
             self.has_sent_first_request = True
@@ -130,6 +155,8 @@ class Peer:
         except QueueError as e:
             self.failed_attempts += 1
             self.counters.request_for_peer_errors += 1
+            self.events.record_peer(self.uuid, "request_error", term=self._term,
+                                    trigger=trigger.value, error=str(e))
             self._logger.debug("RequestForPeer(%s) failed: %s", self.uuid, e)
             self.request_pending = False
             return
@@ -154,6 +181,10 @@ class Peer:
             raise SystemExit(1)
         self._count_send(trigger, read_ops, n_ops, commit_after > commit_before, plan.proxied)
         self.last_hop = hop
+        self.events.record_peer(self.uuid, "request", term=self._term,
+                                req=self.counters.requests_sent, request_kind=self.last_request_kind,
+                                ops=n_ops, trigger=trigger.value, first=first, hop=hop,
+                                proxied=plan.proxied)
         body = dict(request)
         body["ops"] = list(request["ops"])
         self._transport.send_update(hop, body, self._flags.rpc_timeout_s, self._process_response)
@@ -186,28 +217,34 @@ class Peer:
     def _process_response(self, outcome: RpcOutcome) -> None:
         self.counters.in_flight -= 1
         if self.closed:
-            return  # a late reply to a closed peer is ignored; pending stays set
+            # A late reply to a closed peer is ignored; pending stays set.
+            self._record_reply(outcome_name(outcome), ignored=True)
+            return
         self._faults.maybe_fault("fault_crash_after_leader_request_fraction")
         if outcome.error is not None:
             status = (PeerStatus.REMOTE_ERROR if isinstance(outcome.error, RemoteRpcError)
                       else PeerStatus.RPC_LAYER_ERROR)
             if not isinstance(outcome.error, RemoteRpcError | RpcLayerError):
                 self._logger.error("unexpected RPC failure to %s: %r", self.uuid, outcome.error)
+            self._record_reply(outcome_name(outcome), error=str(outcome.error))
             self._queue.update_peer_status(self.uuid, status)
             self._process_response_error(status, str(outcome.error))
             return
         body = outcome.body or {}
         server_error = body.get("error")
         if server_error is not None:
+            self._record_reply("server_error", error=str(server_error))
             self._queue.update_peer_status(self.uuid, PeerStatus.REMOTE_ERROR)
             self._process_response_error(PeerStatus.REMOTE_ERROR, f"server error: {server_error}")
             return
         try:
             resp = UpdateResponse.parse(body)
         except ValueError as e:
+            self._record_reply("malformed", error=str(e))
             self._queue.update_peer_status(self.uuid, PeerStatus.REMOTE_ERROR)
             self._process_response_error(PeerStatus.REMOTE_ERROR, f"malformed response: {e}")
             return
+        self._record_reply(outcome_name(outcome), responder_term=resp.responder_term)
         if resp.error_code == "CANNOT_PREPARE":
             self._queue.update_peer_status(self.uuid, PeerStatus.CANNOT_PREPARE)
             self._process_response_error(PeerStatus.CANNOT_PREPARE, resp.error_message)
@@ -218,6 +255,11 @@ class Peer:
                                          f"unexpected consensus error {resp.error_code}")
             return
         self._do_process_response(resp)
+
+    def _record_reply(self, outcome: str, **fields: Any) -> None:
+        """The reply (or failure) of the one request in flight: its ``req`` is the last sent."""
+        self.events.record_peer(self.uuid, "reply", term=self._term, req=self.counters.requests_sent,
+                                outcome=outcome, **fields)
 
     def _do_process_response(self, resp: UpdateResponse) -> None:
         # Pending stays set while the queue digests the reply, so signals meanwhile are dropped.

@@ -7,7 +7,7 @@ The public names live here as they always have; the code is split by side:
 from __future__ import annotations
 
 from nodes.rpc_client import RpcClientPool, RpcClientStats, split_host_port
-from nodes.rpc_errors import INTERNAL, RemoteRpcError, RpcError, RpcLayerError
+from nodes.rpc_errors import INTERNAL, RemoteRpcError, RpcError, RpcLayerError, RpcTimeout
 from nodes.rpc_server import Handler, RpcServer, RpcServerStats
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "RpcLayerError",
     "RpcServer",
     "RpcServerStats",
+    "RpcTimeout",
     "split_host_port",
 ]

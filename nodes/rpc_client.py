@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nodes.rpc_errors import RemoteRpcError, RpcLayerError
+from nodes.rpc_errors import RemoteRpcError, RpcLayerError, RpcTimeout
 from nodes.wire import MAX_FRAME_BYTES, FrameError, encode_frame, read_frame
 
 
@@ -153,7 +153,7 @@ class RpcClientPool:
             self.stats.timeouts += 1
             if conn is not None and self._drop_on_timeout:
                 self._drop(conn, f"{rpc} timed out")
-            raise RpcLayerError(f"{rpc} to {uuid} at {addr} timed out after {timeout_s:.3f}s") from None
+            raise RpcTimeout(f"{rpc} to {uuid} at {addr} timed out after {timeout_s:.3f}s") from None
         finally:
             if conn is not None:
                 conn.pending.pop(rid, None)

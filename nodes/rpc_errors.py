@@ -17,6 +17,11 @@ class RpcLayerError(RpcError):
     """
 
 
+class RpcTimeout(RpcLayerError):
+    """The call's deadline passed without an answer (still kuduraft's RPC_LAYER_ERROR; a subclass
+    only so the node's event trace can tell a timeout from a refused or lost connection)."""
+
+
 class RemoteRpcError(RpcError):
     """The server answered with an RPC-level failure (kuduraft's REMOTE_ERROR path)."""
 

@@ -1,16 +1,23 @@
-"""Suite helpers: leader status snapshots, measured windows, per-peer counter deltas, acked markers.
+"""Suite helpers: leader status snapshots, measured windows, per-peer counter deltas, acked markers,
+and the nodes' own traces.
 
 Everything here uses only the Cluster's public verbs (``status``, ``wait_until``, ``history``,
 ``node``). Windows are measured on the history's clock with a deadline-bounded wait, and every
 snapshot keeps the clock before and after its HTTP call, so bounds can use the *outer* elapsed time
 (for "at most" checks) and the *inner* one (for "at least" checks).
+
+A bound on *when the node did something* (the next request right after a reply, a request pending
+for the whole RPC timeout) is not measured that way: the harness's own scheduling delay would land
+in it. It is computed from the node's trace (``trace`` events in the history, ``GET /events`` on
+the node): two timestamps the node took on its own clock. Harness polling only decides when to
+look (``wait_trace``).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +28,9 @@ from harness.nodeclient import KvResult, Outcome
 
 # Process ids for the suites' own marker operations; far above the workload's (which count from 0).
 MARKER_PROCESS_BASE = 1_000_000
+# Trace timestamps are rounded to the microsecond and asyncio may run a timer up to its clock
+# resolution early: a node-clock difference can read this much short of the true one.
+TRACE_RESOLUTION_S = 1e-5
 
 
 # ---- snapshots and windows ----------------------------------------------------------------------
@@ -262,3 +272,45 @@ def wait_ok_ops(cluster: Cluster, count: int = MIN_OK_BEFORE, since_t: float | N
     cluster.wait_until(lambda: ok_ops_since(cluster, start, writes_only=True) >= count,
                        what=f"{count} {what}",
                        timeout_s=timing.new_leader_within_s() + 2 * timing.client_timeout_s)
+
+
+# ---- the nodes' own traces (node clock) ---------------------------------------------------------
+
+
+def traces(cluster: Cluster, node: str, event: str | None = None, peer: str | None = None,
+           term: int | None = None) -> list[dict[str, Any]]:
+    """``node``'s trace events recorded so far (optionally one ``event``, ``peer``, ``term``), in the
+    node's sequence order, from its latest process only (a restart starts a new ``boot``)."""
+    mine = [e for e in cluster.history.events() if e["kind"] == "trace" and e["node"] == node]
+    if not mine:
+        return []
+    boot = mine[-1]["boot"]
+    return sorted((e for e in mine if e["boot"] == boot
+                   and (event is None or e["event"] == event)
+                   and (peer is None or e.get("peer") == peer)
+                   and (term is None or e.get("term") == term)), key=lambda e: e["seq"])
+
+
+def wait_trace(cluster: Cluster, node: str, found: Callable[[list[dict[str, Any]]], Any],
+               what: str, timeout_s: float) -> Any:
+    """Wait until ``found(traces(cluster, node))`` returns something truthy and return it. Polling
+    only decides when the history holds the node's events; what they say is on the node's clock."""
+    result: dict[str, Any] = {}
+
+    def check() -> bool:
+        value = found(traces(cluster, node))
+        if value:
+            result["v"] = value
+            return True
+        return False
+
+    cluster.wait_until(check, what=f"{node}'s trace to show {what}", timeout_s=timeout_s, poll_s=0.05)
+    return result["v"]
+
+
+def exchanges(events: list[dict[str, Any]], peer: str, term: int) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """(request, its reply or None while pending) pairs of the leader's Peer for ``peer`` in ``term``."""
+    requests = [e for e in events if e["event"] == "request" and e.get("peer") == peer and e["term"] == term]
+    replies = {e["req"]: e for e in events if e["event"] == "reply" and e.get("peer") == peer
+               and e["term"] == term}
+    return [(r, replies.get(r["req"])) for r in requests]

@@ -20,13 +20,23 @@ from harness.checkers.recovery import MIN_OK_BEFORE
 from harness.cluster import Cluster
 from harness.history import OpFn
 from harness.nodeclient import Outcome
-from suites._helpers import Markers, heartbeats, recorded_op, samples_of, wait_ok_ops
+from suites._helpers import (
+    TRACE_RESOLUTION_S,
+    Markers,
+    heartbeats,
+    recorded_op,
+    samples_of,
+    traces,
+    wait_ok_ops,
+    wait_trace,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.recovery]
 
 LOAD_CLIENTS = 4
 LOAD_RATE_HZ = 40.0
 OK_OPS_TO_RESUME = 5  # acknowledged ops after recovery that show writes resumed
+ELECTION_STARTS = ("pre_election_started", "election_started")
 
 
 def _warmed_up(cluster: Cluster) -> None:
@@ -52,16 +62,38 @@ def test_kill_leader(make_cluster: Any, workload: Any) -> None:
             print(f"{old} killed; {new} leads after {elected_s:.3f}s "
                   f"(bound {timing.new_leader_within_s():.3f}s)")
             assert new != old
-            # Not before the followers' failure detectors could have fired (MET after the last
-            # update, which came at most a heartbeat before the kill).
-            assert elected_s >= timing.failure_timeout_s - heartbeats(cluster, 1), (
-                f"a new leader after {elected_s:.3f}s: before any failure detector could expire")
+            # Not before the followers' failure detectors could have fired: judged on the new
+            # leader's clock, the (pre-)election that made it leader started at least MET after
+            # the last update it accepted (harness timing would add its own scheduling delay).
+            start = wait_trace(cluster, new, lambda evs: _winning_start(evs, term),
+                               "the (pre-)election that made it leader", heartbeats(cluster, 4))
+            print(f"{new} started its winning {start['event']} {start['leader_contact_age_s']}s after "
+                  f"its last accepted update (node clock; MET {timing.failure_timeout_s}s)")
+            assert start["leader_contact_age_s"] is not None, f"{new} never heard from {old}: {start}"
+            assert start["leader_contact_age_s"] >= timing.failure_timeout_s - TRACE_RESOLUTION_S, (
+                f"{new} started an election {start['leader_contact_age_s']}s after its last accepted "
+                f"update: before its failure detector could expire (MET {timing.failure_timeout_s}s)")
             wait_ok_ops(cluster, OK_OPS_TO_RESUME, cluster.history.now(), "writes to resume")
             markers.write(2)
         cluster.wait_healthy()
         wait_ok_ops(cluster, OK_OPS_TO_RESUME, cluster.history.now(), "writes with the old leader back")
     cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
     markers.assert_all_durable()
+
+
+def _winning_start(events: list[dict[str, Any]], old_term: int) -> dict[str, Any] | None:
+    """The (pre-)election start that led to the node's leadership after ``old_term``: the last
+    pre-election (or, without pre-elections, election) it started before winning. (Earlier starts
+    can predate the kill: a node that joined the old term by voting, before any update, may run a
+    hopeless pre-election with no leader contact at all.)"""
+    won = next((e for e in events if e["event"] == "became_leader" and e["term"] > old_term), None)
+    if won is None:
+        return None
+    starts = [e for e in events if e["event"] in ELECTION_STARTS and e["seq"] < won["seq"]
+              and e["ask_term"] > old_term]
+    pre = [e for e in starts if e["event"] == "pre_election_started"]
+    chosen = pre or starts
+    return chosen[-1] if chosen else None
 
 
 def test_kill_follower_and_restart(make_cluster: Any, workload: Any) -> None:
@@ -94,9 +126,14 @@ def test_kill_follower_and_restart(make_cluster: Any, workload: Any) -> None:
 
 def test_paused_leader_steps_down_when_it_hears_the_new_term(make_cluster: Any, workload: Any) -> None:
     """A paused leader is replaced; resumed, it still believes it leads until a reply carries the
-    higher term: then it steps down (B28). The others' links *to* it are cut from the moment it
-    pauses, so the only way it can learn the new term is the INVALID_TERM answers to its own
-    requests."""
+    higher term: then it steps down (B28). The others' links *to* it are cut before it pauses, so
+    the only way it can learn the new term is the INVALID_TERM answers to its own requests; its own
+    trace must show one in its old term before its step-down.
+
+    (The cuts used to go in after ``pause`` returned. ``pause`` verifies itself by asking the
+    paused node's ``/health`` until it times out, about a second, longer than an election takes:
+    the new leader's first UpdateConsensus already sat in the paused node's socket buffer when
+    the cut came, and on resume that request, not a rejected reply, made it step down.)"""
     cluster = make_cluster(nodes=3)
     timing = cluster.timing
     markers = Markers(cluster, "pause-leader")
@@ -106,27 +143,37 @@ def test_paused_leader_steps_down_when_it_hears_the_new_term(make_cluster: Any, 
         others = [n for n in cluster.nodes if n != old]
         markers.write(2)
         _warmed_up(cluster)
-        paused = pause(cluster, old)  # skips (FaultUnavailable) on a backend that cannot pause
-        try:
-            with ExitStack() as cuts:
-                for other in others:
-                    cuts.enter_context(partition(cluster, link=(other, old), mode="refused"))
+        with ExitStack() as cuts:
+            # Nothing travels on these links while `old` leads (followers never call the leader).
+            for other in others:
+                cuts.enter_context(partition(cluster, link=(other, old), mode="refused"))
+            paused = pause(cluster, old)  # skips (FaultUnavailable) on a backend that cannot pause
+            try:
                 new = cluster.wait_for_new_leader(old, term)
                 new_term = cluster.status(new)["term"]
-                rejected = {n: cluster.status(n)["updates_rejected"] for n in others}
                 resume(cluster, paused)
                 cluster.wait_until(lambda: (st := cluster.status(old))["role"] == "FOLLOWER"
                                    and st["term"] >= new_term,
                                    what=f"{old} to step down to term {new_term}",
                                    timeout_s=heartbeats(cluster, 2) + timing.rpc_timeout_s)
-                after = {n: cluster.status(n)["updates_rejected"] for n in others}
-                print(f"{old} stepped down; rejected updates {rejected} -> {after}")
-                assert any(after[n] > rejected[n] for n in others), (
-                    f"{old} stepped down without any of its updates being rejected: {rejected} -> {after}")
+                down = wait_trace(cluster, old,
+                                  lambda evs: [e for e in evs if e["event"] == "stepped_down"
+                                               and e["term"] >= new_term],
+                                  f"its step-down to term {new_term}", heartbeats(cluster, 4))[0]
+                events = traces(cluster, old)
+                rejected = [e for e in events if e["event"] == "reply" and e["term"] == term
+                            and e["outcome"] == "invalid_term" and not e.get("ignored")
+                            and e["seq"] < down["seq"]]
+                print(f"{old} stepped down ({down['reason']}) in term {down['term']} after "
+                      f"INVALID_TERM replies: {[(e['peer'], e['responder_term']) for e in rejected]}")
+                assert rejected, (
+                    f"{old} stepped down without any of its requests being rejected for their term: "
+                    f"{[e for e in events if e['seq'] <= down['seq']][-6:]}")
+                assert rejected[0]["responder_term"] >= new_term, rejected[0]
                 assert cluster.status(old)["step_downs"] >= 1
                 assert cluster.leader() == new
-        finally:
-            resume(cluster, paused)
+            finally:
+                resume(cluster, paused)
         markers.write(2)
     cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
     markers.assert_all_durable()
@@ -184,7 +231,11 @@ def test_leader_cut_off_from_majority_stays_leader(make_cluster: Any) -> None:
         st = cluster.status(old)
         assert st["role"] == "LEADER" and st["term"] == term and st["commit_index"] == commit, (
             f"{old} changed while cut off: {st['role']}/t{st['term']}, commit {commit} -> {st['commit_index']}")
-    stayed = [s["status"] for s in samples_of(cluster, old, record.t, cluster.history.now())
+        # The heal starts when the block ends: links come back before its event is recorded, and
+        # a sample taken meanwhile may already show the step-down. Only samples recorded by now
+        # certainly saw the cut in place.
+        cut_until = cluster.history.now()
+    stayed = [s["status"] for s in samples_of(cluster, old, record.t, cut_until)
               if s["status"] is not None]
     assert stayed and all(s["role"] == "LEADER" and s["term"] == term for s in stayed), (
         f"{old} did not stay LEADER in term {term} for the whole cut (observer samples)")

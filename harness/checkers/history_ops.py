@@ -16,7 +16,7 @@ from harness.history import iter_json_lines
 CLIENT_KINDS = frozenset({"invoke", "ok", "fail", "info"})
 FUNCTIONS = frozenset({"read", "write", "cas", "append"})
 # Records of our run schema that are not client operations (nemesis, node lifecycle, samples, notes).
-_OTHER_KINDS = frozenset({"fault", "heal", "node", "sample", "note"})
+_OTHER_KINDS = frozenset({"fault", "heal", "node", "sample", "trace", "note"})
 # Non-client processes: Jepsen logs nemesis actions as `info` records of process "nemesis".
 _OTHER_PROCESSES = frozenset({"nemesis", "observer", "harness"})
 

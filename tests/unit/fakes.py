@@ -17,7 +17,7 @@ from nodes.log import MIN_OPID, OpId, RaftLog
 from nodes.peer import Peer, RpcOutcome
 from nodes.queue import PeerMessageQueue
 from nodes.routing import RoutingTable
-from nodes.rpc import RemoteRpcError, RpcLayerError
+from nodes.rpc import RemoteRpcError, RpcLayerError, RpcTimeout
 from nodes.wal import LogEntry
 
 LOG = logging.getLogger("test.peer")
@@ -165,7 +165,7 @@ class FakeTransport:
         if self.auto_timeout:
             def expire() -> None:
                 if not sent.replied:
-                    sent.reply_error(RpcLayerError(f"UpdateConsensus to {hop} timed out after {timeout_s}s"))
+                    sent.reply_error(RpcTimeout(f"UpdateConsensus to {hop} timed out after {timeout_s}s"))
             self.clock.call_later(timeout_s, expire)
 
     def to(self, dest: str) -> list[Sent]:
