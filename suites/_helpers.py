@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness.checkers.events import client_ops
 from harness.checkers.recovery import MIN_OK_BEFORE
 from harness.cluster import Cluster
 from harness.history import EventKind, OpFn
@@ -253,13 +254,14 @@ def wait_sampled(cluster: Cluster, node: str, after_t: float | None = None) -> N
                        what=f"an observer sample of {node}", timeout_s=heartbeats(cluster, 4))
 
 
-WRITE_FNS = frozenset({OpFn.WRITE.value, OpFn.CAS.value, OpFn.APPEND.value})
 
 
 def ok_ops_since(cluster: Cluster, since_t: float, writes_only: bool = False) -> int:
-    """Acknowledged client operations (or only write-like ones) recorded after ``since_t``."""
-    return sum(1 for e in cluster.history.events() if e["kind"] == "ok" and e["t"] >= since_t
-               and (not writes_only or e.get("f") in WRITE_FNS))
+    """Acknowledged client operations (or only write-like ones) *invoked* at or after ``since_t``:
+    the recovery checker counts a write after a heal only when it was invoked after it, so an op
+    that was in flight across the heal and completed after it does not count here either."""
+    return sum(1 for op in client_ops(cluster.history.events())
+               if op.ok and not op.final and op.invoke_t >= since_t and (not writes_only or op.is_write))
 
 
 def wait_ok_ops(cluster: Cluster, count: int = MIN_OK_BEFORE, since_t: float | None = None,
