@@ -81,6 +81,49 @@ def test_kill_leader(make_cluster: Any, workload: Any) -> None:
     markers.assert_all_durable()
 
 
+def test_new_leader_first_requests_wait_for_the_heartbeat(make_cluster: Any) -> None:
+    """B4, B5: after a failover with no client writing, the new leader's first request to each
+    peer carries no ops and is sent by that Peer's heartbeater, at least 0.75 P after it became
+    leader (node clock): kuduraft's RaftConsensus::BecomeLeaderUnlocked appends the NO_OP round
+    without signalling the peers, and each new Peer's heartbeater (Peer::Init, consensus_peers.cc)
+    first fires after one jittered period; only a write or a commit advance would send sooner,
+    and with no client and no follower ack yet there is neither."""
+    cluster = make_cluster(nodes=3)
+    timing = cluster.timing
+    markers = Markers(cluster, "idle-failover")
+    markers.write(MIN_OK_BEFORE)  # ok writes before the fault, so the checkers see an exercised run
+    old = cluster.wait_for_leader()
+    term = cluster.status(old)["term"]
+    with stopped(cluster, old):
+        new = cluster.wait_for_new_leader(old, term)
+
+        def first_requests(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
+            won = next((e for e in events if e["event"] == "became_leader" and e["term"] > term), None)
+            if won is None:
+                return None
+            firsts = {e["peer"]: e for e in events if e["event"] == "request" and e["term"] == won["term"]
+                      and e["first"] and e["seq"] > won["seq"]}
+            return {"won": won, **firsts} if len(firsts) == len(cluster.nodes) - 1 else None
+
+        found = wait_trace(cluster, new, first_requests, "its first request to each peer",
+                           heartbeats(cluster, 4))
+        won = found.pop("won")
+        for dest, first in sorted(found.items()):
+            after_s = first["node_t"] - won["node_t"]
+            print(f"{new} leads term {won['term']}; first request to {dest}: trigger {first['trigger']}, "
+                  f"{first['ops']} ops, {after_s * 1000:.1f} ms after becoming leader (node clock)")
+            assert first["ops"] == 0 and first["request_kind"] != "ops", (
+                f"the new leader's first request to {dest} carried ops (B5): {first}")
+            assert first["trigger"] == "heartbeat", (
+                f"with no write, the first request to {dest} must come from the heartbeater (B4): {first}")
+            assert after_s >= timing.jitter_window_s[0] - TRACE_RESOLUTION_S, (
+                f"the first request to {dest} left {after_s:.3f}s after the election, before the "
+                f"heartbeater's shortest period {timing.jitter_window_s[0]:.3f}s (B4)")
+    markers.write(2)  # writes after the heal, with the old leader back as a follower
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    markers.assert_all_durable()
+
+
 def _winning_start(events: list[dict[str, Any]], old_term: int) -> dict[str, Any] | None:
     """The (pre-)election start that led to the node's leadership after ``old_term``: the last
     pre-election (or, without pre-elections, election) it started before winning. (Earlier starts
