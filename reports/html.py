@@ -15,6 +15,7 @@ from reports.plots import render_plots
 from reports.recheck import recheck_verdicts, write_verdicts
 from reports.run_data import RunData, load_run, overall_validity, renderer_versions
 from reports.summary import build_summary, write_summary
+from reports.trace import first_requests
 
 TEMPLATES = Path(__file__).with_name("templates")
 MAX_DETAIL_CHARS = 20_000  # a verdict's details beyond this are cut in the page (verdicts.json has all)
@@ -132,8 +133,16 @@ def build_context(data: RunData, tl: Timeline, summary: dict[str, Any]) -> dict[
         "lin_windows": tl.lin, "lin_verdicts": [v for v in verdicts if v["checker"] == "linearizable"],
         "schedule": [json.dumps(e, sort_keys=True, default=str) for e in data.schedule[:MAX_SCHEDULE_ROWS]],
         "schedule_total": len(data.schedule), "logs": data.logs, "files": files,
-        "problems": data.problems,
+        "problems": data.problems, "first_requests": first_requests(data.events),
+        "jitter_low_ms": _jitter_low_ms(data.spec),
     }
+
+
+def _jitter_low_ms(spec: dict[str, Any]) -> float | None:
+    """0.75 P in ms from the run's timing (the earliest a heartbeater may first fire), or None."""
+    timing = spec.get("timing") if isinstance(spec, dict) else None
+    period = timing.get("heartbeat_interval_ms") if isinstance(timing, dict) else None
+    return 0.75 * period if isinstance(period, int | float) and not isinstance(period, bool) else None
 
 
 def _spec_rows(spec: dict[str, Any]) -> list[tuple[str, str]]:
