@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -106,9 +106,9 @@ class Result:
 # ---- enumeration --------------------------------------------------------------------------------
 
 
-def _operators() -> list[tuple[str, object]]:
+def _operators() -> list[tuple[str, Any]]:
     """Every Cosmic Ray operator that takes no arguments (the parametrised ones need a config)."""
-    import cosmic_ray.plugins
+    import cosmic_ray.plugins  # type: ignore[import-untyped]
 
     out = []
     for name in cosmic_ray.plugins.operator_names():
@@ -120,12 +120,12 @@ def _operators() -> list[tuple[str, object]]:
 
 def enumerate_mutants(module: str, source: str) -> list[Mutant]:
     """Every (operator, occurrence) of ``source``, in Cosmic Ray's order (its ``init`` command's)."""
-    from cosmic_ray.ast import ast_nodes, get_ast
+    from cosmic_ray.ast import ast_nodes, get_ast  # type: ignore[import-untyped]
 
     tree = get_ast(source)
-    mutants = []
+    mutants: list[Mutant] = []
     for name, operator in _operators():
-        positions = (start for node in ast_nodes(tree) for start, _ in operator.mutation_positions(node))  # type: ignore[attr-defined]
+        positions = (start for node in ast_nodes(tree) for start, _ in operator.mutation_positions(node))
         mutants.extend(Mutant(module, name, occurrence, start[0]) for occurrence, start in enumerate(positions))
     return mutants
 
@@ -139,14 +139,16 @@ def sample(mutants: Sequence[Mutant], max_mutants: int | None, seed: int) -> lis
 
 def mutated_source(source: str, mutant: Mutant) -> str | None:
     import cosmic_ray.plugins
-    from cosmic_ray.mutating import mutate_code
+    from cosmic_ray.mutating import mutate_code  # type: ignore[import-untyped]
 
-    return mutate_code(source, cosmic_ray.plugins.get_operator(mutant.operator)(), mutant.occurrence)  # type: ignore[no-any-return]
+    mutated: str | None = mutate_code(source, cosmic_ray.plugins.get_operator(mutant.operator)(), mutant.occurrence)
+    return mutated
 
 
 def describe(mutant: Mutant, original: str, mutated: str) -> Mutant:
     """The mutant with the stripped text of the lines it removes and adds."""
-    removed, added = [], []
+    removed: list[str] = []
+    added: list[str] = []
     for line in difflib.unified_diff(original.splitlines(), mutated.splitlines(), lineterm="", n=0):
         if line.startswith(("---", "+++", "@@")):
             continue
@@ -358,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         equivalents = load_equivalents(args.equivalents)
     except BadInput as exc:
-        console.print(f"mutation: {escape(str(exc))}", soft_wrap=True)
+        print(f"mutation: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     sources = {m: (REPO / m).read_text(encoding="utf-8") for m in args.modules}
