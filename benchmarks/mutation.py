@@ -328,6 +328,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="where copies, logs and results go "
                         "(default /tmp/raftchaos-mutation-<UTC time>)")
     parser.add_argument("--list", action="store_true", help="only count and list the (sampled) mutants")
+    parser.add_argument("--report", type=Path, default=None, metavar="RESULTS_JSON",
+                        help="print the tables of an earlier run's results.json with today's equivalents file")
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     args = parser.parse_args(argv)
     args.modules = [m.strip() for m in args.modules.split(",") if m.strip()]
@@ -351,7 +353,38 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error(f"--seed must be an integer in [0, 2**63), got {args.seed}")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out}: is an existing file")
+    if args.report is not None and not args.report.is_file():
+        parser.error(f"--report {args.report}: no such file")
     return args
+
+
+def load_results(path: Path) -> list[Result]:
+    """The results of an earlier run (its ``results.json``), to re-score with a newer equivalents file."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        out = []
+        for r in doc["results"]:
+            m = r["mutant"]
+            mutant = Mutant(str(m["module"]), str(m["operator"]), int(m["occurrence"]), int(m["line"]),
+                            tuple(m["removed"]), tuple(m["added"]))
+            out.append(Result(mutant, str(r["outcome"]), float(r["wall_s"]), r["exit_status"], str(r["log"])))
+        return out
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{path}: not a results.json of benchmarks/mutation.py ({type(exc).__name__}: {exc})") from None
+
+
+def write_results(path: Path, results: Sequence[Result], meta: Mapping[str, Any]) -> None:
+    """``results.json``, rewritten after every mutant so a stopped run keeps what it measured."""
+    doc = {**meta, "results": [{**asdict(r), "mutant": {**asdict(r.mutant), "fingerprint": r.mutant.fingerprint}}
+                               for r in results]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def print_tables(console: Console, results: Sequence[Result], equivalents: Mapping[str, str]) -> None:
+    console.print(score_table(scores(results, equivalents)))
+    console.print(survivor_table(results, equivalents))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -359,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
         equivalents = load_equivalents(args.equivalents)
+        if args.report is not None:
+            print_tables(console, load_results(args.report), equivalents)
+            return 0
     except BadInput as exc:
         print(f"mutation: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -384,12 +420,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for index in range(args.workers):
         copies.put(make_copy(out / f"copy-{index}"))
     results: list[Result] = []
+    meta = {"seed": seed, "modules": args.modules, "tests": args.tests, "total_mutants": len(everything),
+            "sampled": len(chosen)}
     try:
         console.print("baseline: the tests on an unmutated copy ...")
         copy = copies.get()
+        began = time.monotonic()
         status, timed_out = run_tests(copy, "baseline", args.tests, args.pytest_args, args.timeout_s,
                                       logs / "baseline.log")
         copies.put(copy)
+        console.print(f"baseline: pytest exit {status} in {time.monotonic() - began:.0f} s")
         if status != 0:
             console.print(f"[bold red]baseline failed (pytest exit {status}{', timed out' if timed_out else ''}; "
                           f"log {logs / 'baseline.log'}): no score can be measured")
@@ -402,19 +442,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for future in futures:
                 result = future.result()
                 results.append(result)
+                write_results(out / "results.json", results, meta)
                 progress.console.print(f"{result.mutant.module}:{result.mutant.line} {result.mutant.operator} "
                                        f"{result.outcome} in {result.wall_s:.0f} s")
                 progress.advance(task)
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted after {len(results)} mutant(s)")
+        console.print(f"[yellow]interrupted after {len(results)} mutant(s); results so far in {out / 'results.json'}")
         return 130
-    module_scores = scores(results, equivalents)
-    console.print(score_table(module_scores))
-    console.print(survivor_table(results, equivalents))
-    (out / "results.json").write_text(json.dumps(
-        {"seed": seed, "modules": args.modules, "tests": args.tests, "total_mutants": len(everything),
-         "results": [{**asdict(r), "mutant": {**asdict(r.mutant), "fingerprint": r.mutant.fingerprint}}
-                     for r in results]}, indent=2), encoding="utf-8")
+    print_tables(console, results, equivalents)
     console.print(f"results in {out / 'results.json'}, logs in {logs}")
     return 0
 

@@ -139,3 +139,22 @@ def test_bad_arguments_are_one_line_and_254(argv: list[str], problem: str, capsy
     assert exc.value.code == 254
     err = capsys.readouterr().err
     assert problem in err and err.count("\n") == 1
+
+
+def test_report_rescores_an_earlier_run_with_todays_equivalents(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    survivor = mut.Result(_mutant(), "survived", 1.0, 0, "log")
+    results = tmp_path / "results.json"
+    mut.write_results(results, [survivor], {"seed": 1})
+    assert json.loads(results.read_text(encoding="utf-8"))["results"][0]["mutant"]["fingerprint"] == \
+        survivor.mutant.fingerprint
+    assert mut.load_results(results) == [survivor]
+    eq = _write(tmp_path, f'[[equivalent]]\nmodule = "nodes/x.py"\nfingerprint = "{survivor.mutant.fingerprint}"\n'
+                          'reason = "message only"\n')
+    assert mut.main(["--report", str(results), "--equivalents", str(eq)]) == 0
+    assert "message only" in capsys.readouterr().out
+    results.write_text("{}", encoding="utf-8")
+    assert mut.main(["--report", str(results), "--equivalents", str(eq)]) == 254
+    assert "not a results.json" in capsys.readouterr().err
