@@ -11,11 +11,13 @@ mutant written into one copy's module and ``pytest`` run there with a per-mutant
 copy first on ``PYTHONPATH``, so the mutant runs in the real node processes; bytecode caching is off
 so no stale ``.pyc`` hides a mutant.
 
-Each mutant ends ``killed`` (pytest exit 1: a test failed or a verdict was invalid), ``timeout``
-(over the cap: counted as killed, the mutant hung the system), ``survived`` (pytest exit 0;
-unknown verdicts included: the harness did not see a difference), or ``error`` (another pytest
-exit: usage error, nothing collected, interrupted; not counted). Unmutated, the tests must pass
-first (the baseline), else no score is meaningful.
+Each mutant ends ``killed`` (pytest exit 1: a test failed or a verdict was invalid, and that
+test, re-run on the unmutated copy with the same seed, passes), ``flaky`` (it fails unmutated too:
+the suite's timing under load, not the mutant; not scored), ``timeout`` (over the cap: counted as
+killed, the mutant hung the system), ``survived`` (pytest exit 0; unknown verdicts included: the
+harness did not see a difference), or ``error`` (another pytest exit: usage error, nothing
+collected, interrupted; not scored). Unmutated, the tests must pass first (the baseline, two
+attempts), else no score is meaningful.
 
 A survivor whose change is equivalent (no behaviour change possible) is listed as such with the
 reason from ``benchmarks/mutation_equivalents.toml``: ``[[equivalent]]`` tables with ``module``,
@@ -61,7 +63,8 @@ DEFAULT_MODULES = ("nodes/queue.py", "nodes/peer.py", "nodes/consensus.py", "nod
 DEFAULT_EQUIVALENTS = REPO / "benchmarks" / "mutation_equivalents.toml"
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", ".bin", ".raftchaos", "__pycache__", "*.pyc", ".mypy_cache",
                                      ".ruff_cache", ".pytest_cache")
-OUTCOMES = ("killed", "timeout", "survived", "error")
+OUTCOMES = ("killed", "timeout", "survived", "flaky", "error")
+BASELINE_ATTEMPTS = 2  # the suites are timing-sensitive on a loaded host: one flaky failure is not a verdict
 TERM_GRACE_S = 30.0  # after the cap: SIGTERM lets the harness stop its nodes, then SIGKILL
 
 
@@ -294,6 +297,28 @@ def run_tests(copy: Path, tag: str, tests: Sequence[str], extra: Sequence[str], 
             shutil.rmtree(copy / ".raftchaos" / f"runs-{tag}", ignore_errors=True)
 
 
+def failed_tests(summary_path: Path) -> list[tuple[str, int | None]]:
+    """(nodeid, seed) of the tests that failed for real in a session summary (none if unreadable)."""
+    try:
+        doc = json.loads(summary_path.read_text(encoding="utf-8"))
+        return [(str(t["nodeid"]), t.get("seed")) for t in doc.get("tests", [])
+                if t.get("outcome") in ("failed", "error") and not t.get("failed_by_strict")]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def confirm_kill(copy: Path, tag: str, failing: Sequence[tuple[str, int | None]], extra: Sequence[str],
+                 timeout_s: float, log: Path) -> str:
+    """A kill counts only when the test that failed passes again unmutated with the same seed;
+    otherwise the failure is the suite's flakiness (load, timing), not the mutant: ``flaky``."""
+    if not failing:
+        return "killed"  # nothing to re-run (pytest recorded no failed test): take pytest's word
+    nodeid, seed = failing[0]
+    seed_args = ["--seed", str(seed)] if seed is not None else []
+    status, _ = run_tests(copy, f"{tag}-confirm", [nodeid], [*seed_args, *extra], timeout_s, log)
+    return "killed" if status == 0 else "flaky"
+
+
 def test_mutant(mutant: Mutant, mutated: str, copies: queue.Queue[Path], tests: Sequence[str],
                 extra: Sequence[str], timeout_s: float, logs: Path) -> Result:
     copy = copies.get()
@@ -302,12 +327,19 @@ def test_mutant(mutant: Mutant, mutated: str, copies: queue.Queue[Path], tests: 
     log = logs / f"{mutant.module.replace('/', '_')}-{mutant.fingerprint}.log"
     began = time.monotonic()
     try:
-        target.write_text(mutated, encoding="utf-8")
-        status, timed_out = run_tests(copy, mutant.fingerprint, tests, extra, timeout_s, log)
+        try:
+            target.write_text(mutated, encoding="utf-8")
+            status, timed_out = run_tests(copy, mutant.fingerprint, tests, extra, timeout_s, log)
+        finally:
+            target.write_text(original, encoding="utf-8")
+        outcome = outcome_of(status, timed_out)
+        if outcome == "killed":
+            failing = failed_tests(copy / ".raftchaos" / f"summary-{mutant.fingerprint}.json")
+            outcome = confirm_kill(copy, mutant.fingerprint, failing, extra, timeout_s,
+                                   log.with_name(log.stem + "-confirm.log"))
     finally:
-        target.write_text(original, encoding="utf-8")
         copies.put(copy)
-    return Result(mutant, outcome_of(status, timed_out), time.monotonic() - began, status, str(log))
+    return Result(mutant, outcome, time.monotonic() - began, status, str(log))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -425,14 +457,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         console.print("baseline: the tests on an unmutated copy ...")
         copy = copies.get()
-        began = time.monotonic()
-        status, timed_out = run_tests(copy, "baseline", args.tests, args.pytest_args, args.timeout_s,
-                                      logs / "baseline.log")
+        for attempt in range(1, BASELINE_ATTEMPTS + 1):
+            began = time.monotonic()
+            status, timed_out = run_tests(copy, f"baseline-{attempt}", args.tests, args.pytest_args, args.timeout_s,
+                                          logs / f"baseline-{attempt}.log")
+            console.print(f"baseline attempt {attempt}: pytest exit {status} in {time.monotonic() - began:.0f} s")
+            if status == 0:
+                break
         copies.put(copy)
-        console.print(f"baseline: pytest exit {status} in {time.monotonic() - began:.0f} s")
         if status != 0:
             console.print(f"[bold red]baseline failed (pytest exit {status}{', timed out' if timed_out else ''}; "
-                          f"log {logs / 'baseline.log'}): no score can be measured")
+                          f"logs {logs}/baseline-*.log): no score can be measured")
             return EXIT_BASELINE
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress, ThreadPoolExecutor(args.workers) as pool:

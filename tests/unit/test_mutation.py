@@ -158,3 +158,34 @@ def test_report_rescores_an_earlier_run_with_todays_equivalents(tmp_path: Path,
     results.write_text("{}", encoding="utf-8")
     assert mut.main(["--report", str(results), "--equivalents", str(eq)]) == 254
     assert "not a results.json" in capsys.readouterr().err
+
+
+def test_a_kill_is_confirmed_by_the_failing_test_passing_unmutated(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    summary = tmp_path / "summary.json"
+    summary.write_text('{"tests": [{"nodeid": "suites/a.py::t", "outcome": "failed", "seed": 9}, '
+                       '{"nodeid": "suites/a.py::u", "outcome": "failed", "failed_by_strict": true, "seed": 1}, '
+                       '{"nodeid": "suites/a.py::v", "outcome": "passed", "seed": 2}]}', encoding="utf-8")
+    failing = mut.failed_tests(summary)
+    assert failing == [("suites/a.py::t", 9)]
+    assert mut.failed_tests(tmp_path / "absent.json") == []
+    calls: list[tuple[list[str], list[str]]] = []
+
+    def fake_run(status: int) -> object:
+        def run(copy: Path, tag: str, tests: list[str], extra: list[str], timeout_s: float, log: Path) -> object:
+            calls.append((list(tests), list(extra)))
+            return status, False
+        return run
+
+    monkeypatch.setattr(mut, "run_tests", fake_run(0))
+    assert mut.confirm_kill(tmp_path, "f", failing, ["-v"], 60.0, tmp_path / "log") == "killed"
+    assert calls == [(["suites/a.py::t"], ["--seed", "9", "-v"])]
+    monkeypatch.setattr(mut, "run_tests", fake_run(1))
+    assert mut.confirm_kill(tmp_path, "f", failing, [], 60.0, tmp_path / "log") == "flaky"
+    assert mut.confirm_kill(tmp_path, "f", [], [], 60.0, tmp_path / "log") == "killed"
+
+
+def test_flaky_kills_are_not_scored() -> None:
+    results = [mut.Result(_mutant(added=(a,)), o, 1.0, 1, "log") for a, o in (("1", "killed"), ("2", "flaky"))]
+    total = mut.scores(results, {})["total"]
+    assert (total.counts["flaky"], total.score) == (1, 1.0)
