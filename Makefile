@@ -11,8 +11,12 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 RUNS ?= 10
 HOG ?= 0
+BUDGET_S ?= 1200
+DURATION_S ?= 30
+SEEDS ?=
+MASTER_SEED ?=
 
-.PHONY: all setup docker-setup docker-clean test test-local test-docker lint unit integration suites chaos stability bench clean-runs clean
+.PHONY: all setup docker-setup docker-clean test test-local test-docker lint unit integration suites chaos nightly stability bench clean-runs clean
 
 all: test
 
@@ -86,6 +90,15 @@ test-docker: setup
 # whose verdict is unknown (the harness could not exercise or observe it) fails the nightly run.
 chaos: setup
 	$(PY) -m pytest suites -q --backend local --keep-runs --raftchaos-strict $(PYTEST_ARGS)
+
+# The nightly exploration (CI's nightly job, after `make chaos`): the nemesis families in turn over seeds
+# drawn from one printed master seed, schedules DURATION_S long, until BUDGET_S of wall clock is used
+# (SEEDS caps the number of runs; MASTER_SEED replays the seed choice). Each run is a strict pytest run
+# of suites/test_nemesis.py; the end shows runs per family and verdict and the replay command of every
+# run that was not valid. Exit 0 all valid, 1 any invalid, 2 only unknowns.
+nightly: setup
+	$(PY) benchmarks/nightly.py --budget-s $(BUDGET_S) --duration-s $(DURATION_S) $(if $(SEEDS),--seeds $(SEEDS)) \
+	  $(if $(MASTER_SEED),--master-seed $(MASTER_SEED)) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 # A benchmark, not a CI step: `pytest suites` RUNS times (HOG=1: with a busy loop pinned to one CPU),
 # per-test pass / fail / unknown / skipped counts and the seeds of every failure and unknown.

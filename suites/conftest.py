@@ -1,8 +1,12 @@
-"""Chaos suites: registers each suite's marker (``pytest suites -m recovery`` etc.).
+"""Chaos suites: registers each suite's marker (``pytest suites -m recovery`` etc.) and the suites' options.
 
 Every suite module carries ``chaos`` (registered by the plugin) and its own marker. The fixtures
 the suites use (``make_cluster``, ``workload``, ``raftchaos_seed``, ``record_verdict``) come from
 the raftchaos pytest plugin (``harness/plugin.py``).
+
+``--nemesis-duration-s S`` lengthens the nemesis suite's random schedules (default 10 s, six
+faults) to S seconds with proportionally more faults; ``benchmarks/nightly.py`` (``make nightly``)
+uses it for its deeper exploration. Out of range is a pytest usage error naming the option.
 """
 
 from __future__ import annotations
@@ -18,6 +22,19 @@ SUITE_MARKERS = {
 }
 
 
+NEMESIS_DURATION_RANGE_S = (5.0, 3600.0)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("raftchaos").addoption(
+        "--nemesis-duration-s", type=float, default=None, metavar="S",
+        help="length of the nemesis suite's random schedules in seconds (default 10; nightly runs use more)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for marker, text in SUITE_MARKERS.items():
         config.addinivalue_line("markers", f"{marker}: chaos suite: {text}")
+    duration = config.getoption("--nemesis-duration-s", default=None)
+    lo, hi = NEMESIS_DURATION_RANGE_S
+    if duration is not None and not lo <= duration <= hi:  # also refuses nan
+        raise pytest.UsageError(f"--nemesis-duration-s must be a number of seconds in [{lo:g}, {hi:g}], got {duration}")

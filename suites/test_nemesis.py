@@ -4,6 +4,11 @@ The schedule is a value expanded from the test's seed (printed; ``pytest --seed 
 ``raftchaos replay RUN_DIR`` re-executes the recorded ``schedule.jsonl``). The nemesis heals
 everything before the plugin's teardown runs the final reads and the checkers (durability,
 recovery, linearizability); an invalid verdict fails the test there.
+
+``--nemesis-duration-s S`` (``suites/conftest.py``) stretches the random schedules to S seconds
+with proportionally more faults (same hold times and gaps); ``make nightly`` runs the families
+over many seeds that way. The seed alone still decides the plan: the same seed and duration
+replay the same schedule.
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ COUNT = 6
 LIMIT_S = 10.0
 
 
+def schedule_size(duration_s: float | None) -> tuple[int, float]:
+    """(fault count, time limit) of a schedule ``duration_s`` long: the default density of
+    ``COUNT`` faults per ``LIMIT_S`` seconds, never fewer than ``COUNT``."""
+    if duration_s is None:
+        return COUNT, LIMIT_S
+    return max(COUNT, round(COUNT * duration_s / LIMIT_S)), float(duration_s)
+
+
 def test_same_seed_gives_the_same_schedule(raftchaos_seed: int) -> None:
     package = mixed_package(COUNT, limit_s=LIMIT_S)
     first = plan_text(package.steps(raftchaos_seed))
@@ -35,9 +48,10 @@ def test_same_seed_gives_the_same_schedule(raftchaos_seed: int) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["mixed", "network", "process", "flags"])
 def test_random_schedule_keeps_acknowledged_writes(make_cluster: Any, workload: Any, raftchaos_seed: int,
-                                                   family: str) -> None:
+                                                   family: str, request: pytest.FixtureRequest) -> None:
     faults = {"mixed": NETWORK + PROCESS + FLAGS, "network": NETWORK, "process": PROCESS, "flags": FLAGS}[family]
-    package = random_package(family, faults, COUNT, (0.5, 1.5), 0.5, LIMIT_S)
+    count, limit_s = schedule_size(request.config.getoption("--nemesis-duration-s", default=None))
+    package = random_package(family, faults, count, (0.5, 1.5), 0.5, limit_s)
     cluster = make_cluster(nodes=3, supervisor=True)
     print(f"seed={raftchaos_seed}\n{plan_text(package.steps(raftchaos_seed))}")
     with workload(cluster, clients=3, rate_hz=30.0):
