@@ -27,6 +27,19 @@ class NodeApi:
         return doc
 
     async def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> HttpResponse:
+        """``dispatch`` awaited: the coroutine form of the handler, for tests and other callers."""
+        resp = self.dispatch(method, path, query, body)
+        return resp if isinstance(resp, HttpResponse) else await resp
+
+    def dispatch(self, method: str, path: str, query: dict[str, str],
+                 body: bytes) -> HttpResponse | asyncio.Future[HttpResponse]:
+        """The HttpServer's handler: an answer now, or a future one for a replicated KV op.
+
+        Synchronous on purpose: the write path then costs no task and no timer task per request
+        (issue #14's profile), only a future resolved when consensus applies the entry.
+        """
+        if method == "POST" and path.startswith("/kv/"):
+            return self._kv(path[len("/kv/"):], body)
         if method == "GET" and path == "/health":
             return json_response(200, {"ok": True, "uuid": self.c.uuid})
         if method == "GET" and path == "/status":
@@ -40,8 +53,6 @@ class NodeApi:
             if method != "PUT":
                 return json_response(405, {"error": "use PUT /flags/<name> with {\"value\": v}"})
             return self._set_flag(path[len("/flags/"):], body)
-        if method == "POST" and path.startswith("/kv/"):
-            return await self._kv(path[len("/kv/"):], body)
         if method == "POST" and path == "/admin/step_down":
             try:
                 self.c.step_down()
@@ -72,7 +83,7 @@ class NodeApi:
         return json_response(421, {"ok": False, "error": "not_leader", "leader": hint,
                                    "leader_http": addr})
 
-    async def _kv(self, verb: str, body: bytes) -> HttpResponse:
+    def _kv(self, verb: str, body: bytes) -> HttpResponse | asyncio.Future[HttpResponse]:
         try:
             payload = loads(body or b"{}")
             if not isinstance(payload, dict):
@@ -86,18 +97,45 @@ class NodeApi:
         except NotLeader as e:
             return self._not_leader(e)
         timeout_s = float(self.c.flags["kv_op_timeout_ms"]) / 1000.0
-        try:
-            result = await asyncio.wait_for(asyncio.shield(fut), timeout=timeout_s)
-        except TimeoutError:
-            return json_response(503, {"ok": False, "error": "timeout", "indeterminate": True})
-        except LeadershipLost as e:
-            return json_response(503, {"ok": False, "error": "leadership_lost", "message": str(e),
-                                       "indeterminate": True})
-        if "error" in result:
-            # Committed and applied as a no-op (e.g. append to a non-string): definitely failed.
-            return json_response(409, {"ok": False, "error": "apply_error",
-                                       "message": result["error"], "index": result.get("index")})
-        return json_response(200, {"ok": True, **result})
+        loop = fut.get_loop()
+        out: asyncio.Future[HttpResponse] = loop.create_future()
+        # The consensus waiter is never cancelled from here (the op may still commit); a
+        # timeout only answers the client, indeterminate, as asyncio.shield did before.
+        timer = loop.call_later(timeout_s, _answer_timeout, out)
+        fut.add_done_callback(lambda f: _answer_applied(f, out, timer))
+        return out
+
+
+def _answer_timeout(out: asyncio.Future[HttpResponse]) -> None:
+    if not out.done():
+        out.set_result(json_response(503, {"ok": False, "error": "timeout", "indeterminate": True}))
+
+
+def _answer_applied(fut: asyncio.Future[dict[str, Any]], out: asyncio.Future[HttpResponse],
+                    timer: asyncio.TimerHandle) -> None:
+    timer.cancel()
+    if fut.cancelled():
+        if not out.done():
+            out.cancel()
+        return
+    exc = fut.exception()
+    if out.done():
+        return  # answered "timeout" already
+    if isinstance(exc, LeadershipLost):
+        out.set_result(json_response(503, {"ok": False, "error": "leadership_lost", "message": str(exc),
+                                           "indeterminate": True}))
+    elif exc is not None:
+        out.set_exception(exc)
+    else:
+        out.set_result(_applied_response(fut.result()))
+
+
+def _applied_response(result: dict[str, Any]) -> HttpResponse:
+    if "error" in result:
+        # Committed and applied as a no-op (e.g. append to a non-string): definitely failed.
+        return json_response(409, {"ok": False, "error": "apply_error",
+                                   "message": result["error"], "index": result.get("index")})
+    return json_response(200, {"ok": True, **result})
 
 
 def _metric_lines(prefix: str, doc: dict[str, Any], labels: str) -> list[str]:

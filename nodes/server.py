@@ -64,7 +64,7 @@ class NodeServer:
         elections = Elections(c)
         service = ConsensusService(c, elections)
         rpc_server = RpcServer(me.rpc.host, me.rpc.port, service.handle, self.logger)
-        http_server = HttpServer(me.http.host, me.http.port, NodeApi(c, service).handle, self.logger)
+        http_server = HttpServer(me.http.host, me.http.port, NodeApi(c, service).dispatch, self.logger)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         try:
