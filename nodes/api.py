@@ -7,7 +7,7 @@ from typing import Any
 
 from nodes.consensus import LeadershipLost, NotLeader, RaftConsensus
 from nodes.flags import FlagError
-from nodes.http import HttpResponse, json_response
+from nodes.http import HttpResponse, PendingResponse, json_response
 from nodes.jsonsafe import JsonInputError, loads
 from nodes.kv import KvError, validate_op
 from nodes.service import ConsensusService
@@ -29,14 +29,24 @@ class NodeApi:
     async def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> HttpResponse:
         """``dispatch`` awaited: the coroutine form of the handler, for tests and other callers."""
         resp = self.dispatch(method, path, query, body)
-        return resp if isinstance(resp, HttpResponse) else await resp
+        if isinstance(resp, HttpResponse):
+            return resp
+        fut: asyncio.Future[HttpResponse] = asyncio.get_running_loop().create_future()
+
+        def settle(r: HttpResponse | BaseException) -> None:
+            if isinstance(r, BaseException):
+                fut.set_exception(r)
+            else:
+                fut.set_result(r)
+        resp.on_done(settle)
+        return await fut
 
     def dispatch(self, method: str, path: str, query: dict[str, str],
-                 body: bytes) -> HttpResponse | asyncio.Future[HttpResponse]:
+                 body: bytes) -> HttpResponse | PendingResponse:
         """The HttpServer's handler: an answer now, or a future one for a replicated KV op.
 
         Synchronous on purpose: the write path then costs no task and no timer task per request
-        (issue #14's profile), only a future resolved when consensus applies the entry.
+        (issue #14's profile), only a PendingResponse answered when consensus applies the entry.
         """
         if method == "POST" and path.startswith("/kv/"):
             return self._kv(path[len("/kv/"):], body)
@@ -83,7 +93,7 @@ class NodeApi:
         return json_response(421, {"ok": False, "error": "not_leader", "leader": hint,
                                    "leader_http": addr})
 
-    def _kv(self, verb: str, body: bytes) -> HttpResponse | asyncio.Future[HttpResponse]:
+    def _kv(self, verb: str, body: bytes) -> HttpResponse | PendingResponse:
         try:
             payload = loads(body or b"{}")
             if not isinstance(payload, dict):
@@ -98,7 +108,7 @@ class NodeApi:
             return self._not_leader(e)
         timeout_s = float(self.c.flags["kv_op_timeout_ms"]) / 1000.0
         loop = fut.get_loop()
-        out: asyncio.Future[HttpResponse] = loop.create_future()
+        out = PendingResponse()
         # The consensus waiter is never cancelled from here (the op may still commit); a
         # timeout only answers the client, indeterminate, as asyncio.shield did before.
         timer = loop.call_later(timeout_s, _answer_timeout, out)
@@ -106,28 +116,26 @@ class NodeApi:
         return out
 
 
-def _answer_timeout(out: asyncio.Future[HttpResponse]) -> None:
-    if not out.done():
-        out.set_result(json_response(503, {"ok": False, "error": "timeout", "indeterminate": True}))
+def _answer_timeout(out: PendingResponse) -> None:
+    out.set(json_response(503, {"ok": False, "error": "timeout", "indeterminate": True}))
 
 
-def _answer_applied(fut: asyncio.Future[dict[str, Any]], out: asyncio.Future[HttpResponse],
+def _answer_applied(fut: asyncio.Future[dict[str, Any]], out: PendingResponse,
                     timer: asyncio.TimerHandle) -> None:
     timer.cancel()
     if fut.cancelled():
-        if not out.done():
-            out.cancel()
+        out.set(asyncio.CancelledError("the replication waiter was cancelled"))
         return
     exc = fut.exception()
     if out.done():
         return  # answered "timeout" already
     if isinstance(exc, LeadershipLost):
-        out.set_result(json_response(503, {"ok": False, "error": "leadership_lost", "message": str(exc),
-                                           "indeterminate": True}))
+        out.set(json_response(503, {"ok": False, "error": "leadership_lost", "message": str(exc),
+                                    "indeterminate": True}))
     elif exc is not None:
-        out.set_exception(exc)
+        out.set(exc)
     else:
-        out.set_result(_applied_response(fut.result()))
+        out.set(_applied_response(fut.result()))
 
 
 def _applied_response(result: dict[str, Any]) -> HttpResponse:

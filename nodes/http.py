@@ -36,8 +36,41 @@ class HttpResponse:
 HttpHandler = Callable[[str, str, dict[str, str], bytes], Awaitable[HttpResponse]]
 """``handler(method, path, query, body)``: path percent-decoded, query keys -> last value."""
 
-FastHandler = Callable[[str, str, dict[str, str], bytes], "HttpResponse | Awaitable[HttpResponse]"]
-"""Like HttpHandler, but may answer at once (an HttpResponse) or with a future: no task per request."""
+FastHandler = Callable[[str, str, dict[str, str], bytes],
+                       "HttpResponse | PendingResponse | Awaitable[HttpResponse]"]
+"""Like HttpHandler, but may answer at once (an HttpResponse) or later (a PendingResponse or a
+future): no task per request."""
+
+
+class PendingResponse:
+    """An answer that comes later, written to the connection the moment it is set.
+
+    Unlike an asyncio future, whose callbacks run one loop turn later, ``set`` answers in the
+    same turn: the leader's response to its client then goes out before whatever else that
+    turn sends (issue #14: each extra turn on a loaded host costs a scheduling slot).
+    """
+
+    __slots__ = ("_callback", "_result")
+
+    def __init__(self) -> None:
+        self._callback: Callable[[HttpResponse | BaseException], None] | None = None
+        self._result: HttpResponse | BaseException | None = None
+
+    def done(self) -> bool:
+        return self._result is not None
+
+    def set(self, result: HttpResponse | BaseException) -> None:
+        """Answer with ``result`` (an exception is answered 500); later calls are ignored."""
+        if self._result is not None:
+            return
+        self._result = result
+        if self._callback is not None:
+            self._callback(result)
+
+    def on_done(self, callback: Callable[[HttpResponse | BaseException], None]) -> None:
+        self._callback = callback
+        if self._result is not None:
+            callback(self._result)
 
 
 def json_response(status: int, obj: Any) -> HttpResponse:
@@ -314,6 +347,9 @@ class _Connection(asyncio.Protocol):
         if isinstance(result, HttpResponse):
             self._answer(head, self._checked(head, result))
             return
+        if isinstance(result, PendingResponse):
+            result.on_done(lambda r: self._pending_done(head, r))
+            return
         fut: asyncio.Future[HttpResponse]
         if asyncio.isfuture(result):
             fut = result
@@ -335,6 +371,12 @@ class _Connection(asyncio.Protocol):
         else:
             resp = self._checked(head, fut.result())
         self._answer(head, resp)
+
+    def _pending_done(self, head: _Head, result: HttpResponse | BaseException) -> None:
+        if isinstance(result, BaseException):
+            self._answer(head, self._internal_error(head, result))
+        else:
+            self._answer(head, self._checked(head, result))
 
     def _checked(self, head: _Head, resp: object) -> HttpResponse:
         if not isinstance(resp, HttpResponse) or not 200 <= resp.status <= 599:

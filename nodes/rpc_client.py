@@ -46,6 +46,27 @@ class _ClientConn:
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.lost: str | None = None
         self.reader_task: asyncio.Task[None] | None = None
+        self._outbox: list[bytes] = []
+
+    def queue(self, frame: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """Write ``frame`` at the end of this loop turn, together with any others queued meanwhile.
+
+        kuduraft's Peer hands its request to the RPC layer, whose reactor thread does the socket
+        write later; so do we: the leader's answer to its client (written in the same turn that
+        committed) goes out first, and frames for one peer share a single send.
+        """
+        if not self._outbox:
+            loop.call_soon(self._flush)
+        self._outbox.append(frame)
+
+    def _flush(self) -> None:
+        data, self._outbox = b"".join(self._outbox), []
+        if self.lost is not None or self.writer.is_closing():
+            return  # the calls waiting on these frames fail with the connection
+        try:
+            self.writer.write(data)
+        except OSError:
+            self.writer.close()
 
     async def send(self, data: bytes) -> None:
         if self.lost is not None:
@@ -210,11 +231,7 @@ class RpcClientPool:
             _deliver(f, done)
 
         fut.add_done_callback(finished)
-        try:
-            conn.writer.write(data)  # the whole frame into the buffer at once (see _ClientConn.send)
-        except OSError as e:
-            if not fut.done():
-                fut.set_exception(RpcLayerError(f"send to {uuid} at {addr} failed: {e}"))
+        conn.queue(data, loop)
 
     async def close(self) -> None:
         """Close every connection; outstanding calls fail with RpcLayerError. Idempotent."""
