@@ -151,11 +151,11 @@ def _parse_head(lines: list[str], max_body_bytes: int = MAX_BODY_BYTES) -> _Head
                  expect_continue=headers.get("expect", "").lower() == "100-continue")
 
 
+_REASONS = {int(s): s.phrase for s in HTTPStatus}
+
+
 def _encode_response(resp: HttpResponse, keep_alive: bool, head_only: bool) -> bytes:
-    try:
-        reason = HTTPStatus(resp.status).phrase
-    except ValueError:
-        reason = "Unknown"
+    reason = _REASONS.get(resp.status, "Unknown")
     head = (f"HTTP/1.1 {resp.status} {reason}\r\nContent-Type: {resp.content_type}\r\n"
             f"Content-Length: {len(resp.body)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}"
             "\r\n\r\n").encode("latin-1")
