@@ -16,7 +16,7 @@ DURATION_S ?= 30
 SEEDS ?=
 MASTER_SEED ?=
 
-.PHONY: all setup docker-setup docker-clean test test-local test-docker lint unit integration suites chaos nightly stability bench clean-runs clean
+.PHONY: all setup docker-setup docker-clean test test-local test-docker lint unit integration suites chaos nightly stability bench bench-etcd etcd-setup clean-runs clean
 
 all: test
 
@@ -107,6 +107,16 @@ stability: setup
 
 bench: setup
 	$(PY) benchmarks/node_throughput.py
+
+# Debian's etcd-server (3.4.x) for the side-by-side benchmark and the etcd suites; non-fatal:
+# without root or apt the benchmark says etcd is missing and exits 3. Its systemd unit is unused.
+etcd-setup:
+	@command -v etcd >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server; } || \
+	  echo "etcd-setup: could not install etcd-server (needs root and apt-get); etcd benchmarks will skip"
+
+bench-etcd: setup etcd-setup
+	$(PY) benchmarks/node_vs_etcd.py
 
 clean-runs:
 	rm -rf .raftchaos/runs

@@ -7,7 +7,7 @@ from typing import Any
 
 from nodes.consensus import LeadershipLost, NotLeader, RaftConsensus
 from nodes.flags import FlagError
-from nodes.http import HttpResponse, json_response
+from nodes.http import HttpResponse, PendingResponse, json_response
 from nodes.jsonsafe import JsonInputError, loads
 from nodes.kv import KvError, validate_op
 from nodes.service import ConsensusService
@@ -27,6 +27,29 @@ class NodeApi:
         return doc
 
     async def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> HttpResponse:
+        """``dispatch`` awaited: the coroutine form of the handler, for tests and other callers."""
+        resp = self.dispatch(method, path, query, body)
+        if isinstance(resp, HttpResponse):
+            return resp
+        fut: asyncio.Future[HttpResponse] = asyncio.get_running_loop().create_future()
+
+        def settle(r: HttpResponse | BaseException) -> None:
+            if isinstance(r, BaseException):
+                fut.set_exception(r)
+            else:
+                fut.set_result(r)
+        resp.on_done(settle)
+        return await fut
+
+    def dispatch(self, method: str, path: str, query: dict[str, str],
+                 body: bytes) -> HttpResponse | PendingResponse:
+        """The HttpServer's handler: an answer now, or a future one for a replicated KV op.
+
+        Synchronous on purpose: the write path then costs no task and no timer task per request
+        (issue #14's profile), only a PendingResponse answered when consensus applies the entry.
+        """
+        if method == "POST" and path.startswith("/kv/"):
+            return self._kv(path[len("/kv/"):], body)
         if method == "GET" and path == "/health":
             return json_response(200, {"ok": True, "uuid": self.c.uuid})
         if method == "GET" and path == "/status":
@@ -42,8 +65,6 @@ class NodeApi:
             if method != "PUT":
                 return json_response(405, {"error": "use PUT /flags/<name> with {\"value\": v}"})
             return self._set_flag(path[len("/flags/"):], body)
-        if method == "POST" and path.startswith("/kv/"):
-            return await self._kv(path[len("/kv/"):], body)
         if method == "POST" and path == "/admin/step_down":
             try:
                 self.c.step_down()
@@ -83,7 +104,7 @@ class NodeApi:
         return json_response(421, {"ok": False, "error": "not_leader", "leader": hint,
                                    "leader_http": addr})
 
-    async def _kv(self, verb: str, body: bytes) -> HttpResponse:
+    def _kv(self, verb: str, body: bytes) -> HttpResponse | PendingResponse:
         try:
             payload = loads(body or b"{}")
             if not isinstance(payload, dict):
@@ -97,18 +118,43 @@ class NodeApi:
         except NotLeader as e:
             return self._not_leader(e)
         timeout_s = float(self.c.flags["kv_op_timeout_ms"]) / 1000.0
-        try:
-            result = await asyncio.wait_for(asyncio.shield(fut), timeout=timeout_s)
-        except TimeoutError:
-            return json_response(503, {"ok": False, "error": "timeout", "indeterminate": True})
-        except LeadershipLost as e:
-            return json_response(503, {"ok": False, "error": "leadership_lost", "message": str(e),
-                                       "indeterminate": True})
-        if "error" in result:
-            # Committed and applied as a no-op (e.g. append to a non-string): definitely failed.
-            return json_response(409, {"ok": False, "error": "apply_error",
-                                       "message": result["error"], "index": result.get("index")})
-        return json_response(200, {"ok": True, **result})
+        loop = fut.get_loop()
+        out = PendingResponse()
+        # The consensus waiter is never cancelled from here (the op may still commit); a
+        # timeout only answers the client, indeterminate, as asyncio.shield did before.
+        timer = loop.call_later(timeout_s, _answer_timeout, out)
+        fut.add_done_callback(lambda f: _answer_applied(f, out, timer))
+        return out
+
+
+def _answer_timeout(out: PendingResponse) -> None:
+    out.set(json_response(503, {"ok": False, "error": "timeout", "indeterminate": True}))
+
+
+def _answer_applied(fut: asyncio.Future[dict[str, Any]], out: PendingResponse,
+                    timer: asyncio.TimerHandle) -> None:
+    timer.cancel()
+    if fut.cancelled():
+        out.set(asyncio.CancelledError("the replication waiter was cancelled"))
+        return
+    exc = fut.exception()
+    if out.done():
+        return  # answered "timeout" already
+    if isinstance(exc, LeadershipLost):
+        out.set(json_response(503, {"ok": False, "error": "leadership_lost", "message": str(exc),
+                                    "indeterminate": True}))
+    elif exc is not None:
+        out.set(exc)
+    else:
+        out.set(_applied_response(fut.result()))
+
+
+def _applied_response(result: dict[str, Any]) -> HttpResponse:
+    if "error" in result:
+        # Committed and applied as a no-op (e.g. append to a non-string): definitely failed.
+        return json_response(409, {"ok": False, "error": "apply_error",
+                                   "message": result["error"], "index": result.get("index")})
+    return json_response(200, {"ok": True, **result})
 
 
 def _metric_lines(prefix: str, doc: dict[str, Any], labels: str) -> list[str]:

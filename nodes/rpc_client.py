@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from nodes.rpc_errors import RemoteRpcError, RpcLayerError, RpcTimeout
-from nodes.wire import MAX_FRAME_BYTES, FrameError, encode_frame, read_frame
+from nodes.wire import MAX_FRAME_BYTES, READ_CHUNK, FrameDecoder, FrameError, encode_frame
 
 
 def split_host_port(addr: str) -> tuple[str, int]:
@@ -47,6 +47,27 @@ class _ClientConn:
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.lost: str | None = None
         self.reader_task: asyncio.Task[None] | None = None
+        self._outbox: list[bytes] = []
+
+    def queue(self, frame: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """Write ``frame`` at the end of this loop turn, together with any others queued meanwhile.
+
+        kuduraft's Peer hands its request to the RPC layer, whose reactor thread does the socket
+        write later; so do we: the leader's answer to its client (written in the same turn that
+        committed) goes out first, and frames for one peer share a single send.
+        """
+        if not self._outbox:
+            loop.call_soon(self._flush)
+        self._outbox.append(frame)
+
+    def _flush(self) -> None:
+        data, self._outbox = b"".join(self._outbox), []
+        if self.lost is not None or self.writer.is_closing():
+            return  # the calls waiting on these frames fail with the connection
+        try:
+            self.writer.write(data)
+        except OSError:
+            self.writer.close()
 
     async def send(self, data: bytes) -> None:
         if self.lost is not None:
@@ -75,6 +96,17 @@ def _parse_response(frame: dict[str, Any]) -> tuple[int, dict[str, Any] | Remote
     return rid, body
 
 
+def _deliver(fut: asyncio.Future[dict[str, Any]], done: Callable[[dict[str, Any] | Exception], None]) -> None:
+    """Hand a finished call to its callback; a cancelled one (shutdown) is not reported."""
+    if fut.cancelled():
+        return
+    exc = fut.exception()
+    if exc is None:
+        done(fut.result())
+    elif isinstance(exc, Exception):
+        done(exc)
+
+
 class RpcClientPool:
     """Calls to peers by uuid over one lazily opened, multiplexed connection per destination.
 
@@ -98,6 +130,7 @@ class RpcClientPool:
         self._connect_locks: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
         self._closed = False
+        self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
         self.stats = RpcClientStats()
 
     def has(self, uuid: str) -> bool:
@@ -160,10 +193,65 @@ class RpcClientPool:
             if fut.done() and not fut.cancelled():
                 fut.exception()  # failed while we were not awaiting it: mark it retrieved
 
+    def call_soon(self, uuid: str, rpc: str, body: dict[str, Any], timeout_s: float,
+                  done: Callable[[dict[str, Any] | Exception], None]) -> None:
+        """``call`` without a task: ``done(response body or exception)`` runs on the loop later.
+
+        Same outcomes as ``call`` (RpcLayerError incl. RpcTimeout, RemoteRpcError, KeyError). On an
+        open connection the frame is written at once and only a future and a timer are armed;
+        the leader's Peers send every UpdateConsensus this way (issue #14: a task and a timeout
+        scope per request were a visible share of the leader's loop). Without a connection it
+        falls back to a task running ``call``, which connects first.
+        """
+        loop = asyncio.get_running_loop()
+        conn = self._conns.get(uuid)
+        if conn is None or conn.lost is not None or self._closed or conn.writer.is_closing() \
+                or conn.writer.transport.get_write_buffer_size() > 0:
+            task = loop.create_task(self.call(uuid, rpc, body, timeout_s))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda t: _deliver(t, done))
+            return
+        try:
+            addr = self._addresses[uuid]
+            rid = next(self._ids)
+            data = encode_frame({"id": rid, "rpc": rpc, "body": body}, self._max_frame_bytes)
+        except KeyError as e:
+            loop.call_soon(done, e)
+            return
+        except FrameError as e:  # as in ``call``: an unsendable request is an RPC-layer failure
+            self.stats.oversized_requests += 1
+            loop.call_soon(done, RpcLayerError(f"{rpc} to {uuid} not sent: {e}"))
+            return
+        self.stats.calls += 1
+        fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+        conn.pending[rid] = fut
+
+        def expire() -> None:
+            if fut.done():
+                return
+            self.stats.timeouts += 1
+            conn.pending.pop(rid, None)
+            if self._drop_on_timeout:
+                self._drop(conn, f"{rpc} timed out")
+            fut.set_exception(RpcTimeout(f"{rpc} to {uuid} at {addr} timed out after {timeout_s:.3f}s"))
+
+        timer = loop.call_later(timeout_s, expire)
+
+        def finished(f: asyncio.Future[dict[str, Any]]) -> None:
+            timer.cancel()
+            conn.pending.pop(rid, None)
+            _deliver(f, done)
+
+        fut.add_done_callback(finished)
+        conn.queue(data, loop)
+
     async def close(self) -> None:
         """Close every connection; outstanding calls fail with RpcLayerError. Idempotent."""
         self._closed = True
-        tasks = []
+        tasks: list[asyncio.Task[Any]] = list(self._tasks)
+        for task in tasks:
+            task.cancel()
         for conn in list(self._conns.values()):
             self._drop(conn, "client pool closed")
             if conn.reader_task is not None:
@@ -196,19 +284,24 @@ class RpcClientPool:
 
     async def _read_responses(self, conn: _ClientConn) -> None:
         reason = "closed by the server"
+        decoder = FrameDecoder(self._max_frame_bytes)
         try:
             while True:
-                frame = await read_frame(conn.reader, self._max_frame_bytes)
-                if frame is None:
+                data = await conn.reader.read(READ_CHUNK)  # may complete several frames at once
+                if not data:
+                    if decoder.buffered:
+                        raise FrameError(f"connection closed mid-frame ({decoder.buffered} bytes "
+                                         "of an incomplete frame)")
                     break
-                rid, outcome = _parse_response(frame)
-                fut = conn.pending.pop(rid, None)
-                if fut is None or fut.done():
-                    self.stats.late_responses += 1  # its call timed out or was cancelled
-                elif isinstance(outcome, RemoteRpcError):
-                    fut.set_exception(outcome)
-                else:
-                    fut.set_result(outcome)
+                for frame in decoder.feed(data):
+                    rid, outcome = _parse_response(frame)
+                    fut = conn.pending.pop(rid, None)
+                    if fut is None or fut.done():
+                        self.stats.late_responses += 1  # its call timed out or was cancelled
+                    elif isinstance(outcome, RemoteRpcError):
+                        fut.set_exception(outcome)
+                    else:
+                        fut.set_result(outcome)
         except FrameError as e:
             reason = f"protocol error: {e}"
             self._log.warning("rpc: dropping connection to %s at %s: %s", conn.uuid, conn.addr, e)

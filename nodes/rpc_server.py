@@ -10,7 +10,7 @@ from typing import Any
 
 from nodes.listen import Listener
 from nodes.rpc_errors import INTERNAL, RemoteRpcError
-from nodes.wire import MAX_FRAME_BYTES, FrameError, encode_frame, read_frame
+from nodes.wire import MAX_FRAME_BYTES, READ_CHUNK, FrameDecoder, FrameError, encode_frame
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 """``handler(rpc_name, body) -> response body``; raise RemoteRpcError for an RPC-level failure."""
@@ -41,8 +41,17 @@ class RpcServerStats:
     protocol_errors: int = 0
 
 
+WRITE_HIGH_WATER = 256 * 1024
+"""Unsent response bytes above which a sender waits for the socket to drain."""
+
+
 class _ServerConn:
-    """One accepted connection: serializes response writes, tracks its in-flight requests."""
+    """One accepted connection: writes responses whole, tracks its in-flight requests.
+
+    A frame goes into the transport's buffer in one ``write``, so responses never interleave;
+    only when the peer stops reading (buffer over WRITE_HIGH_WATER) does a sender wait, under the
+    lock. The common case costs no lock and no drain coroutine (issue #14's profile).
+    """
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
@@ -51,15 +60,16 @@ class _ServerConn:
 
     async def send(self, data: bytes) -> bool:
         """Write one frame; False when the connection is already gone (the response is dropped)."""
-        async with self.lock:
-            if self.writer.is_closing():
-                return False
-            try:
-                self.writer.write(data)
-                await self.writer.drain()
-            except OSError:
-                return False
-            return True
+        if self.writer.is_closing():
+            return False
+        try:
+            self.writer.write(data)
+            if self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+                async with self.lock:
+                    await self.writer.drain()
+        except OSError:
+            return False
+        return True
 
 
 class RpcServer:
@@ -104,12 +114,17 @@ class RpcServer:
 
     async def _read_requests(self, reader: asyncio.StreamReader, conn: _ServerConn, peer: object) -> bool:
         """Dispatch requests until EOF (True) or a protocol error (False)."""
+        decoder = FrameDecoder(self._max_frame_bytes)
         while True:
             try:
-                frame = await read_frame(reader, self._max_frame_bytes)
-                if frame is None:
+                # One read may complete several frames: fewer awaits than a read per header/payload.
+                data = await reader.read(READ_CHUNK)
+                if not data:
+                    if decoder.buffered:
+                        raise FrameError(f"connection closed mid-frame ({decoder.buffered} bytes "
+                                         "of an incomplete frame)")
                     return True
-                rid, rpc, body = _parse_request(frame)
+                requests = [_parse_request(frame) for frame in decoder.feed(data)]
             except FrameError as e:
                 self.stats.protocol_errors += 1
                 self._log.error("rpc: closing connection from %s: %s", peer, e)
@@ -117,11 +132,12 @@ class RpcServer:
             except OSError as e:
                 self._log.debug("rpc: connection from %s lost: %s", peer, e)
                 return True
-            task = asyncio.create_task(self._dispatch(conn, rid, rpc, body))
-            conn.tasks.add(task)
-            self._request_tasks.add(task)
-            task.add_done_callback(conn.tasks.discard)
-            task.add_done_callback(self._request_tasks.discard)
+            for rid, rpc, body in requests:
+                task = asyncio.create_task(self._dispatch(conn, rid, rpc, body))
+                conn.tasks.add(task)
+                self._request_tasks.add(task)
+                task.add_done_callback(conn.tasks.discard)
+                task.add_done_callback(self._request_tasks.discard)
 
     async def _dispatch(self, conn: _ServerConn, rid: int, rpc: str, body: dict[str, Any]) -> None:
         self.stats.requests += 1

@@ -11,7 +11,7 @@ from nodes.election import Elections
 from nodes.jsonsafe import MAX_VALUE_DEPTH, JsonInputError, check_value
 from nodes.peer import RpcOutcome
 from nodes.proxy import ProxyCounters, handle_proxy_request
-from nodes.rpc import RemoteRpcError, RpcClientPool, RpcError
+from nodes.rpc import RemoteRpcError, RpcClientPool
 from nodes.update import handle_update, server_error
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -94,14 +94,8 @@ class PoolPeerTransport:
 
     def send_update(self, hop: str, body: dict[str, Any], timeout_s: float,
                     done: Callable[[RpcOutcome], None]) -> None:
-        async def run() -> None:
-            try:
-                resp = await self._pool.call(hop, "UpdateConsensus", body, timeout_s)
-                outcome = RpcOutcome(body=resp)
-            except RpcError as e:
-                outcome = RpcOutcome(error=e)
-            done(outcome)
+        """No task per request (issue #14): the pool calls back with the reply or the failure."""
+        def deliver(result: dict[str, Any] | Exception) -> None:
+            done(RpcOutcome(error=result) if isinstance(result, Exception) else RpcOutcome(body=result))
 
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._pool.call_soon(hop, "UpdateConsensus", body, timeout_s, deliver)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from nodes.http import HttpResponse, HttpServer, json_response
+from nodes.http import HttpResponse, HttpServer, PendingResponse, json_response
 
 T = TypeVar("T")
 LOG = logging.getLogger("test.http")
@@ -282,5 +282,47 @@ def test_hostile_heads_get_an_answer_never_silence(raw: bytes, status: int) -> N
             writer.write(request("GET", "/health"))
             assert (await read_response(reader))[0] == 200
             writer.close()
+
+    run_quietly(scenario())
+
+
+def test_pending_responses_are_answered_when_set_in_order_and_errors_are_500() -> None:
+    """The KV write path (issue #14): a handler answers later through a PendingResponse."""
+    pending: list[PendingResponse] = []
+
+    def fast(method: str, path: str, query: dict[str, str], body: bytes) -> HttpResponse | PendingResponse:
+        if path == "/now":
+            return json_response(200, {"now": True})
+        p = PendingResponse()
+        pending.append(p)
+        return p
+
+    async def scenario() -> None:
+        server = HttpServer("127.0.0.1", 0, fast, LOG)
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request("POST", "/later") + request("GET", "/now"))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while not pending:
+                assert loop.time() < deadline, "the handler was never called"
+                await asyncio.sleep(0.01)
+            pending[0].set(json_response(201, {"later": True}))
+            pending[0].set(json_response(500, {"ignored": True}))  # first answer wins
+            assert (await read_response(reader))[:1] == (201,)
+            assert json.loads((await read_response(reader))[2]) == {"now": True}  # in order
+            writer.write(request("POST", "/fails"))
+            while len(pending) < 2:
+                assert loop.time() < deadline, "the handler was never called"
+                await asyncio.sleep(0.01)
+            pending[1].set(RuntimeError("waiter failed"))
+            status, headers, body = await read_response(reader)
+            assert status == 500 and "waiter failed" in json.loads(body)["message"]
+            assert headers["connection"] == "keep-alive"
+            writer.close()
+            assert server.requests == 3
+        finally:
+            await server.close()
 
     run_quietly(scenario())

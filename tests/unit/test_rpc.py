@@ -306,3 +306,62 @@ def test_fuzz_garbage_connections_do_not_disturb_other_clients(conns: list[list[
         run(scenario())
     finally:
         logging.getLogger("test.rpc").disabled = False
+
+
+async def call_soon(pool: RpcClientPool, uuid: str, rpc: str, body: dict[str, Any],
+                    timeout_s: float) -> dict[str, Any] | Exception:
+    """``pool.call_soon`` awaited through its callback (the Peers' path, issue #14)."""
+    done: asyncio.Future[dict[str, Any] | Exception] = asyncio.get_running_loop().create_future()
+    pool.call_soon(uuid, rpc, body, timeout_s, done.set_result)
+    return await done
+
+
+def test_call_soon_reports_through_its_callback_as_call_would() -> None:
+    async def scenario() -> None:
+        service = Service()
+        async with serving(service) as (server, pool):
+            # No connection yet: falls back to a task that connects; then the callback path.
+            assert await call_soon(pool, "s", "Echo", {"n": 1}, 5) == {"echo": {"n": 1}}
+            assert await call_soon(pool, "s", "Echo", {"n": 2}, 5) == {"echo": {"n": 2}}
+            busy = await call_soon(pool, "s", "Busy", {}, 5)
+            assert isinstance(busy, RemoteRpcError) and busy.code == "SERVICE_UNAVAILABLE"
+            assert pool.stats.connections_opened == 1 and server.stats.requests == 3
+            timed_out = await call_soon(pool, "s", "Hold", {}, 0.2)
+            assert isinstance(timed_out, RpcLayerError) and "timed out" in str(timed_out)
+            assert pool.stats.timeouts == 1 and not pool.connected("s")  # dropped, as call() does
+            assert await call_soon(pool, "s", "Echo", {}, 5) == {"echo": {}}
+            assert pool.stats.connections_opened == 2
+            unknown = await call_soon(pool, "nobody", "Echo", {}, 5)
+            assert isinstance(unknown, KeyError)
+            service.release.set()
+
+    run(scenario())
+
+
+def test_call_soon_frames_queued_in_one_turn_share_a_send_and_all_answer() -> None:
+    async def scenario() -> None:
+        async with serving(Service()) as (_, pool):
+            assert await pool.call("s", "Echo", {}, 5) == {"echo": {}}  # connected
+            loop = asyncio.get_running_loop()
+            futs = [loop.create_future() for _ in range(5)]
+            for i, fut in enumerate(futs):
+                pool.call_soon("s", "Echo", {"i": i}, 5, fut.set_result)
+            assert [await f for f in futs] == [{"echo": {"i": i}} for i in range(5)]
+
+    run(scenario())
+
+
+def test_call_soon_outstanding_calls_fail_when_the_server_goes_away() -> None:
+    async def scenario() -> None:
+        service = Service()
+        async with serving(service) as (server, pool):
+            assert await pool.call("s", "Echo", {}, 5) == {"echo": {}}
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[dict[str, Any] | Exception] = loop.create_future()
+            pool.call_soon("s", "Hold", {}, 10, fut.set_result)
+            await wait_until(lambda: service.held == 1, what="call to reach the server")
+            await server.close()
+            err = await asyncio.wait_for(fut, 5)
+            assert isinstance(err, RpcLayerError) and "timed out" not in str(err)
+
+    run(scenario())
