@@ -103,6 +103,7 @@ class CommitWatch:
     down: dict[str, int] = field(default_factory=dict)
     violations: list[dict[str, Any]] = field(default_factory=list)
     samples: int = 0
+    last_durable: dict[str, int] = field(default_factory=dict)
 
     def check_once(self) -> dict[str, Any] | None:
         """One look; returns the leader's status (None if it does not answer)."""
@@ -116,6 +117,7 @@ class CommitWatch:
             other = status_or_none(self.cluster, node)  # read after the leader: it only grows
             durable[node] = int(other["durable_index"]) if other is not None else -1
         self.samples += 1
+        self.last_durable = durable
         commit = int(st["commit_index"])
         if commit <= self.baseline:
             return st
