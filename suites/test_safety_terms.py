@@ -89,6 +89,42 @@ def test_pre_elections_do_not_disturb_a_stable_leader(make_cluster: Any, record_
     markers.assert_all_durable()
 
 
+def test_failed_pre_elections_never_change_a_voters_term(make_cluster: Any, record_verdict: Any) -> None:
+    """B32 where no leader is alive to make voters withhold: a lagging node's pre-elections reach
+    a voter that evaluates them (and denies: the candidate's log is older); the voter's term and
+    the candidate's own term never change."""
+    cluster = make_cluster(nodes=3)
+    timing = cluster.timing
+    old = cluster.wait_for_leader()
+    lagging, voter = cluster.rng("suite/pre-vote").sample(sorted(n for n in cluster.nodes if n != old), 2)
+    markers = Markers(cluster, "pre-vote")
+    markers.write(3)
+    with ExitStack() as stack:
+        cluster.set_flag(voter, "enable_leader_failure_detection", False)  # it never runs itself
+        stack.callback(cluster.set_flag, voter, "enable_leader_failure_detection", True)
+        with partition(cluster, link=(old, lagging), mode="blackhole", direction="requests"):
+            markers.write(2)  # committed by old + voter: lagging's log is now older than voter's
+            wait_status(cluster, voter, lambda st: st["last_index"] > cluster.status(lagging)["last_index"],
+                        f"{voter} to be ahead of {lagging}", timing.new_leader_within_s())
+            before = _election_counters(cluster)
+            stack.enter_context(stopped(cluster, old))
+        got = wait_status(cluster, lagging, lambda st: st["pre_elections_started"] >= before[lagging][1] + 3,
+                          f"{lagging} to run 3 pre-elections against {voter}", 3 * timing.new_leader_within_s())
+        after = {n: cluster.status(n)["term"] for n in (lagging, voter)}
+        print(f"{lagging} pre-elections {before[lagging][1]} -> {got['pre_elections_started']}; "
+              f"terms before {({n: before[n][0] for n in after})} after {after}")
+        term = before[voter][0]
+        assert after[voter] == term, (
+            f"{voter}'s term changed {term} -> {after[voter]} from pre-election votes (B32)")
+        assert after[lagging] == before[lagging][0], (
+            f"{lagging}'s own term changed {before[lagging][0]} -> {after[lagging]} by failed pre-elections")
+    cluster.wait_healthy()
+    cluster.wait_for_leader()
+    valid(record_verdict, "pre-vote-term", f"{voter} kept term {term} through pre-elections by {lagging}")
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    markers.assert_all_durable()
+
+
 def _restart_isolated(cluster: Cluster, node: str) -> dict[str, Any]:
     """SIGKILL ``node`` and start it cut off from everyone: the status it shows comes from disk."""
     with partition(cluster, isolate=node, mode="refused"):
