@@ -11,6 +11,8 @@
   leader's commit index must not move at all.
 - Apply only committed (the same choreography's first half): followers hold e appended but not
   committed; their ``applied_index`` never passes their ``commit_index``.
+- Log matching with a divergent suffix: a deposed leader's longer old-term suffix is truncated to
+  the new leader's log (index *and* term compared), durably.
 - Majority watermark with non-OK peers (B15, kuduraft ``PeerMessageQueue::AdvanceQueueWatermark``
   counts only peers whose last exchange succeeded): with one follower down and the other
   answering CANNOT_PREPARE, writes are on the leader alone; its commit index must not reach them.
@@ -23,16 +25,28 @@ from typing import Any
 
 import pytest
 
-from faults.network import link_latency
+from faults.network import link_latency, partition
 from faults.process import kill
 from harness.cluster import Cluster
-from suites._helpers import Markers, heartbeats
-from suites._safety import CommitWatch, short_write, status_or_none, unknown, valid, wait_status, watch_until
+from harness.history import OpFn
+from harness.nodeclient import Outcome
+from suites._helpers import Markers, heartbeats, recorded_op
+from suites._safety import (
+    CommitWatch,
+    short_write,
+    status_or_none,
+    try_wait,
+    unknown,
+    valid,
+    wait_status,
+    watch_until,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.safety]
 
 FSYNC_LATENCY_MS = 1500  # the new leader's NO_OP stays non-durable this long: the hazard window
 REPLY_DELAY_MS = 2000  # the followers' replies to e reach the old leader only after it is killed
+DIVERGENT_OPS = 4  # the deposed leader's suffix; the new leader writes a NO_OP + 2 ops over it
 RPC_TIMEOUT_MS = 6000  # longer than the reply delay: the old leader keeps waiting, never retries
 
 
@@ -61,7 +75,7 @@ def test_new_leader_commits_old_term_entry_only_through_its_own(make_cluster: An
     markers.write(3)
     cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
     old_status = cluster.status(old)
-    term, base_commit = old_status["term"], old_status["commit_index"]
+    term = old_status["term"]
 
     with ExitStack() as stack:
         for f in (nxt, other):  # no elections while the old leader's replies are cut (re-armed below)
@@ -173,6 +187,62 @@ def test_no_commit_of_what_only_the_leader_holds(make_cluster: Any, record_verdi
                     "CANNOT_PREPARE while the write was pending", looks=watch.samples)
             return
         valid(record_verdict, "majority-watermark", f"commit stayed at {base} for 10 heartbeats")
+    cluster.wait_healthy()
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    markers.assert_all_durable()
+
+
+def test_divergent_suffix_is_truncated_durably(make_cluster: Any, record_verdict: Any) -> None:
+    """Log matching (Raft 5.3; kuduraft ``PeerMessageQueue`` LMP_MISMATCH handling and
+    ``RaftConsensus::CheckLogMatchingPropertyUnlocked`` comparing index *and* term): a deposed
+    leader holding a longer, older-term suffix ends with exactly the new leader's log (same last
+    index and term), and keeps it across a SIGKILL (the truncation was made durable)."""
+    cluster = make_cluster(nodes=3)
+    timing = cluster.timing
+    old = cluster.wait_for_leader()
+    markers = Markers(cluster, "lmp")
+    markers.write(3)
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    term = cluster.status(old)["term"]
+    others = [n for n in cluster.nodes if n != old]
+    with partition(cluster, isolate=old, mode="refused"):  # it keeps leading its term, alone
+        for k in range(DIVERGENT_OPS):
+            short_write(cluster, old, f"lmp-x{k}", "x", timeout_s=heartbeats(cluster, 1))
+        new_st = wait_status(cluster, others[0], lambda s: s["leader"] is not None and s["term"] > term,
+                             "a new leader among the others", timing.new_leader_within_s())
+        new = new_st["leader"]
+        for k in range(DIVERGENT_OPS - 2):
+            result = recorded_op(cluster, new, OpFn.WRITE, f"lmp-y{k}", "y")
+            if result.outcome is Outcome.OK:
+                markers.acked[f"lmp-y{k}"] = "y"
+        old_st, new_st = cluster.status(old), cluster.status(new)
+        print(f"old {old}: last {old_st['last_term']}.{old_st['last_index']} commit "
+              f"{old_st['commit_index']}; new {new}: last {new_st['last_term']}.{new_st['last_index']}")
+        if old_st["last_index"] < new_st["last_index"] or old_st["role"] != "LEADER":
+            unknown(record_verdict, "log-matching", "the deposed leader's suffix is not the longer one",
+                    old=old_st["last_index"], new=new_st["last_index"])
+            return
+
+    def converged() -> bool:
+        o, n = status_or_none(cluster, old), status_or_none(cluster, new)
+        return bool(o and n and n["role"] == "LEADER" and o["role"] == "FOLLOWER"
+                    and (o["last_index"], o["last_term"]) == (n["last_index"], n["last_term"])
+                    and o["commit_index"] == n["commit_index"])
+
+    ok = try_wait(cluster, converged, f"{old} to hold exactly {new}'s log", timing.new_leader_within_s())
+    o, n = cluster.status(old), cluster.status(new)
+    assert ok, (f"{old} kept a divergent suffix: last {o['last_term']}.{o['last_index']} commit "
+                f"{o['commit_index']} vs leader {new} {n['last_term']}.{n['last_index']} commit "
+                f"{n['commit_index']}")
+    with partition(cluster, isolate=old, mode="refused"):
+        killed = kill(cluster, old)
+        killed.heal(cluster)
+        again = wait_status(cluster, old, lambda s: True, f"{old} to answer after SIGKILL",
+                            timing.new_leader_within_s())
+    assert (again["last_index"], again["last_term"]) == (o["last_index"], o["last_term"]), (
+        f"{old}'s log after SIGKILL is {again['last_term']}.{again['last_index']}, was "
+        f"{o['last_term']}.{o['last_index']}: the truncation was not durable")
+    valid(record_verdict, "log-matching", f"{old} truncated its suffix to {new}'s log, durably")
     cluster.wait_healthy()
     cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
     markers.assert_all_durable()
