@@ -17,6 +17,9 @@ requests included) and ``MAYBE_FAULT(FLAGS_fault_crash_after_leader_request_frac
   10 000 runs; a node that draws on only some opportunities (e.g. only sends that carry ops, so
   an idle leader never crashes) fails it every time. The opportunities are the node's own
   counters, never harness timing.
+- The follower-side points (``fault_crash_before_cmeta_flush``, ``fault_crash_before_append_commit``)
+  have no per-opportunity counter of their own to test a distribution against; with fraction 1
+  each must fire at its first opportunity, before the action it guards.
 """
 
 from __future__ import annotations
@@ -140,3 +143,49 @@ def test_idle_leader_crashes_after_geometric_opportunities(make_cluster: Any, re
     valid(record_verdict, "crash-fraction-distribution",
           f"{TRIALS} crashes after {survived} survived opportunities (critical {critical})",
           per_trial=per_trial)
+
+
+@pytest.mark.parametrize("flag", ["fault_crash_before_cmeta_flush", "fault_crash_before_append_commit"],
+                         ids=["cmeta_flush", "append_commit"])
+def test_follower_fault_points_fire_at_their_first_opportunity(make_cluster: Any, record_verdict: Any,
+                                                               flag: str) -> None:
+    """kuduraft's MAYBE_FAULT before a consensus-metadata flush (``ConsensusMetadata::Flush``) and
+    before applying a commit: with fraction 1 a follower exits 85 at the first opportunity (a
+    term change from the leader stepping down / the next committed write), before the action:
+    its ``metadata_flushes`` / ``applied_index`` never moved past what it showed when armed."""
+    cluster = make_cluster(nodes=3, supervisor=True)
+    timing = cluster.timing
+    leader = cluster.wait_for_leader()
+    markers = Markers(cluster, "points")
+    markers.write(1)
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    victim = cluster.rng("suite/points").choice(sorted(n for n in cluster.nodes if n != leader))
+    cluster.set_flag(victim, flag, 1.0)
+    armed = cluster.status(victim)
+    field = "metadata_flushes" if flag == "fault_crash_before_cmeta_flush" else "applied_index"
+    since = cluster.history.now()
+    last = {"v": armed[field]}
+
+    def crashed() -> bool:
+        st = status_or_none(cluster, victim)
+        if st is not None and st["flags"][flag] == 1.0:
+            last["v"] = st[field]
+        return bool(node_exits(cluster, INJECTED_CRASH_EXIT, since))
+
+    if flag == "fault_crash_before_cmeta_flush":
+        cluster.node(leader).step_down()  # every node moves to a higher term: one flush each
+    else:
+        markers.write(1)  # committed by the leader and the other follower; applied -> crash
+    cluster.wait_until(crashed, what=f"{victim} to exit 85 under {flag}=1",
+                       timeout_s=timing.new_leader_within_s(), poll_s=0.01)
+    exits = node_exits(cluster, INJECTED_CRASH_EXIT, since)
+    print(f"{flag}: {[(e['node'], e['code']) for e in exits]}; {field} armed {armed[field]} last {last['v']}")
+    assert [e["node"] for e in exits] == [victim], f"expected only {victim} to exit 85: {exits}"
+    assert last["v"] == armed[field], (
+        f"{victim} moved {field} {armed[field]} -> {last['v']} before {flag}=1 fired")
+    valid(record_verdict, "fault-point-first-opportunity", f"{victim} exited 85 under {flag}=1")
+    cluster.wait_until(lambda: all(cluster.is_running(n) for n in cluster.nodes),
+                       what="the supervisor to restart the victim", timeout_s=timing.new_leader_within_s())
+    cluster.wait_healthy()
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    markers.assert_all_durable()
