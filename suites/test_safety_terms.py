@@ -12,6 +12,8 @@
   flushes). Restarted nodes are isolated, so what they show is what they read from disk.
 - A stale leader learns the new term from the INVALID_TERM replies to its own requests and steps
   down after processing one (B28); the others' requests to it are cut, so no other path exists.
+  The same from the other side (B27): a follower isolated with pre-elections off raises its term
+  alone; healed, its INVALID_TERM reply deposes the leader.
   (Vote requests are no such path: a leader answers every non-forced vote with LEADER_IS_ALIVE,
   B29, and forced votes come only from leadership transfer, which this node does not implement.)
 """
@@ -205,3 +207,38 @@ def test_stale_leader_steps_down_on_invalid_term_reply(make_cluster: Any, record
     cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
     markers.assert_all_durable()
 
+
+
+def test_rejoining_higher_term_makes_the_leader_step_down(make_cluster: Any, record_verdict: Any) -> None:
+    """B27: with pre-elections off, a follower isolated alone raises its term on every attempt;
+    healed, the leader's next request to it is answered INVALID_TERM with that term and the leader
+    steps down within one exchange (its vote requests cannot do it: a leader answers them
+    LEADER_IS_ALIVE, B29)."""
+    cluster = make_cluster(nodes=3)
+    timing = cluster.timing
+    leader = cluster.wait_for_leader()
+    rejoining = cluster.rng("suite/b27").choice(sorted(n for n in cluster.nodes if n != leader))
+    markers = Markers(cluster, "b27")
+    markers.write(3)
+    term = cluster.status(leader)["term"]
+    cluster.set_flag(rejoining, "raft_enable_pre_election", False)
+    try:
+        with partition(cluster, isolate=rejoining, mode="refused"):
+            high = wait_status(cluster, rejoining, lambda s: s["term"] >= term + 2,
+                               f"{rejoining} to raise its term twice alone", 4 * timing.new_leader_within_s())
+            st = cluster.status(leader)
+            if st["role"] != "LEADER" or st["term"] != term:
+                unknown(record_verdict, "b27-step-down", f"{leader} stopped leading while {rejoining} "
+                        "was isolated", status={k: st[k] for k in ("role", "term")})
+                return
+        bound = heartbeats(cluster, 1) + timing.rpc_timeout_s + heartbeats(cluster, 1)
+        st = wait_status(cluster, leader, lambda s: s["term"] > term,
+                         f"{leader} to hear {rejoining}'s term from its INVALID_TERM reply", bound)
+        print(f"{rejoining} reached term {high['term']} alone; {leader}: {st['role']} t{st['term']}")
+        assert st["term"] >= high["term"] and st["role"] != "LEADER" or st["term"] > high["term"], st
+    finally:
+        cluster.set_flag(rejoining, "raft_enable_pre_election", True)
+    valid(record_verdict, "b27-step-down", f"{leader} left term {term} on {rejoining}'s reply")
+    cluster.wait_for_leader(timeout_s=timing.new_leader_within_s())
+    cluster.wait_caught_up(timeout_s=timing.new_leader_within_s())
+    markers.assert_all_durable()
