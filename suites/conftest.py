@@ -19,6 +19,8 @@ SUITE_MARKERS = {
     "crash_on_leader_request": "B21, B22: leaders crash with status 85 under kuduraft's crash fractions",
     "proxy_hops": "B43-B48: replication through a proxy peer and its failure modes",
     "nemesis": "seeded random schedules of network, process and flag faults under a workload",
+    "safety": "issue #12: targeted Raft hazards (commit rule, fsync before ack, terms, votes, log matching)",
+    "fault_fractions": "issue #12: crash fractions drawn on every send / reply, checked statistically",
 }
 
 
