@@ -41,11 +41,21 @@ def _new_leader_s(timeline: Sequence[LeaderChange], fault: FaultWindow) -> tuple
     return None, None
 
 
-def _first_ack_s(ops: Sequence[Op], since: float) -> float | None:
-    """Seconds from ``since`` to the first acknowledgement of a write invoked at or after it."""
+def _first_ack_s(ops: Sequence[Op], since: float, from_first_attempt: bool = False) -> float | None:
+    """Seconds from ``since`` to the first acknowledgement of a write invoked at or after it.
+
+    With ``from_first_attempt`` (used after a heal) the count starts at the first client op of any
+    kind invoked at or after ``since`` when that is later: a suite that checks its invariants for a
+    while before writing again is not charged for its own idleness, while a workload whose writes
+    keep failing after the heal is (its failed attempts start the count)."""
     done = [op.complete_t for op in ops if op.is_write and op.ok and op.invoke_t >= since
             and op.complete_t is not None]
-    return min(done) - since if done else None
+    if not done:
+        return None
+    start = since
+    if from_first_attempt:
+        start = max(since, min(op.invoke_t for op in ops if op.invoke_t >= since))
+    return min(done) - start
 
 
 def measure(events: Iterable[Event]) -> list[dict[str, Any]]:
@@ -62,7 +72,8 @@ def measure(events: Iterable[Event]) -> list[dict[str, Any]]:
             "term": fault.term, "t_fault": _round(fault.t_fault), "t_heal": _round(fault.t_heal),
             "leader_before": before.leader if before else None, "new_leader": new_leader,
             "new_leader_s": _round(leader_s), "write_s": _round(_first_ack_s(ops, fault.t_fault)),
-            "write_after_heal_s": _round(_first_ack_s(ops, fault.t_heal) if fault.t_heal is not None else None),
+            "write_after_heal_s": _round(_first_ack_s(ops, fault.t_heal, from_first_attempt=True)
+                                          if fault.t_heal is not None else None),
         })
     return rows
 
