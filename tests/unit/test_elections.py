@@ -6,6 +6,7 @@ Spec §4.2, §4.3, §4.5; B25-B27, B35, B41.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -383,3 +384,79 @@ def test_b4_a_write_signal_sends_the_first_request_before_the_heartbeat(tmp_path
         for hop in ("n2", "n3"):
             assert n.transport.take(hop).body["ops"] == []
     run_node(tmp_path, body)
+
+
+def node_events(n: Node, *names: str) -> list[dict]:
+    """The node's own trace (nodes/events.py), filtered by event name: node-clock timestamps."""
+    return [e for e in n.c.events.read()["events"] if e["event"] in names]
+
+
+@pytest.mark.parametrize("draw", ["seeded", "top", "bottom"])
+def test_b26_every_back_off_interval_follows_the_exp_backoff_formula(tmp_path: Path, draw: str) -> None:
+    """B26, whole item, timed on the node's clock: a node cut off from everyone (its vote RPCs fail
+    after a seeded delay) keeps its term, and the gap between each lost pre-election's decision and
+    the next pre-election's start is U[MET, min(MET x 1.5^(n+1), 20 s)] with n = elections lost
+    *before* this one; the start of each round snoozes by the same formula with n = losses so far.
+
+    kuduraft raft_consensus.cc: RaftConsensus::DoElectionCallback snoozes the failure detector by
+    LeaderElectionExpBackoffDeltaUnlocked() *before* failed_elections_since_stable_leader_++;
+    LeaderElectionExpBackoffDeltaUnlocked = TimeoutBackoffHelper(1.5^(failed + 1)), which draws
+    uniformly between MinimumElectionTimeout and min(MET x factor,
+    leader_failure_exp_backoff_max_delta_ms); StartElection snoozes by the same delta. ``top`` and
+    ``bottom`` pin the draw to the window's ends so each interval must equal the formula exactly.
+
+    Before, the B26 tests read ``fd_delay()`` (the timer's due time) after losses decided at the
+    instant of the FD expiry; now every interval is measured between the node's own
+    ``pre_election_decided`` and ``pre_election_started`` events, with time passing inside rounds."""
+    met, cap, rounds = 1.5, 20.0, 12
+
+    async def body(n: Node) -> None:
+        if draw == "top":
+            n.c.rng.uniform = lambda a, b: b  # type: ignore[method-assign]
+        elif draw == "bottom":
+            n.c.rng.uniform = lambda a, b: a  # type: ignore[method-assign]
+        delays = random.Random(n.seed)  # how long each refused/lost vote RPC takes, < MET
+        n.c.fd.stop()
+        n.c.term = 4
+        n.c.persist()
+        flushes = n.meta.flush_count
+        n.c.start_failure_detector()
+        waited: list[float] = []
+        for _ in range(rounds):
+            await expire_fd(n)
+            votes = n.vote_requests()
+            assert len(votes) == 2 and all(v.body["is_pre_election"] for v in votes)
+            d = round(delays.uniform(0.0, 1.4), 3)
+            n.clock.advance(d)
+            await n.settle()
+            assert n.vote_requests() == votes  # nothing new while the round is open
+            for v in votes:
+                v.fail()
+            await n.settle()
+            waited.append(d)
+        starts = node_events(n, "pre_election_started")
+        decided = node_events(n, "pre_election_decided")
+        assert len(starts) == rounds and len(decided) == rounds
+        assert node_events(n, "election_started") == []
+        assert all(e["term"] == 4 and e["ask_term"] == 5 for e in starts + decided)
+        assert all(e["won"] is False and e["superseded"] is False for e in decided)
+        assert n.c.term == 4 and n.meta.flush_count == flushes and n.c.failed_elections == rounds
+        gaps = []
+        for k in range(rounds):
+            hi = min(met * 1.5 ** (k + 1), cap)
+            # StartElection's snooze: k rounds lost so far.
+            assert met - 1e-6 <= starts[k]["backoff_s"] <= hi + 1e-6, (k, starts[k])
+            assert decided[k]["t"] - starts[k]["t"] == pytest.approx(waited[k], abs=1e-6)
+            if k + 1 < rounds:
+                gap = starts[k + 1]["t"] - decided[k]["t"]
+                gaps.append(gap)
+                # DoElectionCallback's snooze, drawn before this loss is counted: k, not k + 1.
+                assert met - 1e-6 <= gap <= hi + 1e-6, (k, gap, hi)
+                if draw == "top":
+                    assert gap == pytest.approx(hi, abs=1e-6), (k, gap)
+                if draw == "bottom":
+                    assert gap == pytest.approx(met, abs=1e-6), (k, gap)
+        print("gaps between a lost round and the next start:", [round(g, 3) for g in gaps])
+        if draw == "seeded":  # the window really grows: late gaps beyond the first window's top
+            assert max(gaps[5:]) > min(met * 1.5, cap)
+    run_node(tmp_path, body, seed=seeded(26))
