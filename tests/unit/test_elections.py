@@ -460,3 +460,38 @@ def test_b26_every_back_off_interval_follows_the_exp_backoff_formula(tmp_path: P
         if draw == "seeded":  # the window really grows: late gaps beyond the first window's top
             assert max(gaps[5:]) > min(met * 1.5, cap)
     run_node(tmp_path, body, seed=seeded(26))
+
+
+@pytest.mark.parametrize("hb_ms", [500, 200])
+def test_b41_step_down_window_is_two_met_on_the_node_clock(tmp_path: Path, hb_ms: int) -> None:
+    """B41, whole item: StepDown raises the term by exactly one (unflushed), and the former leader's
+    first (pre-)election starts exactly 2 x MinimumElectionTimeout after the step-down on the node's
+    own clock (3 s at the default 500 ms heartbeat; 1.2 s at 200 ms, so the window follows the
+    flags rather than a constant), asking for term + 2.
+
+    kuduraft raft_consensus.cc, RaftConsensus::StepDown: HandleTermAdvanceUnlocked(term + 1,
+    SKIP_FLUSH_TO_DISK), then SnoozeFailureDetector(2 x MinimumElectionTimeout()).
+    Before, the B41 test read the timer's due time at the default flags only; now the window is
+    the gap between the node's ``stepped_down`` and ``pre_election_started`` events, stepped
+    through in 10 ms increments so any earlier start would be recorded."""
+    window = 2 * 3 * hb_ms / 1000.0
+
+    async def body(n: Node) -> None:
+        await n.win_election()
+        term = n.c.term
+        n.c.step_down()
+        assert n.c.term == term + 1 and n.meta.load() == (term, "n1")
+        t_down = n.clock.now()
+        while n.clock.now() < t_down + window + 0.5:
+            n.clock.advance(0.01)
+            await n.settle()
+        (down,) = node_events(n, "stepped_down")
+        starts = [e for e in node_events(n, "pre_election_started", "election_started")
+                  if e["seq"] > down["seq"]]
+        assert down["t"] == pytest.approx(t_down) and down["term"] == term
+        assert starts, "the former leader never started an election"
+        first = starts[0]
+        assert first["event"] == "pre_election_started"
+        assert first["t"] - down["t"] == pytest.approx(window, abs=1e-6), (first, down)
+        assert first["term"] == term + 1 and first["ask_term"] == term + 2
+    run_node(tmp_path, body, flags={"raft_heartbeat_interval_ms": hb_ms})
