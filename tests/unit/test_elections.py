@@ -495,3 +495,68 @@ def test_b41_step_down_window_is_two_met_on_the_node_clock(tmp_path: Path, hb_ms
         assert first["t"] - down["t"] == pytest.approx(window, abs=1e-6), (first, down)
         assert first["term"] == term + 1 and first["ask_term"] == term + 2
     run_node(tmp_path, body, flags={"raft_heartbeat_interval_ms": hb_ms})
+
+
+def peer_requests(n: Node, hop: str, after_seq: int) -> list[dict]:
+    return [e for e in n.c.events.read()["events"]
+            if e.get("peer") == hop and e["event"] == "request" and e["seq"] > after_seq]
+
+
+@pytest.mark.parametrize("seed", [51, 52, 53, 54, 55])
+def test_b4_b5_first_requests_of_a_new_leader_on_its_event_trace(tmp_path: Path, seed: int) -> None:
+    """B4 and B5, whole items, timed on the node's clock: a follower that held entries of an old
+    leader wins; for every follower the first request of its new term is the first the new Peer
+    sends, comes from the heartbeater 375-625 ms (P x [0.75, 1.25]) after ``became_leader``, has
+    no ops and ``preceding_id`` = the new leader's last appended OpId (its NO_OP); nothing is sent
+    to that follower before it.
+
+    kuduraft raft_consensus.cc, BecomeLeaderUnlocked (RefreshConsensusQueueAndPeersUnlocked builds
+    new Peers, then appends the NO_OP through the queue without signalling); consensus_peers.cc,
+    Peer::Init starts the heartbeater (PeriodicTimer, jitter 0.25) and SendNextRequest's first
+    request is a negotiation without ops (consensus_queue.cc, RequestForPeer with
+    ``last_exchange_status == NEW``). Before, the test read the heartbeater's due time; now the
+    window is the gap between the node's ``became_leader`` and each peer's first ``request`` event,
+    with the clock stepped in 5 ms increments."""
+    async def body(n: Node) -> None:
+        assert status_error(await n.update(term=2, ops=[op(2, 1), op(2, 2), op(2, 3)], committed=2)) is None
+        await n.win_election(first_requests=False)
+        (won,) = node_events(n, "became_leader")
+        assert won["term"] == 3 and n.c.log.last_opid == OpId(3, 4)
+        t0 = won["t"]
+        while n.clock.now() < t0 + 0.7:
+            n.clock.advance(0.005)
+            await n.settle()
+        for hop in ("n2", "n3"):
+            reqs = peer_requests(n, hop, won["seq"])
+            assert reqs, f"no request to {hop} within 700 ms"
+            first = reqs[0]
+            assert first["first"] is True and first["term"] == 3 and first["req"] == 1
+            assert first["trigger"] == "heartbeat" and first["ops"] == 0
+            assert 0.375 - 1e-6 <= first["t"] - t0 <= 0.625 + 1e-6, (hop, first["t"] - t0)
+            sent = n.transport.take(hop)
+            assert sent.body["ops"] == [] and sent.body["preceding_id"] == [3, 4]
+            assert sent.body["caller_term"] == 3
+            assert len(reqs) == 1  # pending until answered (B1): nothing else went out
+    run_node(tmp_path, body, seed=seeded(seed))
+
+
+def test_b4_a_write_before_the_first_beat_sends_the_negotiation_at_once(tmp_path: Path) -> None:
+    """B4's "unless a write ... arrives first", on the node's clock: a write 100 ms after
+    ``became_leader`` makes each Peer's first request leave at that very instant (trigger
+    ``signal``), still without ops, with ``preceding_id`` = the write's OpId (the last appended);
+    the write itself follows only after the negotiation reply (kuduraft consensus_peers.cc,
+    Peer::SignalRequest -> SendNextRequest; RaftConsensus::Replicate signals every peer)."""
+    async def body(n: Node) -> None:
+        await n.win_election(first_requests=False)
+        (won,) = node_events(n, "became_leader")
+        n.clock.advance(0.1)
+        await n.settle()
+        n.c.replicate({"op": "put", "key": "a", "value": "1"})
+        await n.settle()
+        for hop in ("n2", "n3"):
+            (first,) = peer_requests(n, hop, won["seq"])
+            assert first["t"] - won["t"] == pytest.approx(0.1, abs=1e-6)
+            assert first["first"] is True and first["trigger"] == "signal" and first["ops"] == 0
+            sent = n.transport.take(hop)
+            assert sent.body["ops"] == [] and sent.body["preceding_id"] == [1, 2]
+    run_node(tmp_path, body)
