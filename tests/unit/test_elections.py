@@ -24,6 +24,7 @@ from consensus_fixture import (
 from nodes.api import NodeApi
 from nodes.consensus import NotLeader, Role
 from nodes.log import OpId
+from nodes.rpc_errors import RpcTimeout
 
 
 def backoff_bound(failures: int, met: float = 1.5, cap: float = 20.0) -> float:
@@ -560,3 +561,76 @@ def test_b4_a_write_before_the_first_beat_sends_the_negotiation_at_once(tmp_path
             sent = n.transport.take(hop)
             assert sent.body["ops"] == [] and sent.body["preceding_id"] == [1, 2]
     run_node(tmp_path, body)
+
+
+async def run_until(n: Node, t_end: float) -> None:
+    """Advance the fake clock one due callback at a time, letting the node's tasks run after each,
+    so every event the node records carries the exact instant its cause fired."""
+    heap = n.clock._heap  # noqa: SLF001 (the fake clock's schedule; tests only)
+    while True:
+        due = [w for w, _, h in heap if not h.cancelled]
+        if not due or min(due) > t_end:
+            break
+        n.clock.advance_to(min(due))
+        await n.settle()
+    n.clock.advance_to(t_end)
+    await n.settle()
+
+
+@pytest.mark.parametrize("draw", ["seeded", "top"])
+def test_b26_black_holed_node_times_every_attempt_from_the_last_snooze(tmp_path: Path, draw: str) -> None:
+    """B26 in the item's own scenario, a node partitioned alone behind a black hole: no vote reply
+    ever comes, each vote RPC times out after the round's back-off (kuduraft raft_consensus.cc,
+    StartElection passes the same LeaderElectionExpBackoffDeltaUnlocked delta to SnoozeFailureDetector
+    and to LeaderElection as the RPC timeout), so the failure detector and the round's loss race.
+    Over 200 s of node time the term never moves, and every pre-election starts exactly when the
+    last snooze before it said: the previous start's recorded ``backoff_s`` after that start, or
+    U[MET, min(MET x 1.5^(k+1), 20 s)] after a lost round's decision, k = rounds lost before it
+    (DoElectionCallback snoozes before failed_elections_since_stable_leader_++). ``top`` pins each
+    draw to the window's top, so those gaps must equal the formula."""
+    met, cap = 1.5, 20.0
+
+    async def body(n: Node) -> None:
+        if draw == "top":
+            n.c.rng.uniform = lambda a, b: b  # type: ignore[method-assign]
+
+        def black_hole(call: RpcCall) -> None:
+            n.clock.call_later(call.timeout_s, lambda: call.answered or call.fail(
+                RpcTimeout("vote timed out (test black hole)")))
+        n.rpc.auto = black_hole
+        n.c.fd.stop()
+        n.c.term = 4
+        n.c.persist()
+        flushes = n.meta.flush_count
+        n.c.start_failure_detector()
+        await run_until(n, n.clock.now() + 200.0)
+        trace = node_events(n, "pre_election_started", "pre_election_decided", "election_started")
+        starts = [e for e in trace if e["event"] == "pre_election_started"]
+        assert len(starts) >= 10 and all(e["event"] != "election_started" for e in trace)
+        assert all(e["term"] == 4 for e in trace) and n.c.term == 4 and n.meta.flush_count == flushes
+        lost = 0
+        checked = {"start": 0, "decided": 0}
+        for i, e in enumerate(trace):
+            if e["event"] == "pre_election_decided":
+                assert e["won"] is False
+                lost += 1
+                continue
+            k_at_start = lost
+            assert met - 1e-6 <= e["backoff_s"] <= min(met * 1.5 ** (k_at_start + 1), cap) + 1e-6
+            if e is starts[0]:
+                continue
+            prev = trace[i - 1]
+            gap = e["t"] - prev["t"]
+            if prev["event"] == "pre_election_started":
+                assert gap == pytest.approx(prev["backoff_s"], abs=2e-6), (prev, e)
+                checked["start"] += 1
+            else:
+                hi = min(met * 1.5 ** lost, cap)  # drawn with lost - 1 rounds counted
+                assert met - 1e-6 <= gap <= hi + 1e-6, (prev, e, hi)
+                if draw == "top":
+                    assert gap == pytest.approx(hi, abs=1e-6), (prev, e)
+                checked["decided"] += 1
+        print(f"{len(starts)} pre-elections, {lost} lost; gaps checked after a start "
+              f"{checked['start']}, after a decision {checked['decided']}")
+        assert checked["decided"] >= 3
+    run_node(tmp_path, body, seed=seeded(27))
