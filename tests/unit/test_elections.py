@@ -595,8 +595,10 @@ def test_b26_black_holed_node_times_every_attempt_from_the_last_snooze(tmp_path:
             n.c.rng.uniform = lambda a, b: b  # type: ignore[method-assign]
 
         def black_hole(call: RpcCall) -> None:
-            n.clock.call_later(call.timeout_s, lambda: call.answered or call.fail(
-                RpcTimeout("vote timed out (test black hole)")))
+            def expire() -> None:
+                if not call.answered:
+                    call.fail(RpcTimeout("vote timed out (test black hole)"))
+            n.clock.call_later(call.timeout_s, expire)
         n.rpc.auto = black_hole
         n.c.fd.stop()
         n.c.term = 4

@@ -232,8 +232,8 @@ def test_b15_commit_index_against_a_model_over_random_exchanges(seed: int) -> No
             claim = fx.log.last_index
             respond(fx, u, update_reply(1, (1, claim), error=("PRECEDING_ENTRY_DIDNT_MATCH", "test")))
             ok_at[u] = None
-        voters_ok = [fx.log.last_index] + [ok_at[v] for v in ("B", "C", "D", "E")
-                                           if ok_at[v] is not None]
+        voters_ok = [fx.log.last_index] + [pos for v in ("B", "C", "D", "E")
+                                           if (pos := ok_at[v]) is not None]
         if len(voters_ok) >= 3:
             watermark = sorted(voters_ok, reverse=True)[2]
             watermark_fell |= watermark < expected
