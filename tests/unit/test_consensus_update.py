@@ -380,8 +380,9 @@ def test_b39_rejected_updates_never_hold_off_the_followers_elections(tmp_path: P
     snooze, so the failure detector armed at start (term 0: U[0, P)) fires on time and the
     follower keeps starting pre-elections (unanswered votes: one per election back-off
     U[MET, 1.5 MET]), its term unchanged; without the flag (control) the same Updates snooze it and
-    no election starts. kuduraft raft_consensus.cc, RaftConsensus::UpdateReplica returns
-    IllegalState for the flag before SnoozeFailureDetector; StartElection snoozes by
+    no election starts. kuduraft raft_consensus.cc, RaftConsensus::Update returns IllegalState
+    for the flag before calling UpdateReplica, whose SnoozeFailureDetector so never runs;
+    StartElection snoozes by
     LeaderElectionExpBackoffDeltaUnlocked. Before, the test only saw that some vote request
     existed after 4 s; now each start is placed on the node's own event clock."""
     async def body(n: Node) -> None:
