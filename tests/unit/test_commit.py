@@ -280,3 +280,50 @@ def test_b14_leader_self_ack_is_counted_behind_queued_notifications(tmp_path: Pa
         assert n.c.commit_index == 2 and (await fut) == {"index": 2}
     run_node(tmp_path, body, config=SINGLE,
              flags={"consensus_inject_latency_ms_in_notifications": 1000})
+
+
+def test_b19_a_failed_follower_stays_in_the_config_and_keeps_its_heartbeat(tmp_path: Path) -> None:
+    """B19, whole item at the leader's consensus level: with default flags a follower whose every
+    exchange fails for 400 s (past the 300 s follower_unavailable_considered_failed_sec) turns
+    FAILED and yet stays: the voters, the majority size and the Peer are unchanged, no CONFIG op
+    is ever appended, writes keep committing with the other follower, and the failed follower
+    still gets one status-only request per heartbeat (gaps 375-625 ms between the leader's own
+    ``request`` events). kuduraft consensus_queue.cc, UpdatePeerHealthUnlocked only notifies a
+    health change when raft_prepare_replacement_before_eviction (default true), and
+    raft_consensus.cc, NotifyFailedFollower would be the only evicting path; this node refuses
+    both eviction flags (nodes/flags.py REFUSED_FLAGS). Before, B19 was checked on the queue and
+    Peer alone (LeaderFixture), where no config change could have appeared anyway."""
+    async def body(n: Node) -> None:
+        await n.win_election()
+        n3 = ModelFollower("n3")
+        voters, majority = list(n.c.voters), n.c.queue.majority_size
+        futs = []
+        t0 = n.clock.now()
+        step = 0
+        while n.clock.now() < t0 + 400.0:
+            if step % 100 == 0:
+                futs.append(n.c.replicate({"op": "put", "key": "k", "value": str(step)}))
+                await n.drain()
+            for s in n.transport.pending():
+                if s.hop == "n2":
+                    s.fail()
+                else:
+                    s.reply(n3.answer(s.body))
+            n.clock.advance(0.1)
+            await n.settle(3)
+            step += 1
+        await pump(n, {"n3": n3})
+        assert n.c.queue.peers["n2"].health.value == "FAILED"
+        assert n.c.voters == voters and n.c.queue.majority_size == majority
+        assert "n2" in n.c.peers and not n.c.peers["n2"].closed
+        kinds = {n.c.log.get(i).kind for i in range(1, n.c.log.last_index + 1)}
+        assert "CONFIG" not in kinds, kinds
+        assert all(f.done() and not f.exception() for f in futs)
+        assert n.c.commit_index == n.c.log.last_index
+        late = [e for e in n.c.events.read()["events"]
+                if e.get("peer") == "n2" and e["event"] == "request" and e["t"] > t0 + 390.0]
+        assert late and all(e["request_kind"] == "status_only" and e["trigger"] == "heartbeat"
+                            for e in late)
+        gaps = [b["t"] - a["t"] for a, b in zip(late, late[1:], strict=False)]
+        assert len(gaps) >= 14 and all(0.375 - 1e-6 <= g <= 0.625 + 1e-6 for g in gaps), gaps
+    run_node(tmp_path, body)

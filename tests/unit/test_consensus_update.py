@@ -371,3 +371,44 @@ def test_malformed_update_is_a_server_error_not_a_crash(tmp_path: Path, mutation
         assert "error" in resp and "status" not in resp
         assert n.c.log.last_index == 0
     run_node(tmp_path, body)
+
+
+@pytest.mark.parametrize("reject", [True, False])
+def test_b39_rejected_updates_never_hold_off_the_followers_elections(tmp_path: Path, reject: bool) -> None:
+    """B39 follower side, timed on the node's clock: a live leader sends an Update every 500 ms
+    for 10 s. With follower_reject_update_consensus_requests every one is refused before any
+    snooze, so the failure detector armed at start (term 0: U[0, P)) fires on time and the
+    follower keeps starting pre-elections (unanswered votes: one per election back-off
+    U[MET, 1.5 MET]), its term unchanged; without the flag (control) the same Updates snooze it and
+    no election starts. kuduraft raft_consensus.cc, RaftConsensus::Update returns IllegalState
+    for the flag before calling UpdateReplica, whose SnoozeFailureDetector so never runs;
+    StartElection snoozes by
+    LeaderElectionExpBackoffDeltaUnlocked. Before, the test only saw that some vote request
+    existed after 4 s; now each start is placed on the node's own event clock."""
+    async def body(n: Node) -> None:
+        n.flags.set("follower_reject_update_consensus_requests", reject)
+        t_start, fd_first = n.clock.now(), n.c.fd.due_at
+        assert fd_first is not None and fd_first - t_start < 0.5
+        sent = 0
+        while n.clock.now() < t_start + 10.0:
+            resp = await n.update(term=1, ops=[op(1, 1)] if sent == 0 else [],
+                                  preceding=(0, 0) if sent == 0 else (1, 1))
+            sent += 1
+            if reject:
+                assert resp["error"]["code"] == "UNKNOWN_ERROR"
+            else:
+                assert status_error(resp) is None
+            n.clock.advance(0.5)
+            await n.settle()
+        starts = [e for e in n.c.events.read()["events"]
+                  if e["event"] in ("pre_election_started", "election_started")]
+        if not reject:
+            assert starts == []
+            return
+        assert n.c.counters.updates_rejected == sent and n.c.log.last_index == 0
+        assert starts[0]["t"] == pytest.approx(fd_first, abs=1e-6)
+        assert all(e["event"] == "pre_election_started" and e["term"] == 0 and e["ask_term"] == 1
+                   for e in starts)
+        gaps = [b["t"] - a["t"] for a, b in zip(starts, starts[1:], strict=False)]
+        assert len(gaps) >= 4 and all(1.5 - 1e-6 <= g <= 2.25 + 1e-6 for g in gaps), gaps
+    run_node(tmp_path, body, seed=seeded(39))

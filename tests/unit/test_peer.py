@@ -162,6 +162,58 @@ def test_b4_first_request_mark_is_consumed_even_if_request_for_peer_fails() -> N
     assert fx.transport.sent == []
 
 
+def peer_requests(fx: LeaderFixture, uuid: str) -> list[dict]:
+    """The Peer's own ``request`` events (nodes/events.py), stamped on the leader's clock."""
+    return [e for e in fx.peers[uuid].events.read()["events"]
+            if e.get("peer") == uuid and e["event"] == "request"]
+
+
+def test_b4_first_request_window_is_measured_from_peer_creation() -> None:
+    """B4, whole window: a Peer created 300 ms into the leader's life sends its first request from
+    the heartbeater 375-625 ms after *its creation* (not after t = 0), with no ops, and nothing
+    before it; over 40 seeds the offsets spread across the window (a jittered period, not a
+    constant). kuduraft consensus_peers.cc, Peer::Init starts the heartbeater, a PeriodicTimer
+    with jitter 0.25 (rpc/periodic.cc: first run at P x [0.75, 1.25]). Before, the test created
+    the Peer at t = 0, so creation time and absolute time could not be told apart, and read the
+    transport's send time rather than the Peer's own event."""
+    offsets = []
+    for seed in range(1, 41):
+        fx = LeaderFixture(n_entries=4, term=2, committed=4, seed=seed, peers=[])
+        fx.clock.advance(0.3)
+        created = fx.clock.now()
+        fx.add_peer("B", manual=True)
+        step(fx, 0.7, dt_s=0.005)
+        reqs = peer_requests(fx, "B")
+        assert len(reqs) == 1, (seed, reqs)  # the negotiation stays pending (B1)
+        first = reqs[0]
+        assert first["first"] is True and first["trigger"] == "heartbeat" and first["ops"] == 0
+        assert fx.transport.to("B")[0].body["preceding_id"] == [2, 4]
+        offsets.append(first["t"] - created)
+    print(f"first-request offsets after creation: min {min(offsets):.3f} max {max(offsets):.3f}")
+    assert all(HB_MIN - EPS <= o <= HB_MAX + EPS for o in offsets), offsets
+    assert min(offsets) < 0.42 and max(offsets) > 0.58, offsets
+
+
+def test_b4_commit_signal_sends_first_request_at_once_without_ops() -> None:
+    """B4's "unless a ... commit signal arrives first": in a 5-voter config, B and C ack the
+    leader's entries 50 ms after the Peers are created; the commit advance signals every Peer
+    (kuduraft raft_consensus.cc, NotifyCommitIndex -> PeerManager::SignalRequest(false)) and the
+    fresh Peers of D and E send their first request at that instant: trigger ``signal``, no ops,
+    preceding_id = the leader's last appended OpId, long before their first heartbeat."""
+    fx = LeaderFixture(voters=("A", "B", "C", "D", "E"), n_entries=3, term=2, committed=0,
+                       manual=["D", "E"])
+    fx.clock.advance(0.05)
+    fx.caught_up("B")
+    fx.caught_up("C")
+    assert fx.commits == [3]  # caught_up settled the clock turn: the notification has run
+    for uuid in ("D", "E"):
+        (first,) = peer_requests(fx, uuid)
+        assert first["t"] == pytest.approx(0.05) and first["trigger"] == "signal"
+        assert first["first"] is True and first["ops"] == 0
+        sent = fx.transport.to(uuid)[0]
+        assert sent.ops == [] and sent.body["preceding_id"] == [2, 3]
+
+
 # ----- B5 -----
 
 def test_b5_new_leader_first_request_has_no_ops() -> None:
@@ -183,6 +235,34 @@ def test_b5_new_leader_first_request_has_no_ops() -> None:
     assert later[1].op_indexes == [noop.index]
     assert later[1].at == first_new.at
     assert fx.followers["B"].last == OpId(2, noop.index)
+
+
+def test_b5_every_follower_gets_a_no_op_first_request_whatever_it_held() -> None:
+    """B5 for every follower: B is caught up and C far behind with an error on its last exchange
+    when the leader is re-elected; for both, the first request of the new term (the first ``request``
+    event of the rebuilt Peer, ``first`` set) carries no ops although a write is signalled at once,
+    and the old Peer's failure count does not carry over (kuduraft raft_consensus.cc,
+    BecomeLeaderUnlocked -> RefreshConsensusQueueAndPeersUnlocked closes the PeerManager's Peers and
+    builds new ones; consensus_queue.cc, SetLeaderMode re-tracks every peer as NEW). Before, only
+    one caught-up follower was checked."""
+    fx = LeaderFixture(n_entries=5, committed=5, manual=["C"])
+    fx.caught_up("B")
+    fx.transport.responders["C"] = always(remote_error("SERVICE_UNAVAILABLE", "busy"))
+    fx.peers["C"].signal_request(True)
+    fx.settle()
+    assert fx.peers["C"].failed_attempts == 1
+    fx.append(3)
+    old = {u: fx.peers[u] for u in ("B", "C")}
+    fx.rebuild_peers(term=2)
+    noop = fx.append(1)[0]
+    for uuid in ("B", "C"):
+        peer = fx.peers[uuid]
+        assert peer is not old[uuid] and peer.failed_attempts == 0
+        reqs = [e for e in peer_requests(fx, uuid) if e["term"] == 2]
+        assert reqs and reqs[0]["first"] is True and reqs[0]["ops"] == 0, reqs[:1]
+        assert reqs[0]["trigger"] == "signal"
+        sent = [s for s in fx.transport.to(uuid) if s.body["caller_term"] == 2][0]
+        assert sent.ops == [] and sent.body["preceding_id"] == [2, noop.index]
 
 
 # ----- B6 -----

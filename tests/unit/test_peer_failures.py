@@ -308,3 +308,38 @@ def test_b22_late_reply_to_closed_peer_draws_nothing() -> None:
     assert "fault_crash_after_leader_request_fraction" not in fx.faults.draws
     assert peer.request_pending and "B" not in fx.queue.peers
     assert len(fx.transport.sent) == 1
+
+
+# ----- B39 (leader side) -----
+
+def test_b39_leader_records_remote_error_for_a_rejecting_follower_once_per_heartbeat() -> None:
+    """B39 leader side, timed on the leader's clock: a follower that refuses every Update with a
+    server-level error (the reply kuduraft's service builds when UpdateReplica fails on
+    follower_reject_update_consensus_requests) is marked REMOTE_ERROR after each exchange, and while
+    writes arrive every 50 ms for 20 s it gets exactly one status-only request per heartbeat
+    (gaps 375-625 ms between the Peer's own ``request`` events, every reply ``server_error``);
+    the healthy follower keeps receiving every write. kuduraft consensus_peers.cc,
+    Peer::ProcessResponse -> ProcessResponseError (failed_attempts_++; the warning itself is
+    throttled, KLOG_EVERY_N_SECS(WARNING, 300)); SendNextRequest skips non-heartbeat signals
+    while failed_attempts_ > 0. Before, B39 was tested on the follower only."""
+    fx = LeaderFixture(n_entries=3, committed=3)
+    fx.caught_up("B")
+    fx.caught_up("C")
+    t0 = fx.clock.now()
+    fx.responder("B", always(ok(server_error_reply(
+        "UNKNOWN_ERROR", "Illegal state: rejected Update (follower_reject_update_consensus_requests)"))))
+    while fx.clock.now() < t0 + 20.0:
+        fx.clock.advance(0.05)
+        fx.append(1)
+    events = [e for e in fx.peers["B"].events.read()["events"] if e["t"] > t0]
+    reqs = [e for e in events if e["event"] == "request"]
+    replies = [e for e in events if e["event"] == "reply"]
+    assert replies and all(r["outcome"] == "server_error" for r in replies)
+    assert fx.queue.peers["B"].status is PeerStatus.REMOTE_ERROR
+    later = reqs[1:]  # the first write after the switch found no error yet
+    assert all(e["trigger"] == "heartbeat" and e["request_kind"] == "status_only" for e in later)
+    gaps = [b["t"] - a["t"] for a, b in zip(later, later[1:], strict=False)]
+    assert gaps and all(0.375 - EPS <= g <= HB_MAX + EPS for g in gaps), gaps
+    assert 20.0 / HB_MAX - 2 <= len(reqs) <= 20.0 / 0.375 + 1
+    assert fx.peers["B"].failed_attempts == len(replies)
+    assert fx.followers["C"].last == fx.log.last_opid

@@ -4,6 +4,7 @@ health: spec items B11-B16, B43, B45."""
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -183,6 +184,65 @@ def test_b15_commit_index_never_decreases() -> None:
     assert fx.queue.marks.majority_replicated_index == 3
     assert fx.queue.committed_index == 10
     assert fx.commits == [10]
+
+
+@pytest.mark.parametrize("seed", [15, 115, 215])
+def test_b15_commit_index_against_a_model_over_random_exchanges(seed: int) -> None:
+    """B15, whole item over seeded random histories: 5 voters (leader A) and 2 NON_VOTERs; each
+    step is an OK ack (a monotone position), a failed exchange (REMOTE_ERROR, RPC_LAYER_ERROR,
+    CANNOT_PREPARE), an LMP-mismatch reply claiming a long log, or a leader append. After every
+    step the queue's commit index equals an independent model: the max over time of the 3rd
+    highest position among the voters whose last exchange is OK (the leader counts once its WAL
+    has the op). So a NON_VOTER's ack, or a stale position of a peer whose last exchange failed,
+    never counts, and the commit never decreases though the watermark does. kuduraft
+    consensus_queue.cc, PeerMessageQueue::AdvanceQueueWatermark (only voters with
+    is_last_exchange_successful) and ResponseFromPeer (commit index = max(commit, majority
+    watermark) once an op of the current term is replicated). Before, three hand-picked
+    sequences checked one case of each clause."""
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    fx = queue_only(voters=("A", "B", "C", "D", "E"), n_entries=30, committed=0)
+    non_voters = ("F", "G")
+    for uuid in non_voters:
+        fx.queue.track_peer(uuid, voter=False)
+    followers = ("B", "C", "D", "E") + non_voters
+    ok_at: dict[str, int | None] = {u: None for u in followers}  # position if last exchange OK
+    held = dict.fromkeys(followers, 0)
+    expected, watermark_fell, counted_non_voter_above = 0, False, 0
+    for _ in range(400):
+        u = rng.choice(followers)
+        r = rng.random()
+        if r < 0.05:
+            fx.append(1, signal=False)
+        elif r < 0.55:
+            held[u] = rng.randint(held[u], fx.log.last_index)
+            if held[u]:
+                ack(fx, u, held[u])
+            else:
+                respond(fx, u, update_reply(1, (0, 0)))
+            ok_at[u] = held[u]
+            if u in non_voters and held[u] > expected:
+                counted_non_voter_above += 1
+        elif r < 0.85:
+            fx.queue.update_peer_status(u, rng.choice([PeerStatus.REMOTE_ERROR,
+                                                       PeerStatus.RPC_LAYER_ERROR,
+                                                       PeerStatus.CANNOT_PREPARE]))
+            ok_at[u] = None
+        else:
+            claim = fx.log.last_index
+            respond(fx, u, update_reply(1, (1, claim), error=("PRECEDING_ENTRY_DIDNT_MATCH", "test")))
+            ok_at[u] = None
+        voters_ok = [fx.log.last_index] + [pos for v in ("B", "C", "D", "E")
+                                           if (pos := ok_at[v]) is not None]
+        if len(voters_ok) >= 3:
+            watermark = sorted(voters_ok, reverse=True)[2]
+            watermark_fell |= watermark < expected
+            expected = max(expected, watermark)
+        assert fx.queue.committed_index == expected, (u, r, ok_at)
+    assert fx.commits == sorted(set(fx.commits)) and fx.commits[-1] == expected
+    print(f"commit {expected}, watermark fell below it: {watermark_fell}, "
+          f"non-voter acks above the commit: {counted_non_voter_above}")
+    assert watermark_fell and counted_non_voter_above > 5 and expected > 0
 
 
 # ----- B16 -----
