@@ -4,7 +4,8 @@ kuduraft (raft_consensus.cc, RaftConsensus::DoElectionCallback) counts every los
 in failed_elections_since_stable_leader_ and snoozes the failure detector by
 LeaderElectionExpBackoffDeltaUnlocked = U[MET, min(MET x 1.5^(n+1), cap)] each time, so an
 isolated node's attempts thin out instead of repeating every MET. Bounds come from the cluster's
-own flags (``cluster.timing``).
+own flags (``cluster.timing``). The windows are checked on the isolated node's own trace (node
+clock and the back-off it drew), never on harness timing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from faults.network import partition
 from harness.checkers.recovery import MIN_OK_BEFORE
 from harness.cluster import Cluster
-from suites._helpers import snap, wait_ok_ops
+from suites._helpers import TRACE_RESOLUTION_S, snap, traces, wait_ok_ops
 
 pytestmark = [pytest.mark.chaos]
 
@@ -69,3 +70,30 @@ def test_isolated_follower_backs_off_its_pre_elections(make_cluster: Any, worklo
     assert s1["failed_elections"] >= attempts - 1, (
         f"only {s1['failed_elections']} of {attempts} lost pre-elections counted toward the "
         f"back-off (B26)")
+
+    _assert_backoff_windows(cluster, victim, s0["failed_elections"], before.t_before, after.t_after)
+
+
+def _assert_backoff_windows(cluster: Cluster, victim: str, failed_before: int, t0: float, t1: float) -> None:
+    """Each pre-election the isolated node started drew its back-off from
+    U[MET, min(MET x 1.5^(n+1), cap)] with n = the rounds it had lost before it (every decided
+    loss counts, superseded ones too: DoElectionCallback), and consecutive starts are at least MET
+    apart on its clock (each start snoozes the failure detector by at least MET)."""
+    timing = cluster.timing
+    met, res = timing.failure_timeout_s, TRACE_RESOLUTION_S
+    events = [e for e in traces(cluster, victim) if t0 <= e["t"] <= t1]
+    starts = [e for e in events if e["event"] == "pre_election_started"]
+    assert starts, f"{victim}'s trace holds no pre-election start while isolated"
+    for prev, start in zip([None, *starts], starts, strict=False):
+        lost = failed_before + sum(1 for e in events if e["event"] == "pre_election_decided"
+                                   and not e["won"] and e["seq"] < start["seq"])
+        hi = min(met * 1.5 ** (lost + 1), timing.backoff_cap_s)
+        gap = None if prev is None else start["node_t"] - prev["node_t"]
+        print(f"pre-election seq {start['seq']}: back-off {start['backoff_s']:.3f}s after {lost} "
+              f"loss(es), window [{met:.3f}, {hi:.3f}]s; gap from the previous start "
+              f"{'-' if gap is None else f'{gap:.3f}s'} (node clock)")
+        assert met - res <= start["backoff_s"] <= hi + res, (
+            f"{victim} drew a back-off of {start['backoff_s']}s after {lost} lost round(s): outside "
+            f"kuduraft's U[MET, min(MET x 1.5^(n+1), cap)] = [{met}, {hi}] (B26)")
+        assert gap is None or gap >= met - res, (
+            f"{victim} started pre-elections {gap:.3f}s apart, less than MET ({met}s) (B26)")
