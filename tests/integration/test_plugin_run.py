@@ -64,7 +64,7 @@ def test_plugin_run_reports_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert len(left) == 1 and "test_fails" in left[0].name, left  # only the failed test's run is kept
     doc = json.loads((left[0] / "verdicts.json").read_text())
     assert doc["outcome"] == "failed" and doc["seed"] == 4242
-    assert [v["checker"] for v in doc["verdicts"]] == ["durability", "crashes", "linearizable"]
+    assert [v["checker"] for v in doc["verdicts"]] == ["durability", "crashes", "invariants", "linearizable"]
     report = left[0] / "report.html"
     assert f"raftchaos report test_tiny.py::test_fails [failed]: {report}" in out and report.is_file()
     assert "1 run directory of tests that passed or were skipped removed at exit" in out
