@@ -118,6 +118,7 @@ def _assert_one_in_flight(window: Window, peers: list[str]) -> None:
 
 
 @pytest.mark.docker_subset
+@pytest.mark.kuduraft_timing
 def test_refused_follower_gets_status_only_heartbeats_then_recovers(make_cluster: Any, workload: Any,
                                                                     record_verdict: Any) -> None:
     """B6, B7, B17, B18 while cut off (refused) under load; B8, B18 and catch-up after healing.
@@ -407,6 +408,7 @@ def test_heartbeats_stop_while_a_peer_gets_ops(make_cluster: Any, workload: Any,
     _assert_one_in_flight(window, followers)
 
 
+@pytest.mark.kuduraft_timing
 def test_idle_leader_heartbeat_rate(make_cluster: Any) -> None:
     """B2: an idle leader sends each follower one heartbeat every 0.75P-1.25P."""
     cluster = make_cluster(nodes=3)
