@@ -5,7 +5,9 @@ ClusterSpec's limit, the seed is stored as a signed 64-bit value; default a fres
 test, printed), ``--keep-runs`` (keep the run directories of passing tests too; failing ones are
 always kept), ``--run-dir DIR`` (where run directories go, default ``.raftchaos/runs``; must be a
 directory or creatable), ``--raftchaos-strict`` (a test whose verdict is unknown fails),
-``--raftchaos-summary FILE`` (the session summary, default ``<run-dir>/summary.json``). Bad
+``--raftchaos-summary FILE`` (the session summary, default ``<run-dir>/summary.json``),
+``--timing fast|kuduraft`` (the default profile of ``make_cluster``; marker ``kuduraft_timing`` =
+the subset meant to run with ``kuduraft``). Bad
 values are one pytest usage error at configure time, naming the option.
 
 Verdicts: a test's verdict composes every verdict of its clusters and its ``record_verdict``
