@@ -5,7 +5,9 @@ ClusterSpec's limit, the seed is stored as a signed 64-bit value; default a fres
 test, printed), ``--keep-runs`` (keep the run directories of passing tests too; failing ones are
 always kept), ``--run-dir DIR`` (where run directories go, default ``.raftchaos/runs``; must be a
 directory or creatable), ``--raftchaos-strict`` (a test whose verdict is unknown fails),
-``--raftchaos-summary FILE`` (the session summary, default ``<run-dir>/summary.json``). Bad
+``--raftchaos-summary FILE`` (the session summary, default ``<run-dir>/summary.json``),
+``--timing fast|kuduraft`` (the default profile of ``make_cluster``; marker ``kuduraft_timing`` =
+the subset meant to run with ``kuduraft``). Bad
 values are one pytest usage error at configure time, naming the option.
 
 Verdicts: a test's verdict composes every verdict of its clusters and its ``record_verdict``
@@ -33,10 +35,11 @@ Fixtures:
 - ``raftchaos_seed`` -> int: this test's seed (``--seed`` or random). Printed with the run
   directory for every failed test, and recorded as JUnit properties.
 - ``make_cluster(nodes=3, flags=None, node_flags=None, topology=None, supervisor=False,
-  profile="fast") -> Cluster``: builds a ClusterSpec (backend from ``--backend``, the test's
+  profile=None) -> Cluster``: builds a ClusterSpec (backend from ``--backend``, the test's
   seed, a fresh run directory), starts it with the observer sampling ``/status`` and (with
   ``supervisor=True``) the crash supervisor restarting nodes that exit with status 85, waits
-  for a leader and returns the started Cluster. ``profile`` is ``fast`` or ``kuduraft``; timing
+  for a leader and returns the started Cluster. ``profile`` is ``fast`` or ``kuduraft`` (default:
+  ``--timing``, itself ``fast``); timing
   flags (``raft_heartbeat_interval_ms``, ...) given in ``flags`` go into the timing profile so
   derived bounds match. At teardown, per cluster: workloads stop, final heal (links, paused
   nodes, runtime fault flags), final reads of every key on the leader (recorded), checkers
@@ -155,6 +158,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-dir", default=".raftchaos/runs", help="where run directories go")
     group.addoption("--raftchaos-strict", action="store_true",
                     help="a test whose verdict is unknown fails (default: reported as unknown, not failed)")
+    group.addoption("--timing", default="fast", choices=sorted(PROFILES),
+                    help="timing profile of every cluster a test does not give one: fast (kuduraft's "
+                         "defaults / 5, every ratio kept) or kuduraft (kuduraft's real defaults); "
+                         "run the kuduraft_timing subset with kuduraft")
     group.addoption("--raftchaos-summary", default=None, metavar="FILE",
                     help="where the session summary goes (default: <run-dir>/summary.json)")
 
@@ -162,7 +169,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker, text in (("docker", "needs a Docker daemon (the Docker backend)"),
                          ("slow", "takes more than a few seconds"),
-                         ("chaos", "a chaos suite (starts a cluster, injects faults)")):
+                         ("chaos", "a chaos suite (starts a cluster, injects faults)"),
+                         ("kuduraft_timing", "nightly-sized subset that also runs in reasonable time with "
+                                             "--timing kuduraft (kuduraft's real timing defaults)")):
         config.addinivalue_line("markers", f"{marker}: {text}")
     config.stash[_SESSION_RUNS] = []
     config.stash[_SESSION_TESTS] = {}
@@ -243,11 +252,11 @@ def make_cluster(request: pytest.FixtureRequest, raftchaos_seed: int) -> Iterato
 
     def make(nodes: int = 3, flags: dict[str, Any] | None = None,
              node_flags: dict[str, dict[str, Any]] | None = None, topology: dict[str, str] | None = None,
-             supervisor: bool = False, profile: str = "fast") -> Cluster:
+             supervisor: bool = False, profile: str | None = None) -> Cluster:
         backend = BackendName(config.getoption("--backend"))
         if backend is BackendName.DOCKER and (reason := _docker_unavailable(config)) is not None:
             pytest.skip(reason)
-        timing, cluster_flags = _timing(profile, dict(flags or {}))
+        timing, cluster_flags = _timing(profile or config.getoption("--timing"), dict(flags or {}))
         run = new_run_dir(test_name, raftchaos_seed, _runs_root(config))
         state.runs.append(run)
         config.stash[_SESSION_RUNS].append((run, state))

@@ -1,4 +1,17 @@
-"""Kuduraft timing flags scaled for fast suites, and every time bound derived from them."""
+"""Kuduraft timing flags scaled for fast suites, and every time bound derived from them.
+
+kuduraft's defaults (facebook/kuduraft, src/kudu/consensus/): ``raft_heartbeat_interval_ms`` 500
+(time_manager.cc), ``leader_failure_max_missed_heartbeat_periods`` 3.0 and
+``leader_failure_exp_backoff_max_delta_ms`` 20000 and ``raft_log_cache_proxy_wait_time_ms`` 500
+(raft_consensus.cc), ``consensus_rpc_timeout_ms`` 30000 (consensus_queue.cc). kuduraft has no flag
+for the proxy failure threshold: RaftConsensus::Start calls
+``queue->SetProxyFailureThreshold(2 * MinimumElectionTimeout())`` = 3000 ms; our node exposes it as
+``raft_proxy_failure_threshold_ms`` so suites can scale it. In multiples of P (and MET = 3P):
+RPC timeout 60 P = 20 MET, back-off cap 40 P, proxy wait 1 P, proxy failure threshold 6 P = 2 MET.
+The behaviours depend on these ratios (B20: a black-holed request stays pending for 20 MET, so the
+follower's failure detector fires long before the leader's request times out), so ``fast()``
+divides every one of them by the same factor and keeps every ratio.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +32,20 @@ FLAG_NAMES: Mapping[str, str] = {
     "kv_op_timeout_ms": "kv_op_timeout_ms",
 }
 
+KUDURAFT_DEFAULTS: Mapping[str, int | float] = {
+    "heartbeat_interval_ms": 500,
+    "missed_heartbeat_periods": 3.0,
+    "rpc_timeout_ms": 30000,
+    "backoff_max_delta_ms": 20000,
+    "proxy_wait_time_ms": 500,
+    "proxy_failure_threshold_ms": 3000,
+}
+# Fields whose value is a duration in ms (scaled by a profile's factor); missed_heartbeat_periods is a
+# count of periods and is never scaled. kv_op_timeout_ms is ours, not kuduraft's.
+SCALED_FIELDS = ("heartbeat_interval_ms", "rpc_timeout_ms", "backoff_max_delta_ms", "proxy_wait_time_ms",
+                 "proxy_failure_threshold_ms")
+FAST_FACTOR = 5  # fast(): every kuduraft duration divided by 5 (P = 100 ms)
+
 JITTER = 0.25  # kuduraft's PeriodicTimer jitter: every period is drawn from [(1-j)P, (1+j)P].
 
 
@@ -27,15 +54,17 @@ class TimingProfile:
     """The timing flags handed to every node, and the bounds suites derive from them.
 
     Suites use the properties here (``failure_timeout_s``, ``new_leader_within_s``, ...) instead
-    of typed-in numbers, so a profile change moves every bound with it. ``fast()`` scales
-    kuduraft's defaults by 1/5 (P = 100 ms instead of 500 ms) and shortens the RPC timeout to a
-    few heartbeats; ``kuduraft()`` is kuduraft's own defaults.
+    of typed-in numbers, so a profile change moves every bound with it. ``fast()`` is kuduraft's
+    defaults with every duration divided by 5 (P = 100 ms, RPC timeout 6 s = 20 MET, back-off cap
+    4 s), so every ratio the behaviours depend on is kuduraft's; ``kuduraft()`` is kuduraft's own
+    defaults. A suite that needs another value sets it itself (``make_cluster(flags=...)``) and
+    says why. The constructor's defaults are fast()'s.
     """
 
     heartbeat_interval_ms: int = 100
     missed_heartbeat_periods: float = 3.0
-    rpc_timeout_ms: int = 500
-    backoff_max_delta_ms: int = 2000
+    rpc_timeout_ms: int = 6000
+    backoff_max_delta_ms: int = 4000
     proxy_wait_time_ms: int = 100
     proxy_failure_threshold_ms: int = 600
     kv_op_timeout_ms: int = 2000
@@ -54,14 +83,34 @@ class TimingProfile:
                 f"({self.failure_timeout_s * 1000:g} ms)")
 
     @classmethod
+    def scaled(cls, factor: int, kv_op_timeout_ms: int) -> TimingProfile:
+        """kuduraft's defaults with every duration divided by ``factor`` (every ratio kept)."""
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ConfigError(f"timing scale factor must be an integer >= 1, got {factor!r}")
+        uneven = [name for name in SCALED_FIELDS if KUDURAFT_DEFAULTS[name] % factor]
+        if uneven:
+            raise ConfigError(f"timing scale factor {factor} does not divide {', '.join(uneven)} evenly")
+        ms = {name: int(KUDURAFT_DEFAULTS[name]) // factor for name in SCALED_FIELDS}
+        return cls(heartbeat_interval_ms=ms["heartbeat_interval_ms"],
+                   missed_heartbeat_periods=KUDURAFT_DEFAULTS["missed_heartbeat_periods"],
+                   rpc_timeout_ms=ms["rpc_timeout_ms"], backoff_max_delta_ms=ms["backoff_max_delta_ms"],
+                   proxy_wait_time_ms=ms["proxy_wait_time_ms"],
+                   proxy_failure_threshold_ms=ms["proxy_failure_threshold_ms"], kv_op_timeout_ms=kv_op_timeout_ms)
+
+    @classmethod
     def fast(cls) -> TimingProfile:
-        """The default for suites: P = 100 ms, RPC timeout 500 ms, MET = 300 ms."""
-        return cls()
+        """The default for suites: kuduraft / 5 (P = 100 ms, MET = 300 ms, RPC timeout 6 s).
+
+        kv_op_timeout_ms (ours: how long the KV endpoint waits for its op to commit) stays 2 s:
+        long enough for a commit through a failover-free cluster, short enough that a client op
+        cut off by a fault is answered indeterminate within a few MET.
+        """
+        return cls.scaled(FAST_FACTOR, kv_op_timeout_ms=2000)
 
     @classmethod
     def kuduraft(cls) -> TimingProfile:
-        """kuduraft's defaults (P = 500 ms, RPC timeout 30 s, back-off cap 20 s)."""
-        return cls(500, 3.0, 30000, 20000, 500, 3000, 5000)
+        """kuduraft's defaults (P = 500 ms, RPC timeout 30 s, back-off cap 20 s); op timeout 5 s."""
+        return cls.scaled(1, kv_op_timeout_ms=5000)
 
     @classmethod
     def from_flags(cls, flags: Mapping[str, Any], base: TimingProfile | None = None) -> TimingProfile:

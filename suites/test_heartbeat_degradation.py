@@ -32,6 +32,7 @@ from suites._helpers import (
     peer_counter,
     peer_view,
     snap,
+    traces,
     wait_failed_attempt,
     wait_ok_ops,
     wait_sampled,
@@ -50,7 +51,9 @@ MIN_APPENDS_PER_S = 50.0
 DEGRADED_WINDOW_P = 15
 IDLE_WINDOW_P = 20
 LOADED_WINDOW_P = 10
-BLACKHOLE_WINDOW_RPC_TIMEOUTS = 3
+# Two RPC timeouts (12 s with fast(): RPC timeout = 20 MET as in kuduraft) hold at least one whole
+# pending request and its retry; a third would only add time.
+BLACKHOLE_WINDOW_RPC_TIMEOUTS = 2
 # Latency put on one link for B1, in heartbeat periods (stays below the RPC timeout).
 LATENCY_P = 2
 # Slack for sends the window edges can cut in half (one request may straddle each edge).
@@ -115,6 +118,7 @@ def _assert_one_in_flight(window: Window, peers: list[str]) -> None:
 
 
 @pytest.mark.docker_subset
+@pytest.mark.kuduraft_timing
 def test_refused_follower_gets_status_only_heartbeats_then_recovers(make_cluster: Any, workload: Any,
                                                                     record_verdict: Any) -> None:
     """B6, B7, B17, B18 while cut off (refused) under load; B8, B18 and catch-up after healing.
@@ -233,10 +237,61 @@ def _record_degradation_verdict(cluster: Cluster, leader: str, victim: str, reco
     record_verdict(guarded("degradation", check_degradation, cluster.history.events()))
 
 
+def _assert_follower_fd_fired_while_pending(cluster: Cluster, leader: str, victim: str, term: int,
+                                            exchanged: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+    """B20 in kuduraft's shape (RPC timeout = 20 MET): the follower's failure detector fires, its
+    pre-election fails, it backs off and fires again, all while the leader's first black-holed
+    request to it is still pending. (With the old 1.7 MET timeout the request timed out before the
+    second firing: the second pre-election comes at least 2 MET after the last update.)
+
+    Two clocks, so only durations cross nodes (both monotonic, same rate): on the leader's clock the
+    follower's last accepted update lies between request k's send and its ``ok`` reply (k + 1 = the
+    first request that timed out, k = the one before it, which succeeded). A pre-election at ``leader_contact_age_s`` = a (the follower's clock)
+    therefore falls inside the pending interval [q, r] of request k+1 if
+    q - q_k <= a and r_k + a <= r. (Should request k+1 itself have reached the follower just as the
+    black hole went up, its reply lost, the silence starts milliseconds after q instead: the first
+    inequality still holds and the second is off by at most q - r_k <= 1.25 P, far inside the
+    ~19 MET between the first pre-election and r.) (kuduraft: RaftConsensus's failure detector runs on
+    MinimumElectionTimeout while Peer::SendNextRequest keeps request_pending_ until the RPC's
+    consensus_rpc_timeout_ms deadline set on its RpcController, consensus_peers.cc)."""
+    by_req = {q["req"]: (q, r) for q, r in exchanged}
+    first_timeout = min((q["req"] for q, r in exchanged if r is not None and r["outcome"] == "timeout"),
+                        default=None)
+    before = by_req.get(first_timeout - 1) if first_timeout is not None else None
+    assert first_timeout is not None and before is not None and before[1] is not None \
+        and before[1]["outcome"] == "ok", (
+            f"no ok exchange right before the first timed-out request to {victim}: "
+            f"{[(q['req'], r and r['outcome']) for q, r in exchanged]}")
+    (q_k, r_k), (q, r) = before, by_req[first_timeout]
+    assert r_k is not None and r is not None
+
+    def fired(evs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in evs if e["event"] == "pre_election_started" and e["term"] == term
+                and e.get("leader_contact_age_s") is not None]
+
+    pre = wait_trace(cluster, victim, fired, "a pre-election after losing the leader", heartbeats(cluster, 4))
+    ages = [float(e["leader_contact_age_s"]) for e in pre]
+    lo, hi = q["node_t"] - q_k["node_t"], r["node_t"] - r_k["node_t"]
+    inside = [a for a in ages if lo <= a <= hi]
+    need = 2  # fired, lost its pre-election, backed off, fired again: all within one pending request
+    print(f"{victim} pre-elections at leader-contact ages {[round(a, 3) for a in ages]}s; {leader}'s "
+          f"request {q['req']} pending {r['node_t'] - q['node_t']:.3f}s covers ages [{lo:.3f}, {hi:.3f}]s")
+    assert len(inside) >= need, (
+        f"{victim} started {len(inside)} pre-election(s) while {leader}'s request {q['req']} was pending "
+        f"(ages {ages}, pending window [{lo:.3f}, {hi:.3f}]s): with the RPC timeout at "
+        f"{cluster.timing.rpc_timeout_s / cluster.timing.failure_timeout_s:g} MET its failure detector "
+        f"must fire, and fire again after the back-off, before the request times out (B20)")
+
+
+@pytest.mark.kuduraft_timing
 def test_blackholed_follower_stays_pending_until_rpc_timeout(make_cluster: Any, workload: Any,
                                                             record_verdict: Any) -> None:
     """B20: a black-holed request keeps the peer pending for the whole RPC timeout; no heartbeat
-    reaches the follower, which starts pre-elections without raising its term."""
+    reaches the follower, which starts pre-elections without raising its term.
+
+    Exercised in kuduraft's shape: the profile's RPC timeout is 20 MET (fast() keeps kuduraft's
+    ratio), so the follower's failure detector fires while the leader's request is pending.
+    """
     cluster = make_cluster(nodes=3)
     leader, victim = _leader_and_follower(cluster)
     timing = cluster.timing
@@ -266,6 +321,8 @@ def test_blackholed_follower_stays_pending_until_rpc_timeout(make_cluster: Any, 
     assert min(pending_s) >= timing.rpc_timeout_s - TRACE_RESOLUTION_S, (
         f"a black-holed request to {victim} stopped being pending after {min(pending_s):.3f}s, before "
         f"the RPC timeout {timing.rpc_timeout_s}s (B20)")
+    _assert_follower_fd_fired_while_pending(cluster, leader, victim, term,
+                                            exchanges(traces(cluster, leader), victim, term))
     d = window.deltas(victim)
     allowed = window.outer_s / timing.rpc_timeout_s + EDGE_SLACK
     print(f"window {window.outer_s:.3f}s: {d} (at most {allowed:.1f} sends)")
@@ -351,6 +408,7 @@ def test_heartbeats_stop_while_a_peer_gets_ops(make_cluster: Any, workload: Any,
     _assert_one_in_flight(window, followers)
 
 
+@pytest.mark.kuduraft_timing
 def test_idle_leader_heartbeat_rate(make_cluster: Any) -> None:
     """B2: an idle leader sends each follower one heartbeat every 0.75P-1.25P."""
     cluster = make_cluster(nodes=3)

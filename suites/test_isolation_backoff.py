@@ -38,6 +38,7 @@ def _expected_attempts(cluster: Cluster, window_s: float) -> float:
         n += 1
 
 
+@pytest.mark.kuduraft_timing
 def test_isolated_follower_backs_off_its_pre_elections(make_cluster: Any, workload: Any) -> None:
     cluster = make_cluster(nodes=3)
     leader = cluster.wait_for_leader()

@@ -44,6 +44,7 @@ def _warmed_up(cluster: Cluster) -> None:
     wait_ok_ops(cluster, MIN_OK_BEFORE, since_t=0.0, what="acknowledged writes before the fault")
 
 
+@pytest.mark.kuduraft_timing
 def test_kill_leader(make_cluster: Any, workload: Any) -> None:
     """A killed leader is replaced within the failure-detector bound; writes resume; nothing
     acknowledged is lost (also after the old leader comes back)."""

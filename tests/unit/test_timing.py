@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import ConfigError
-from harness.timing import TimingProfile
+from harness.timing import KUDURAFT_DEFAULTS, SCALED_FIELDS, TimingProfile
 
 
 def test_fast_profile_flags_use_kuduraft_names() -> None:
     flags = TimingProfile.fast().flags()
     assert flags["raft_heartbeat_interval_ms"] == 100
-    assert flags["consensus_rpc_timeout_ms"] == 500
+    assert flags["consensus_rpc_timeout_ms"] == 6000
     assert flags["leader_failure_max_missed_heartbeat_periods"] == 3.0
     assert flags["raft_log_cache_proxy_wait_time_ms"] == 100
 
@@ -35,6 +35,38 @@ def test_kuduraft_profile_matches_kuduraft_defaults() -> None:
     assert t.failure_timeout_s == pytest.approx(1.5)
     assert t.backoff_cap_s == pytest.approx(20.0)
     assert t.proxy_failure_threshold_s == pytest.approx(2 * t.failure_timeout_s)
+
+
+def test_fast_profile_keeps_every_kuduraft_ratio() -> None:
+    """Issue #11 item 6: fast() is kuduraft's defaults scaled by one factor, so every
+    kuduraft-derived duration has kuduraft's ratio to P (B20 needs RPC timeout = 20 MET)."""
+    fast, real = TimingProfile.fast(), TimingProfile.kuduraft()
+    assert set(SCALED_FIELDS) | {"missed_heartbeat_periods"} == set(KUDURAFT_DEFAULTS)
+    for name in SCALED_FIELDS:
+        assert getattr(fast, name) / fast.heartbeat_interval_ms == pytest.approx(
+            getattr(real, name) / real.heartbeat_interval_ms), name
+    assert fast.missed_heartbeat_periods == real.missed_heartbeat_periods
+    assert fast.rpc_timeout_s / fast.failure_timeout_s == pytest.approx(20.0)
+    assert fast.proxy_failure_threshold_s == pytest.approx(2 * fast.failure_timeout_s)
+    assert TimingProfile() == fast
+
+
+def test_kuduraft_profile_is_kuduraft_flag_defaults() -> None:
+    """The values cited from kuduraft's DEFINE_* (time_manager.cc, raft_consensus.cc,
+    consensus_queue.cc) and RaftConsensus::Start's 2 x MinimumElectionTimeout()."""
+    flags = TimingProfile.kuduraft().flags()
+    assert flags["raft_heartbeat_interval_ms"] == 500
+    assert flags["leader_failure_max_missed_heartbeat_periods"] == 3.0
+    assert flags["consensus_rpc_timeout_ms"] == 30000
+    assert flags["leader_failure_exp_backoff_max_delta_ms"] == 20000
+    assert flags["raft_log_cache_proxy_wait_time_ms"] == 500
+    assert flags["raft_proxy_failure_threshold_ms"] == 3000
+
+
+@pytest.mark.parametrize("factor", [0, 7, True, 2.5])
+def test_bad_scale_factor_rejected(factor: object) -> None:
+    with pytest.raises(ConfigError, match="scale factor"):
+        TimingProfile.scaled(factor, kv_op_timeout_ms=1000)  # type: ignore[arg-type]
 
 
 def test_from_flags_overrides_only_named_fields() -> None:
