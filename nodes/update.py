@@ -66,7 +66,7 @@ def server_error(code: str, message: str, c: RaftConsensus) -> dict[str, Any]:
             "error": {"code": code, "message": message}}
 
 
-def reply(c: RaftConsensus, error: tuple[str, str] | None = None) -> dict[str, Any]:
+def reply(c: RaftConsensus, error: tuple[str, str] | None = None, term: int | None = None) -> dict[str, Any]:
     status: dict[str, Any] = {
         "last_received": list(c.log.last_opid),
         "last_received_current_leader": list(c.last_received_cur_leader),
@@ -74,7 +74,7 @@ def reply(c: RaftConsensus, error: tuple[str, str] | None = None) -> dict[str, A
     }
     if error is not None:
         status["error"] = {"code": error[0], "message": error[1]}
-    return {"responder_uuid": c.uuid, "responder_term": c.term, "status": status}
+    return {"responder_uuid": c.uuid, "responder_term": c.term if term is None else term, "status": status}
 
 
 async def handle_update(c: RaftConsensus, body: dict[str, Any]) -> dict[str, Any]:
@@ -166,11 +166,16 @@ async def handle_update(c: RaftConsensus, body: dict[str, Any]) -> dict[str, Any
         for entry in prepared:
             c.log.append(entry)
         c.last_received_cur_leader = last_in_request
+        # kuduraft fills the reply, responder term included, before it waits for durability (spec
+        # 4.1 steps 15-16, RaftConsensus::UpdateReplica); our own election may raise the term
+        # during the wait (a pre-election won late starts a real one), and an OK answer must never
+        # carry a term above the one the update was accepted in: the leader treats that as fatal.
+        accepted_term = c.term
         if prepared:
             await _wait_durable(c, c.writer.append(prepared))
             c.durable_index = max(c.durable_index, prepared[-1].index)
         c.advance_commit(min(last_in_request.index, req.committed_index))
-        return reply(c)
+        return reply(c, term=accepted_term)
 
 
 def _check_log_matching(c: RaftConsensus, preceding: OpId) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -412,3 +413,22 @@ def test_b39_rejected_updates_never_hold_off_the_followers_elections(tmp_path: P
         gaps = [b["t"] - a["t"] for a, b in zip(starts, starts[1:], strict=False)]
         assert len(gaps) >= 4 and all(1.5 - 1e-6 <= g <= 2.25 + 1e-6 for g in gaps), gaps
     run_node(tmp_path, body, seed=seeded(39))
+
+
+def test_ok_reply_carries_the_term_the_update_was_accepted_in(tmp_path: Path) -> None:
+    """Spec 4.1 steps 15-16 (RaftConsensus::UpdateReplica fills the response before waiting for
+    durability): if the follower's own term rises while the append is being made durable (a
+    pre-election won late starts an election), the OK reply still carries the accepted term; a
+    higher one would make the leader abort on an OK reply with a higher term (found by the
+    safety suite: the leader exited 70)."""
+    async def body(n: Node) -> None:
+        n.writer.hold()
+        task = asyncio.create_task(n.update(term=2, ops=ops(1, 1, 2), committed=0))
+        await n.settle()
+        assert not task.done() and n.c.term == 2
+        n.c.adopt_term(3, reason="our own election started during the durability wait")
+        n.writer.release()
+        resp = await task
+        assert status_error(resp) is None, resp
+        assert resp["responder_term"] == 2, resp
+    run_node(tmp_path, body)
