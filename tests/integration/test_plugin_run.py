@@ -29,6 +29,9 @@ def test_passes(make_cluster, workload, record_verdict):
         with partition(cluster, isolate=victim, mode="refused"):
             cluster.wait_until(lambda: cluster.status(leader)["peers"][victim]["failed_attempts"] > 0,
                                "a failed attempt", 5)
+            t0 = cluster.history.now()  # the degradation checker needs the leader sampled during the cut
+            cluster.wait_until(lambda: any(e["kind"] == "sample" and e["node"] == leader and e["t"] > t0
+                                           for e in cluster.history.events()), "a leader sample", 5)
         cluster.wait_until(lambda: cluster.status(leader)["peers"][victim]["status"] == "OK", "heal", 5)
         start = cluster.status(leader)["commit_index"]
         cluster.wait_until(lambda: cluster.status(leader)["commit_index"] > start + 5, "writes", 10)
