@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._localnodes import stop_processes  # noqa: E402
 from harness.ports import free_ports  # noqa: E402
 
 ETCD_CANDIDATES = ("/usr/bin/etcd", "/usr/local/bin/etcd")
@@ -91,13 +92,5 @@ class EtcdCluster:
         return [p.pid for p in self.procs.values()]
 
     def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs.values(), grace_s=10)
         shutil.rmtree(self.dir, ignore_errors=True)

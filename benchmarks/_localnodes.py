@@ -10,7 +10,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -74,11 +76,19 @@ class LocalNodes:
         raise RuntimeError(f"no leader within {timeout_s}s; logs in {self.dir}")
 
     def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(self.procs.values(), grace_s=5)
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[Any]], grace_s: float) -> None:
+    """SIGTERM every process still running, then wait for each, killing (and reaping) one that
+    outlives ``grace_s``: the benchmarks' clusters stop the same way, whatever runs in them."""
+    procs = list(procs)
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
