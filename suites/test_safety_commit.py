@@ -45,9 +45,13 @@ from suites._safety import (
 pytestmark = [pytest.mark.chaos, pytest.mark.safety]
 
 FSYNC_LATENCY_MS = 1500  # the new leader's NO_OP stays non-durable this long: the hazard window
-REPLY_DELAY_MS = 2000  # the followers' replies to e reach the old leader only after it is killed
+# The followers' replies to e reach the old leader only after it is killed. The harness must see
+# both followers append e and kill the old leader inside this delay: 2 s was too short under a CPU
+# hog (stability run, seed 2145896605: the replies arrived first and e committed -> unknown). Only
+# a failed choreography ever waits for it, so a wide margin costs nothing.
+REPLY_DELAY_MS = 8000
 DIVERGENT_OPS = 4  # the deposed leader's suffix; the new leader writes a NO_OP + 2 ops over it
-RPC_TIMEOUT_MS = 6000  # longer than the reply delay: the old leader keeps waiting, never retries
+RPC_TIMEOUT_MS = 12000  # longer than the reply delay: the old leader keeps waiting, never retries
 
 
 def _applied_within_commit(cluster: Cluster) -> dict[str, tuple[int, int]]:
