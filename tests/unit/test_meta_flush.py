@@ -116,6 +116,25 @@ def test_update_adopting_a_higher_term_replies_after_the_term_flush(tmp_path: Pa
     run_node(tmp_path, body)
 
 
+def test_own_election_during_an_updates_term_flush_makes_the_update_stale(tmp_path: Path) -> None:
+    """The await on the term flush lets other work run (kuduraft's lock would hold it off): if our
+    own election raises the term meanwhile, the Update is answered INVALID_TERM in the new term,
+    never OK, and its ops are not appended; both flushes end on disk, the newest last."""
+    async def body(n: Node) -> None:
+        gated = GatedSave(n.meta)
+        upd = asyncio.get_running_loop().create_task(n.update(term=2, ops=[op(2, 1)]))
+        await gated.wait_started()
+        await spin()
+        n.elections.start(pre=False)  # the failure detector fires while the flush runs
+        assert n.c.term == 3 and n.c.voted_for == "n1"
+        gated.gate.set()
+        resp = await asyncio.wait_for(upd, GUARD_S)
+        assert status_error(resp) == "INVALID_TERM" and resp["responder_term"] == 3
+        assert n.c.log.last_index == 0 and n.meta.load() == (3, "n1")
+        assert gated.saved == [(2, None), (3, "n1")]
+    run_node(tmp_path, body)
+
+
 def test_candidate_sends_vote_requests_only_after_its_term_and_vote_flush(tmp_path: Path) -> None:
     """§4.3: a candidate asks for votes in term T only once T and its own vote are durable."""
     async def body(n: Node) -> None:
