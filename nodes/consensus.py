@@ -17,7 +17,7 @@ from nodes.faultpoints import FaultPoints
 from nodes.flags import Flags
 from nodes.kv import KvStore
 from nodes.log import MIN_OPID, OpId, RaftLog
-from nodes.meta import MetadataStore
+from nodes.meta import MetadataStore, MetadataWriter
 from nodes.peer import Peer, PeerTransport
 from nodes.queue import PeerMessageQueue
 from nodes.routing import RoutingTable
@@ -82,6 +82,7 @@ class RaftConsensus:
         self.logger = logger
         self.kv = KvStore()
         self.term, self.voted_for = meta.load()
+        self.meta_writer = MetadataWriter(meta, self._meta_flush_failed)
         self.role = Role.FOLLOWER
         self.leader_uuid: str | None = None
         self.commit_index = 0
@@ -121,10 +122,25 @@ class RaftConsensus:
         return RoutingTable(self.voters, self.config.topology, self.leader_uuid)
 
     # ----- durable state -----
-    def persist(self) -> None:
-        """Flush term and vote before anything that depends on them is acknowledged."""
+    def persist(self) -> int:
+        """Request a flush of term and vote (on the metadata writer's thread); returns its version.
+
+        Whatever depends on them (a vote grant, a reply or request carrying the term) must
+        ``await meta_durable()`` before it leaves: the consensus service gates every reply so,
+        and elections gate their vote requests. fault_crash_before_cmeta_flush fires here, where
+        kuduraft's ConsensusMetadata::Flush is called, before any byte is written."""
         self.faults.maybe_fault("fault_crash_before_cmeta_flush")
-        self.meta.save(self.term, self.voted_for)
+        return self.meta_writer.request(self.term, self.voted_for)
+
+    async def meta_durable(self, version: int | None = None) -> None:
+        """Until ``version`` (default: the newest requested) of term and vote is on disk."""
+        await self.meta_writer.wait_durable(version)
+
+    def _meta_flush_failed(self, e: Exception) -> None:
+        """kuduraft CHECKs every consensus-metadata flush (raft_consensus.cc,
+        SetCurrentTermUnlocked / SetVotedForCurrentTermUnlocked: CHECK_OK(cmeta_->Flush())):
+        a failed save is a fatal storage error, exit 74, like a failed WAL write."""
+        self.faults.storage_fatal("cmeta_flush_failed", f"consensus metadata flush failed: {e!r}")
 
     def adopt_term(self, term: int, *, reason: str, flush: bool = True) -> None:
         """Move to a higher term: clear the vote, step down if leading, flush (``flush=False`` only

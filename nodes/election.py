@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,7 @@ class Elections:
             return
         backoff = self.backoff_s()
         c.fd.snooze(backoff)
+        version = c.meta_writer.requested
         if pre:
             c.counters.pre_elections_started += 1
             ask_term = c.term + 1
@@ -64,7 +66,7 @@ class Elections:
             c.term += 1
             c.voted_for = c.uuid
             c.leader_uuid = None
-            c.persist()
+            version = c.persist()
             c.role = Role.CANDIDATE
             ask_term = c.term
         c.logger.info("starting %s for term %d (back-off %.3fs)",
@@ -77,16 +79,33 @@ class Elections:
                                                    else round(c.clock.now() - contact, 6)))
         rnd = ElectionRound(ask_term, pre, backoff, list(c.voters), yes={c.uuid})
         self.current = rnd
-        if self._decide(rnd):
-            return
         body = {"candidate_uuid": c.uuid, "candidate_term": ask_term,
                 "candidate_status": {"last_received": list(c.log.last_opid)},
                 "is_pre_election": pre, "ignore_live_leader": forced}
+        if c.meta_writer.durable >= version:
+            self._solicit(rnd, body)
+        else:
+            self._spawn(self._solicit_when_durable(rnd, body, version))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _solicit_when_durable(self, rnd: ElectionRound, body: dict[str, Any],
+                                    version: int) -> None:
+        """kuduraft's StartElection flushes term and vote (SetVotedForCurrentTermUnlocked) before
+        it builds the LeaderElection that sends the requests (raft_consensus.cc); here the flush
+        runs off the loop, so neither a request nor a single voter's own win comes before it."""
+        await self.c.meta_durable(version)
+        self._solicit(rnd, body)
+
+    def _solicit(self, rnd: ElectionRound, body: dict[str, Any]) -> None:
+        if rnd.decided or self._decide(rnd):
+            return
         for voter in rnd.voters:
-            if voter != c.uuid:
-                task = asyncio.get_running_loop().create_task(self._ask(rnd, voter, body))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            if voter != self.c.uuid:
+                self._spawn(self._ask(rnd, voter, body))
 
     async def _ask(self, rnd: ElectionRound, voter: str, body: dict[str, Any]) -> None:
         try:

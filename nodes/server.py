@@ -111,6 +111,7 @@ class NodeServer:
             await http_server.close()
             await rpc_server.close()
             await pool.close()
+            await c.meta_writer.close()
             await writer.stop()
             wal.close()
         return EXIT_OK

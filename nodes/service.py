@@ -49,6 +49,18 @@ class ConsensusService:
         self.proxy_counters = ProxyCounters()
 
     async def handle(self, rpc: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Answer one consensus RPC, never before the term and vote it was decided on are durable.
+
+        kuduraft flushes consensus metadata under its lock before it fills the reply
+        (raft_consensus.cc: RequestVoteRespondVoteGranted -> SetVotedForCurrentTermUnlocked,
+        UpdateReplica -> CheckLeaderRequestUnlocked -> HandleTermAdvanceUnlocked); here the flush
+        runs off the loop, so the reply waits for the version current when its handler finished
+        (every state the reply could reflect)."""
+        response = await self._handle(rpc, body)
+        await self.c.meta_durable()
+        return response
+
+    async def _handle(self, rpc: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             check_frame_body(body)
         except JsonInputError as e:

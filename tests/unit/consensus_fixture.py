@@ -113,12 +113,21 @@ class Node:
         return await self.service.handle("RequestVote", vote_body(**fields))
 
     async def settle(self, rounds: int = 10) -> None:
-        """Let ready tasks (vote askers, done callbacks) run; no time passes on either clock."""
+        """Let ready tasks (vote askers, done callbacks) run; no time passes on the fake clock.
+
+        Term/vote flushes run on a thread (real time): until none is pending, wait for them and
+        let the tasks they release run too."""
         for _ in range(rounds):
             await asyncio.sleep(0)
+        while self.c.meta_writer.durable < self.c.meta_writer.requested:
+            await self.c.meta_durable()
+            for _ in range(rounds):
+                await asyncio.sleep(0)
 
     async def drain(self) -> None:
-        """Wait until every WAL write queued so far is on disk (a no-op truncation as a barrier)."""
+        """Wait until every WAL write queued so far is on disk (a no-op truncation as a barrier),
+        and every term/vote flush (which may let a single voter win and append its NO_OP)."""
+        await self.settle(2)
         await self.writer.truncate_after(2**62)
         await self.settle(2)
 
@@ -212,6 +221,7 @@ async def open_node(data_dir: Path, *, uuid: str = "n1", config: ClusterConfig =
         for peer in list(c.peers.values()):
             peer.close()
         await elections.close()
+        await c.meta_writer.close()
         await writer.stop()
         wal.close()
 

@@ -57,6 +57,7 @@ def test_b26_every_back_off_interval_follows_the_exp_backoff_formula(tmp_path: P
         n.c.fd.stop()
         n.c.term = 4
         n.c.persist()
+        await n.c.meta_durable()
         flushes = n.meta.flush_count
         n.c.start_failure_detector()
         waited: list[float] = []
@@ -240,6 +241,7 @@ def test_b26_black_holed_node_times_every_attempt_from_the_last_snooze(tmp_path:
         n.c.fd.stop()
         n.c.term = 4
         n.c.persist()
+        await n.c.meta_durable()
         flushes = n.meta.flush_count
         n.c.start_failure_detector()
         await run_until(n, n.clock.now() + 200.0)

@@ -100,6 +100,7 @@ def test_b26_isolated_node_keeps_term_and_backs_off_geometrically(tmp_path: Path
         n.c.fd.stop()
         n.c.term = 4
         n.c.persist()
+        await n.c.meta_durable()
         flushes = n.meta.flush_count
         n.c.start_failure_detector()
         for k in range(9):
@@ -153,7 +154,9 @@ def test_b27_b28_leader_steps_down_on_invalid_term_reply(tmp_path: Path) -> None
         assert n.c.role is Role.LEADER  # delivered asynchronously (observer token)
         n.clock.run_due()
         assert n.c.role is Role.FOLLOWER and n.c.term == term + 3 and n.c.voted_for is None
-        assert n.meta.load() == (term + 3, None) and n.c.peers == {}
+        assert n.c.peers == {}  # stepped down at once; the new term is flushed off the loop
+        await n.c.meta_durable()
+        assert n.meta.load() == (term + 3, None)
         assert n.c.counters.step_downs == 1
     run_node(tmp_path, body)
 
@@ -254,8 +257,10 @@ def test_b35_restarted_node_first_fd_expiry_is_a_jittered_met(tmp_path: Path) ->
 
 
 def test_b35_single_voter_elects_itself_at_start(tmp_path: Path) -> None:
-    """B35: a single-voter config becomes leader immediately at start and commits its NO_OP and writes."""
+    """B35: a single-voter config becomes leader at start, as soon as its term and vote are durable
+    (kuduraft's StartElection flushes them before counting votes), and commits its NO_OP and writes."""
     async def body(n: Node) -> None:
+        await n.settle()
         assert n.c.role is Role.LEADER and n.c.term == 1 and n.meta.load() == (1, "n1")
         assert n.c.log.last_opid == OpId(1, 1) and n.rpc.calls == []
         await n.drain()

@@ -64,6 +64,9 @@ class StubConsensus:
     def routing_table(self) -> RoutingTable:
         return RoutingTable(self.members, self.topology, self.leader)
 
+    async def meta_durable(self, version: int | None = None) -> None:
+        """The service holds every reply until term and vote are durable; a proxy has none pending."""
+
 
 def stubs(*indexes: int, term: int = 1) -> list[dict[str, Any]]:
     return [{"kind": "PROXY_OP", "term": term, "index": i} for i in indexes]
