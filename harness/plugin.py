@@ -78,6 +78,7 @@ from harness.errors import FaultUnavailable, HarnessError
 from harness.finish import final_heal, final_reads, standard_verdicts, verdicts_doc, write_verdicts
 from harness.history import load_history
 from harness.observer import Observer
+from harness.runinfo import RunRecord
 from harness.spec import BackendName, ClusterSpec
 from harness.store import RunDir, new_run_dir
 from harness.supervisor import CrashSupervisor
@@ -272,6 +273,8 @@ def make_cluster(request: pytest.FixtureRequest, raftchaos_seed: int) -> Iterato
         if supervisor:
             CrashSupervisor(cluster).start()
         cluster.wait_for_leader()
+        RunRecord.of(cluster).begin(state.nodeid)  # run.json, so `raftchaos replay` rebuilds this run
+        RunRecord.of(cluster).write(cluster)
         return cluster
 
     yield make
@@ -297,7 +300,10 @@ def _finish(managed: _Managed, state: _TestState) -> str | None:
     """Tear one cluster down; returns what fails the test (an invalid verdict, a cleanup error)."""
     cluster = managed.cluster
     errors: list[str] = []
-    for step in [*(w.stop for w in managed.workloads), lambda: final_heal(cluster), lambda: final_reads(cluster)]:
+    record = RunRecord.of(cluster)
+    record.end()  # the test body is over: run.json's duration, with what the test actually started
+    for step in [*(w.stop for w in managed.workloads), lambda: record.write(cluster),
+                 lambda: final_heal(cluster), lambda: final_reads(cluster)]:
         try:
             step()
         except Exception as exc:  # noqa: BLE001 - every step runs; the checkers judge what is left
