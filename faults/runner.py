@@ -251,8 +251,8 @@ def plan_from_info(info: Mapping[str, Any], steps: Sequence[Step], name: str) ->
             isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) for k, v in mix.items())):
         raise ConfigError(f"workload.mix must map operations to weights, got {mix!r}")
     supervisor_doc = info.get("supervisor", False)
-    sup: Mapping[str, Any] = (supervisor_doc if isinstance(supervisor_doc, Mapping)
-                              else {"enabled": supervisor_doc})
+    sup: Mapping[str, Any] = (supervisor_doc if isinstance(supervisor_doc, Mapping)  # older files: a bool
+                              else {"enabled": _typed(info, "supervisor", bool, False, "")})
     t = _section(info, "timeline")
     timeline = Timeline(_optional(t, "workload_start_s", "timeline.") or 0.0,
                         _optional(t, "schedule_start_s", "timeline.") or 0.0,
