@@ -125,6 +125,11 @@ def check_replayable(run_dir: Path | str) -> Recorded:
     original = open_run_dir(run_dir)
     spec = recorded_spec(run_dir)
     info = read_run_info(original)
+    for count, what in ((info.get("workloads", 1), "workloads"),
+                        ((info.get("schedule") or {}).get("schedules", 1), "nemesis schedules")):
+        if count > 1:  # a replay rebuilding one of them would not be that run
+            raise ConfigError(f"{original.path / 'run.json'}: the run used {count} {what}; "
+                              "a replay rebuilds a run with at most one")
     if not original.schedule_path.exists():
         raise ConfigError(f"{original.schedule_path}: missing: the run recorded no nemesis schedule")
     executed = read_executed(original.schedule_path, _recorded_steps(original))

@@ -231,17 +231,15 @@ def _section(info: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 def plan_from_info(info: Mapping[str, Any], steps: Sequence[Step], name: str) -> RunPlan:
     """The RunPlan of a recorded run (``run.json``, ``harness.runinfo``). Absent keys take the
     scenario defaults (older run.json files lack newer keys: ``supervisor`` was a bare boolean, no
-    ``timeline``); present keys of the wrong type or range are a ConfigError. A run that used more
-    than one workload or nemesis is refused: a replay rebuilding one of them would not be that run."""
+    ``timeline``); present keys of the wrong type or range are a ConfigError. (Whether the run can
+    be replayed at all is ``faults.replay.check_replayable``'s question.)"""
     w = _section(info, "workload")
     last = max((s.offset_s for s in steps), default=0.0)
     duration = float(_typed(info, "duration_s", (int, float), last + 2.0, ""))
     if duration > MAX_SECONDS:
         raise ConfigError(f"duration_s must be at most {MAX_SECONDS:g}, got {duration!r}")
-    for key, what in (("workloads", "workloads"), ("schedules", "nemesis schedules")):
-        count = _typed(info if key == "workloads" else _section(info, "schedule"), key, int, 1, "")
-        if count > 1:
-            raise ConfigError(f"the run used {count} {what}; a replay rebuilds a run with at most one")
+    _typed(info, "workloads", int, 1, "")
+    _typed(_section(info, "schedule"), "schedules", int, 1, "schedule.")
     workload = WorkloadConfig(_typed(w, "enabled", bool, True, "workload."),
                               _typed(w, "clients", int, 2, "workload."),
                               float(_typed(w, "rate_hz", (int, float), 20.0, "workload.")),

@@ -142,8 +142,8 @@ def test_a_plan_survives_its_own_info() -> None:
 
 
 @pytest.mark.parametrize(("info", "message"), [
-    ({"workloads": 2}, "2 workloads"),
-    ({"schedule": {"file": "schedule.jsonl", "steps": 3, "schedules": 2}}, "2 nemesis schedules"),
+    ({"workloads": "two"}, "workloads must be int"),
+    ({"schedule": {"file": "schedule.jsonl", "steps": 3, "schedules": -2}}, "schedule.schedules"),
     ({"workload": {"mix": {"read": "lots"}}}, "workload.mix"),
     ({"workload": {"mix": {"scan": 1.0}}}, "workload:"),
     ({"workload": {"clients": 0}}, "workload:"),
