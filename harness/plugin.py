@@ -45,7 +45,10 @@ Fixtures:
   nodes, runtime fault flags), final reads of every key on the leader (recorded), checkers
   (durability; recovery when a fault was injected; linearizability within a few seconds, else
   unknown) plus the test's own verdicts, then
-  ``verdicts.json``, then the cluster stops. An invalid verdict fails the test.
+  ``verdicts.json``, then the cluster stops. An invalid verdict fails the test. Each cluster's
+  run directory gets ``run.json`` (``harness.runinfo``, written once the leader is up and again
+  at teardown with the workload, supervisor and nemesis the test actually started), so
+  ``raftchaos replay RUN_DIR`` rebuilds the test's run.
 - ``workload(cluster, clients=4, rate_hz=50.0, keys=4)`` -> Workload: a context manager running
   seeded clients for its duration (``with workload(c): ...``); stopped at teardown at the latest.
 - ``record_verdict(verdict, cluster=None)``: add a suite's own Verdict (default: to the last
