@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from faults.catalog import build_fault
 from harness.errors import FaultError, FaultUnavailable, HarnessError, NoTarget
 from harness.fault import Fault, FaultRecord, restore_health
+from harness.runinfo import RunRecord
 from harness.schedule import Step, StepOp
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class Nemesis:
             if self.t0 is None:
                 self.t0 = self.cluster.history.now()
                 self.cluster.history.note("nemesis starting", steps=len(self.steps))
+                RunRecord.of(self.cluster).schedule_started(self.path, len(self.steps), self.t0)  # run.json
             return self.t0
 
     def run(self) -> None:

@@ -5,13 +5,19 @@ link ends and jitter draws, the node ids a ``leader`` target resolved to), so th
 schedule equals the recorded one step for step; what may differ is how the system reacted. That
 is reported as the first divergence of the observed Raft events (agreed leaders and terms, nodes
 exiting on their own) between the original history and the replay's.
+
+Around the schedule the replay rebuilds the run from its ``run.json`` (``harness.runinfo``, written
+by every entry point, the pytest plugin included): the workload's clients, rate, keys and mix, the
+supervisor's settings, and when the workload and the schedule started after the first leader, as
+the original ran them, never the defaults; the replay's own ``run.json`` names the original in
+``replay_of`` and otherwise equals it but for the measured ``timeline``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,7 @@ from harness.errors import ConfigError, HarnessError, read_utf8
 from harness.history import load_history
 from harness.schedule import FaultSpec, Step, StepOp, read_executed
 from harness.spec import BackendName, ClusterSpec
-from harness.store import RunDir, open_run_dir
+from harness.store import RunDir, new_run_dir, open_run_dir
 
 # The fields of an executed step that must match between a run and its replay.
 COMPARED = ("step", "op", "slot", "fault", "targets", "skipped")
@@ -119,6 +125,11 @@ def check_replayable(run_dir: Path | str) -> Recorded:
     original = open_run_dir(run_dir)
     spec = recorded_spec(run_dir)
     info = read_run_info(original)
+    for count, what in ((info.get("workloads", 1), "workloads"),
+                        ((info.get("schedule") or {}).get("schedules", 1), "nemesis schedules")):
+        if count > 1:  # a replay rebuilding one of them would not be that run
+            raise ConfigError(f"{original.path / 'run.json'}: the run used {count} {what}; "
+                              "a replay rebuilds a run with at most one")
     if not original.schedule_path.exists():
         raise ConfigError(f"{original.schedule_path}: missing: the run recorded no nemesis schedule")
     executed = read_executed(original.schedule_path, _recorded_steps(original))
@@ -144,9 +155,13 @@ def replay_run(run_dir: Path | str, runs_root: Path | None = None,
     recorded = recorded or check_replayable(run_dir)
     original = recorded.run
     spec_doc = recorded.spec.to_dict()
-    spec = ClusterSpec.from_dict({**spec_doc, "run_dir": None, "test_name": f"replay-{spec_doc['test_name']}"[:80],
+    # The same spec (test name included, so run.json compares equal); only the directory says replay.
+    replay_dir = new_run_dir(f"replay-{spec_doc['test_name']}"[:80], recorded.spec.seed, runs_root)
+    spec = ClusterSpec.from_dict({**spec_doc, "run_dir": str(replay_dir.path),
                                   "backend": backend if backend is not None else spec_doc["backend"]})
-    run_plan = plan_from_info(recorded.info, recorded.steps, spec.test_name)
+    name = recorded.info.get("name")
+    name = name if isinstance(name, str) else spec.test_name
+    run_plan = replace(plan_from_info(recorded.info, recorded.steps, name), replay_of=str(original.path))
     outcome = execute(spec, run_plan, runs_root)
     replayed = read_executed(outcome.run.schedule_path) if outcome.run.schedule_path.exists() else []
     a = raft_events(load_history(original.events_path))

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.checkers.crashes import check_crashes
-from harness.checkers.durability import check_durability
-from harness.checkers.invariants import check_invariants
-from harness.checkers.linearizable import check_linearizable
-from harness.checkers.recovery import check_recovery, heal_bound_s
-from harness.checkers.verdict import Verdict, compose, guarded
-from harness.checkers.windows import check_windows
+from harness.checkers.registry import (
+    LINEARIZABLE_BUDGET_S,
+    MEMORY_LIMIT_ENV,
+    TIME_LIMIT_ENV,
+    CheckContext,
+    run_standard,
+)
+from harness.checkers.verdict import Verdict, compose
 from harness.errors import HarnessError
 from harness.fault import restore_health
 from harness.history import Event, EventKind, OpFn
@@ -27,14 +27,8 @@ if TYPE_CHECKING:
 
 FINAL_PROCESS = -1  # the process id of the harness's final reads (workload clients count from 0)
 VERDICTS_SCHEMA = 1
-# Wall-clock budget of the linearizability search at teardown: past it the verdict is unknown (the
-# search looks at the clock every few thousand steps). `raftchaos report DIR` re-checks with more.
-LINEARIZABLE_BUDGET_S = 5.0
-# Nightly runs bound the search without code changes: seconds and MB (see standard_verdicts).
-TIME_LIMIT_ENV, MEMORY_LIMIT_ENV = "RAFTCHAOS_CHECK_TIME_LIMIT", "RAFTCHAOS_CHECK_MEMORY_LIMIT"
-
-__all__ = ["FINAL_PROCESS", "final_heal", "final_reads", "standard_verdicts",
-           "write_verdicts"]
+__all__ = ["FINAL_PROCESS", "LINEARIZABLE_BUDGET_S", "MEMORY_LIMIT_ENV", "TIME_LIMIT_ENV", "final_heal",
+           "final_reads", "standard_verdicts", "write_verdicts"]
 
 
 def final_heal(cluster: Cluster) -> None:
@@ -97,45 +91,14 @@ def _read(cluster: Cluster, leader: str, key: str, timeout_s: float) -> tuple[bo
 def standard_verdicts(events: Sequence[Event], linearizable_budget_s: float | None = None,
                       linearizable_memory_mb: float | None = None,
                       run_dir: Path | None = None) -> list[Verdict]:
-    """Durability, crashes (a node exiting on its own other than by an injected crash is
-    invalid; ``run_dir`` adds each crashed node's log tail) and invariants (a node that aborted
-    on a broken invariant, exit 70, with its fatal record: invalid) always; recovery (bounded by
-    the run's own timing) and the before / during / after windows of each fault when a fault was
-    injected; linearizability of the client ops, unknown past ``linearizable_budget_s`` of search
-    (default: $RAFTCHAOS_CHECK_TIME_LIMIT, else ``LINEARIZABLE_BUDGET_S``) or
-    ``linearizable_memory_mb`` of memo (default: $RAFTCHAOS_CHECK_MEMORY_LIMIT, else the checker's
-    own). A checker that raises (a malformed history or a bad limit included) yields unknown."""
-    verdicts = [guarded("durability", check_durability, events),
-                guarded("crashes", check_crashes, events, run_dir),
-                guarded("invariants", check_invariants, events)]
-    if any(e.get("kind") == EventKind.FAULT.value for e in events):
-        verdicts.append(guarded("recovery", check_recovery, events, heal_bound_s(events)))
-        verdicts.append(guarded("windows", check_windows, events))
-    verdicts.append(guarded("linearizable", _linearizable, events, linearizable_budget_s,
-                            linearizable_memory_mb))
-    return verdicts
-
-
-def _limit(name: str, given: float | None) -> float | None:
-    """A positive limit: given, else from the environment variable ``name``, else None."""
-    if given is not None:
-        return given
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise HarnessError(f"${name} must be a positive number, got {raw!r}")
-    return value
-
-
-def _linearizable(events: Sequence[Event], budget_s: float | None, memory_mb: float | None = None) -> Verdict:
-    time_limit_s = _limit(TIME_LIMIT_ENV, budget_s)
-    return check_linearizable(events, time_limit_s=LINEARIZABLE_BUDGET_S if time_limit_s is None else time_limit_s,
-                              memory_limit_mb=_limit(MEMORY_LIMIT_ENV, memory_mb))
+    """The registry's standard checkers (``harness.checkers.registry.STANDARD``, also what
+    ``raftchaos report`` re-runs): durability, crashes (``run_dir`` adds each crashed node's log
+    tail) and invariants always; recovery and the fault windows when a fault was injected;
+    linearizability, unknown past ``linearizable_budget_s`` of search (default:
+    $RAFTCHAOS_CHECK_TIME_LIMIT, else ``LINEARIZABLE_BUDGET_S``) or ``linearizable_memory_mb`` of
+    memo (default: $RAFTCHAOS_CHECK_MEMORY_LIMIT, else the checker's own). A checker that raises (a
+    malformed history or a bad limit included) yields unknown."""
+    return run_standard(events, CheckContext(run_dir, linearizable_budget_s, linearizable_memory_mb))
 
 
 def verdicts_doc(run: RunDir, verdicts: Sequence[Verdict], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,10 @@ Fixtures:
   nodes, runtime fault flags), final reads of every key on the leader (recorded), checkers
   (durability; recovery when a fault was injected; linearizability within a few seconds, else
   unknown) plus the test's own verdicts, then
-  ``verdicts.json``, then the cluster stops. An invalid verdict fails the test.
+  ``verdicts.json``, then the cluster stops. An invalid verdict fails the test. Each cluster's
+  run directory gets ``run.json`` (``harness.runinfo``, written once the leader is up and again
+  at teardown with the workload, supervisor and nemesis the test actually started), so
+  ``raftchaos replay RUN_DIR`` rebuilds the test's run.
 - ``workload(cluster, clients=4, rate_hz=50.0, keys=4)`` -> Workload: a context manager running
   seeded clients for its duration (``with workload(c): ...``); stopped at teardown at the latest.
 - ``record_verdict(verdict, cluster=None)``: add a suite's own Verdict (default: to the last
@@ -78,6 +81,7 @@ from harness.errors import FaultUnavailable, HarnessError
 from harness.finish import final_heal, final_reads, standard_verdicts, verdicts_doc, write_verdicts
 from harness.history import load_history
 from harness.observer import Observer
+from harness.runinfo import RunRecord
 from harness.spec import BackendName, ClusterSpec
 from harness.store import RunDir, new_run_dir
 from harness.supervisor import CrashSupervisor
@@ -272,6 +276,8 @@ def make_cluster(request: pytest.FixtureRequest, raftchaos_seed: int) -> Iterato
         if supervisor:
             CrashSupervisor(cluster).start()
         cluster.wait_for_leader()
+        RunRecord.of(cluster).begin(state.nodeid)  # run.json, so `raftchaos replay` rebuilds this run
+        RunRecord.of(cluster).write(cluster)
         return cluster
 
     yield make
@@ -297,7 +303,10 @@ def _finish(managed: _Managed, state: _TestState) -> str | None:
     """Tear one cluster down; returns what fails the test (an invalid verdict, a cleanup error)."""
     cluster = managed.cluster
     errors: list[str] = []
-    for step in [*(w.stop for w in managed.workloads), lambda: final_heal(cluster), lambda: final_reads(cluster)]:
+    record = RunRecord.of(cluster)
+    record.end()  # the test body is over: run.json's duration, with what the test actually started
+    for step in [*(w.stop for w in managed.workloads), lambda: record.write(cluster),
+                 lambda: final_heal(cluster), lambda: final_reads(cluster)]:
         try:
             step()
         except Exception as exc:  # noqa: BLE001 - every step runs; the checkers judge what is left

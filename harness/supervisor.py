@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from harness.errors import HarnessError
 from harness.history import History, NodeEventType
+from harness.runinfo import RunRecord
 
 INJECTED_CRASH_EXIT = 85
 INVARIANT_VIOLATION_EXIT = 70
@@ -115,6 +116,7 @@ class CrashSupervisor:
         if attach is not None:
             attach(self.stop)
         self.cluster.add_exit_listener(lambda node_id, code: self._exits.put((node_id, code)))
+        RunRecord.of(self.cluster).supervisor_started(self.restart_delay_s, self.poll_s)  # run.json
         self._thread = threading.Thread(target=self._run, name="crash-supervisor", daemon=True)
         self._thread.start()
         return self

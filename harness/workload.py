@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import ConfigError, HarnessError
 from harness.history import EventKind, OpFn
 from harness.nodeclient import KvResult, Outcome
+from harness.runinfo import RunRecord
 
 if TYPE_CHECKING:
     from harness.cluster import Cluster
@@ -69,11 +70,13 @@ class Workload:
         self._threads: list[threading.Thread] = []
         self._process_ids = itertools.count(0)
         self._lock = threading.Lock()
+        self._recorded: int | None = None
 
     def start(self) -> Workload:
         if self._threads:
             raise HarnessError("workload already started")
         self.cluster.attach(self.stop)
+        self._recorded = RunRecord.of(self.cluster).workload_started(self.spec)  # run.json: what ran
         for index in range(self.spec.clients):
             rng = self.cluster.rng(f"workload/client{index}")
             thread = threading.Thread(target=self._client, args=(index, rng),
@@ -163,6 +166,8 @@ class Workload:
     def stop(self) -> None:
         """Stop issuing; in-flight operations finish (bounded by the op timeout) and are recorded."""
         self._stop.set()
+        if self._recorded is not None:
+            RunRecord.of(self.cluster).workload_stopped(self._recorded)
         for thread in self._threads:
             thread.join(timeout=(self.spec.op_timeout_s or self.cluster.timing.client_timeout_s) + 5)
 

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.checkers.verdict import Validity, compose
 from harness.errors import HarnessError
 from harness.history import Event, load_history
 from harness.store import RunDir, open_run_dir
@@ -122,12 +123,11 @@ def normalise_verdicts(raw: Any) -> list[dict[str, Any]]:
 
 
 def overall_validity(verdicts: list[dict[str, Any]]) -> str:
-    """Invalid beats unknown beats valid; no verdicts at all is unknown (nothing was checked)."""
-    found = {v["validity"] for v in verdicts}
-    for validity in ("invalid", "unknown"):
-        if validity in found:
-            return validity
-    return "valid" if verdicts else "unknown"
+    """``harness.checkers.verdict.compose`` over saved verdicts (invalid beats unknown beats valid;
+    no verdicts at all is unknown: nothing was checked). A validity that is not one of the three
+    counts as unknown: a report must never show a verdict as better than it is."""
+    return compose(Validity(v["validity"]) if v.get("validity") in VALIDITIES else Validity.UNKNOWN
+                   for v in verdicts).value
 
 
 def _read_schedule(path: Path, problems: list[str]) -> list[dict[str, Any]]:

@@ -43,13 +43,15 @@ class Verdict:
 
 
 def compose(verdicts: Iterable[Verdict | Validity]) -> Validity:
-    """Combine several verdicts: invalid beats unknown beats valid; no verdicts at all is valid."""
-    result = Validity.VALID
+    """Combine several verdicts: invalid beats unknown beats valid. No verdicts at all is unknown:
+    nothing was checked, so nothing was observed (the one rule; ``reports.run_data.overall_validity``
+    applies it to saved verdicts)."""
+    result: Validity | None = None
     for item in verdicts:
         validity = item.validity if isinstance(item, Verdict) else item
-        if _RANK[validity] > _RANK[result]:
+        if result is None or _RANK[validity] > _RANK[result]:
             result = validity
-    return result
+    return Validity.UNKNOWN if result is None else result
 
 
 def guarded(name: str, fn: Callable[..., Verdict], *args: Any) -> Verdict:

@@ -23,7 +23,7 @@ from typing import Any
 
 from faults.catalog import build_fault
 from faults.nemesis import Nemesis
-from faults.runner import RUN_INFO, RunPlan, plan_from_info
+from faults.runner import RunPlan, plan_from_info
 from harness.checkers.verdict import compose
 from harness.cli.state import write_state
 from harness.cluster import Cluster
@@ -31,11 +31,11 @@ from harness.errors import HarnessError
 from harness.finish import final_heal, final_reads, standard_verdicts, verdicts_doc, write_verdicts
 from harness.history import load_history
 from harness.observer import Observer
+from harness.runinfo import RunRecord
 from harness.schedule import FaultSpec, Step, StepOp, step_from_dict
 from harness.spec import ClusterSpec
-from harness.supervisor import CrashSupervisor
 from harness.sweep import owner_token
-from harness.workload import Workload, WorkloadSpec
+from harness.workload import Workload
 
 
 class Daemon:
@@ -206,22 +206,26 @@ def main(argv: list[str] | None = None) -> int:
     daemon: Daemon | None = None
     try:
         with Cluster(spec, runs_root=info.get("runs_root")) as cluster:
-            (cluster.run.path / RUN_INFO).write_text(json.dumps(plan.info(), indent=2, sort_keys=True))
             daemon = Daemon(cluster, plan, args.state)
             daemon.stop = stop
             Observer(cluster).start()
             if plan.supervisor:
-                CrashSupervisor(cluster).start()
+                plan.crash_supervisor(cluster).start()
             cluster.wait_for_leader()
+            record = RunRecord.of(cluster)  # run.json: the one writer (harness.runinfo)
+            record.begin(plan.name, plan.expect)
+            record.write(cluster)
             if plan.workload.enabled:
-                w = plan.workload
-                Workload(cluster, WorkloadSpec(clients=w.clients, rate_per_s=w.rate_hz, keys=w.keys)).start()
+                Workload(cluster, plan.workload_spec()).start()
             try:
                 daemon.serve()
             except KeyboardInterrupt:
                 pass
             finally:
+                record.end()
                 daemon.finish()
+                with contextlib.suppress(OSError, HarnessError):
+                    record.write(cluster)
         events = load_history(cluster.run.events_path)
         verdicts = standard_verdicts(events, run_dir=cluster.run.path)
         outcome = "passed" if compose(verdicts).value == "valid" else "failed"

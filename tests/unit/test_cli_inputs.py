@@ -95,6 +95,7 @@ def _break(run: Path, name: str, content: bytes | None) -> None:
     ("run.json", b'{"duration_s": 1e308}', "run.json: duration_s must be at most"),
     ("run.json", b'{"workload": {"clients": "two"}}', "run.json: workload.clients must be int"),
     ("run.json", b'{"supervisor": 1}', "run.json: supervisor must be bool"),
+    ("run.json", b'{"workloads": 2}', "run.json: the run used 2 workloads"),
     ("run.json", b'{"expect": [["sneezes", {}]]}', "unknown symptom"),
     ("run.json", b'[]', "run.json: must be a JSON object"),
     ("run.json", b'\xff\xfe', "run.json: not UTF-8 text"),
