@@ -246,12 +246,20 @@ def samples_of(cluster: Cluster, node: str, since_t: float = 0.0,
             and (until_t is None or e["t"] <= until_t)]
 
 
+OBSERVER_SLACK_S = 10.0
+"""Extra time the harness's observer may need to record a sample on a loaded machine."""
+
+
 def wait_sampled(cluster: Cluster, node: str, after_t: float | None = None) -> None:
     """Wait until the observer has recorded a sample of ``node`` taken after ``after_t`` (default:
     now), so a checker run on the history now sees the state up to that moment."""
     start = cluster.history.now() if after_t is None else after_t
+    # The deadline bounds the harness's own observer thread, not the node: under a CPU hog one
+    # /status round trip took longer than 4 heartbeats (stability run, seed 1738087469), so it is
+    # generous; a node that is up answers in milliseconds when it gets the CPU.
     cluster.wait_until(lambda: any(s["status"] is not None for s in samples_of(cluster, node, start)),
-                       what=f"an observer sample of {node}", timeout_s=heartbeats(cluster, 4))
+                       what=f"an observer sample of {node}",
+                       timeout_s=heartbeats(cluster, 4) + OBSERVER_SLACK_S)
 
 
 
@@ -296,7 +304,9 @@ def traces(cluster: Cluster, node: str, event: str | None = None, peer: str | No
 def wait_trace(cluster: Cluster, node: str, found: Callable[[list[dict[str, Any]]], Any],
                what: str, timeout_s: float) -> Any:
     """Wait until ``found(traces(cluster, node))`` returns something truthy and return it. Polling
-    only decides when the history holds the node's events; what they say is on the node's clock."""
+    only decides when the history holds the node's events; what they say is on the node's clock.
+    ``timeout_s`` is when the node should have acted; the observer's copy of its events may lag
+    by up to OBSERVER_SLACK_S more, and callers check the bound itself on the node's timestamps."""
     result: dict[str, Any] = {}
 
     def check() -> bool:
@@ -306,7 +316,8 @@ def wait_trace(cluster: Cluster, node: str, found: Callable[[list[dict[str, Any]
             return True
         return False
 
-    cluster.wait_until(check, what=f"{node}'s trace to show {what}", timeout_s=timeout_s, poll_s=0.05)
+    cluster.wait_until(check, what=f"{node}'s trace to show {what}", timeout_s=timeout_s + OBSERVER_SLACK_S,
+                       poll_s=0.05)
     return result["v"]
 
 
