@@ -60,6 +60,11 @@ class PowerLoss(Kill):
             self._cuts[node_id] = {"error": str(exc)}
             raise FaultError(f"power-loss {node_id}: {exc}") from None
 
+    @property
+    def cuts(self) -> dict[str, dict[str, Any]]:
+        """Per node hit: what the cut dropped (``faults.ledger.CutReport.to_json``), until heal."""
+        return dict(self._cuts)
+
     def _outcome(self) -> dict[str, object]:
         return {"cut": dict(self._cuts)}
 
@@ -112,6 +117,11 @@ class Corrupt(Kill):
             return
         apply_corruption(data, plan)
         self._applied[node_id] = plan.to_json()
+
+    @property
+    def applied(self) -> dict[str, dict[str, Any] | None]:
+        """Per node hit: the corruption plan applied (None: nothing to corrupt), until heal."""
+        return dict(self._applied)
 
     def _outcome(self) -> dict[str, object]:
         return {"plans": {n: p for n, p in self._applied.items() if p is not None},
