@@ -79,7 +79,7 @@ def test_acked_writes_survive_power_loss_of_a_minority(make_cluster: Any, record
         new = cluster.wait_for_leader(timeout_s=cluster.timing.new_leader_within_s())
         lost = {k: markers.read(k) for k in keys if markers.read(k) != markers.acked[k]}
         assert not lost, (
-            f"acknowledged writes lost after a power cut on {x} ({victim}): {new} (leading {x} and "
+            f"acknowledged writes lost after a power cut on {x} ({victim}): {new} (leader of {x} and "
             f"{third}) reads {lost}; the cut dropped {cut_info}: {x} acknowledged before its fsync")
         valid(record_verdict, "acked-writes-survive-power-loss",
               f"{len(keys)} writes acknowledged by {x} and {y} survived a power cut on {x}", cut=cut_info)
@@ -91,8 +91,12 @@ def test_acked_writes_survive_power_loss_of_a_minority(make_cluster: Any, record
 
 
 def _durable_meta(cluster: Cluster, node: str) -> dict[str, Any]:
-    """The term and vote the node will start with (its metadata file, docs/node-api.md)."""
-    doc: dict[str, Any] = json.loads((cluster.run.node_data(node) / "consensus-meta.json").read_text())
+    """The term and vote the node will start with (its metadata file, docs/node-api.md; none:
+    term 0, no vote)."""
+    path = cluster.run.node_data(node) / "consensus-meta.json"
+    if not path.exists():
+        return {"term": 0, "voted_for": None}
+    doc: dict[str, Any] = json.loads(path.read_text())
     return doc
 
 
