@@ -10,7 +10,7 @@ harness sent never reach this checker. What an exit status means follows the nod
 * 2: the node refused its configuration at start - the harness set it up wrongly, so the run
   could not exercise the system: unknown, never a failure of the system;
 * 70 (an invariant violation, kuduraft's CHECK / LOG(FATAL)), 74 (a fatal WAL/metadata IO
-  error), 3 (refused its own storage as corrupt; no fault of ours corrupts storage), 1 (any
+  error), 3 (refused its own storage as corrupt; but see the exception below), 1 (any
   uncaught crash), any other status and a signal nobody in the harness sent (a negative status,
   e.g. the OOM killer): invalid, "node crashed", with the status and the tail of the node's log.
   One exception: status 3 from a node the ``corrupt`` fault damaged where a correct node must
