@@ -10,8 +10,10 @@ the node's sync ledger does not show as fsynced (``faults/ledger.py``). kuduraft
   ``FillConsensusResponseOKUnlocked``), and the leader counts itself once its own append is
   durable (``PeerMessageQueue::LocalPeerAppendFinished``): an acknowledged write is on the
   disks of a majority;
-* a vote is granted only after term and vote are flushed (``RaftConsensus::RequestVote`` ->
-  ``cmeta_->Flush()`` before ``FillVoteResponseVoteGranted``, raft_consensus.cc);
+* a vote is granted only once term and vote are flushed (raft_consensus.cc,
+  ``RaftConsensus::RequestVote``: the term advance skips its flush when the vote is yes, and
+  ``RequestVoteRespondVoteGranted`` records the vote, flushing the consensus metadata, before it
+  fills the granted reply);
 * a torn tail of the last WAL segment is cut on start, a checksum failure anywhere else refused
   (``ReadableLogSegment`` / ``LogReader``), and corrupt consensus metadata refused
   (``ConsensusMetadata::Load``): refused means exit 3 here.
