@@ -229,3 +229,30 @@ def test_refusing_an_injected_mid_log_corruption_is_not_a_crash() -> None:
 
 def test_refusing_a_torn_tail_it_should_repair_is_a_crash() -> None:
     assert check_crashes(_events("repair")).validity is Validity.INVALID
+
+
+def test_storage_faults_are_scheduled_from_a_scenario_and_bad_ones_named() -> None:
+    from faults.scenario import ScenarioError, parse_scenario
+    from harness.schedule import StepOp, plan
+
+    text = """
+seed = 5
+[cluster]
+nodes = 3
+[[timeline]]
+at_s = 1.0
+for_s = 2.0
+fault = "power-loss"
+params = { target = "leader" }
+[[timeline]]
+at_s = 4.0
+for_s = 1.0
+fault = "corrupt"
+params = { target = "n2", file = "wal", where = "tail", mode = "zero", nbytes = 4 }
+"""
+    steps = plan(parse_scenario(text, "s.toml").schedule(), 5)
+    assert [(x.offset_s, x.op) for x in steps] == [(1.0, StepOp.INJECT), (3.0, StepOp.HEAL),
+                                                   (4.0, StepOp.INJECT), (5.0, StepOp.HEAL)]
+    with pytest.raises(ScenarioError, match="s.toml.*where must be one of") as info:
+        parse_scenario(text.replace('where = "tail"', 'where = "head"'), "s.toml")
+    assert "\n" not in str(info.value)
