@@ -29,13 +29,39 @@ _CONTENT_MAX_BYTES = 4096
 
 
 class SyncLedger:
-    """Appends what each completed fsync made durable; thread-safe (the WAL syncs off the loop)."""
+    """Appends what each completed fsync made durable; thread-safe (the WAL syncs off the loop).
 
-    def __init__(self, data_dir: Path) -> None:
+    Only the last line per file and per directory matters to a reader, so past ``compact_bytes``
+    the ledger is rewritten to those lines (a new file renamed over it: a SIGKILL sees the old
+    ledger or the new one, never a mix) and a long run's ledger stays small.
+    """
+
+    def __init__(self, data_dir: Path, compact_bytes: int = 1 << 20) -> None:
         self.root = Path(data_dir)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._path = self.root / LEDGER_FILE
         self._lock = threading.Lock()
-        self._fd = os.open(self.root / LEDGER_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._compact_bytes = compact_bytes
+        self._last: dict[tuple[str, str], bytes] = {}
+        self._written = 0
+        self._load_previous()  # an earlier incarnation's claims still hold (a SIGKILL keeps them)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.compactions = 0
+
+    def _load_previous(self) -> None:
+        try:
+            raw = self._path.read_bytes()
+        except FileNotFoundError:
+            return
+        for line in raw.splitlines(keepends=True):
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue  # the reader names a bad line; compaction must not invent one
+            if isinstance(doc, dict):
+                key = ("f", doc.get("f")) if "f" in doc else ("d", doc.get("d"))
+                if isinstance(key[1], str):
+                    self._last[(key[0], key[1])] = line if line.endswith(b"\n") else line + b"\n"
 
     def _rel(self, path: Path) -> str:
         try:
@@ -43,16 +69,36 @@ class SyncLedger:
         except ValueError:
             return Path(path).as_posix()
 
-    def _append(self, record: dict[str, object]) -> None:
+    def _append(self, key: tuple[str, str], record: dict[str, object]) -> None:
         line = (json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode("utf-8")
         with self._lock:
             write_all(self._fd, line)  # one write: a SIGKILL cannot tear it
+            self._last[key] = line
+            self._written += len(line)
+            if self._written > self._compact_bytes:
+                self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the ledger to the last line per file and directory (their order kept)."""
+        tmp = self._path.with_name(LEDGER_FILE + ".compact")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, b"".join(self._last.values()))
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._path)
+        os.close(self._fd)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+        self._written = 0
+        self.compactions += 1
 
     def file_synced(self, path: Path, ino: int, size: int) -> None:
-        self._append({"f": self._rel(path), "ino": ino, "size": size})
+        rel = self._rel(path)
+        self._append(("f", rel), {"f": rel, "ino": ino, "size": size})
 
     def dir_synced(self, directory: Path, names: dict[str, int], contents: dict[str, str]) -> None:
-        self._append({"d": self._rel(directory), "names": names, "contents": contents})
+        rel = self._rel(directory)
+        self._append(("d", rel), {"d": rel, "names": names, "contents": contents})
 
     def close(self) -> None:
         with self._lock:

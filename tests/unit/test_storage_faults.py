@@ -256,3 +256,32 @@ params = { target = "n2", file = "wal", where = "tail", mode = "zero", nbytes = 
     with pytest.raises(ScenarioError, match="s.toml.*where must be one of") as info:
         parse_scenario(text.replace('where = "tail"', 'where = "head"'), "s.toml")
     assert "\n" not in str(info.value)
+
+
+def test_a_compacted_ledger_keeps_every_claim_also_of_an_earlier_incarnation(tmp_path: Path) -> None:
+    first = SyncLedger(tmp_path)
+    install_ledger(first)
+    try:
+        wal, _ = open_wal(tmp_path, segment_bytes=200)
+        MetadataStore(tmp_path).save(1, None)
+        wal.append(entries(1, 4))  # rolls: several segments, each with its own claim
+        wal.close()
+    finally:
+        install_ledger(None)
+        first.close()
+    before = read_ledger(tmp_path)
+    second = SyncLedger(tmp_path, compact_bytes=1)  # the next incarnation compacts on every line
+    install_ledger(second)
+    try:
+        wal, got = open_wal(tmp_path, segment_bytes=200)
+        wal.append(entries(5, 6))
+        wal.close()
+    finally:
+        install_ledger(None)
+        second.close()
+    assert got == entries(1, 4) and second.compactions > 0
+    after = read_ledger(tmp_path)
+    assert after.lines == len(after.files) + len(after.dirs)  # one line per file and directory
+    assert {k: v for k, v in after.files.items() if k in before.files and k != max(before.files)} == {
+        k: v for k, v in before.files.items() if k != max(before.files)}
+    assert not power_cut(tmp_path).bit  # everything written was synced and still claimed
