@@ -58,7 +58,8 @@ class PowerLoss(Kill):
             self._cuts[node_id] = power_cut(data).to_json()
         except (LedgerError, OSError) as exc:
             self._cuts[node_id] = {"error": str(exc)}
-            raise FaultError(f"power-loss {node_id}: {exc}") from None
+            cluster.start(node_id)  # not in the hit list, so heal would never start it
+            raise FaultError(f"power-loss {node_id}: {exc} (node restarted as after a plain kill)") from None
 
     @property
     def cuts(self) -> dict[str, dict[str, Any]]:
@@ -115,7 +116,11 @@ class Corrupt(Kill):
         if plan is None:
             self._applied[node_id] = None
             return
-        apply_corruption(data, plan)
+        try:
+            apply_corruption(data, plan)
+        except FaultError:
+            cluster.start(node_id)  # not in the hit list, so heal would never start it
+            raise
         self._applied[node_id] = plan.to_json()
 
     @property

@@ -285,3 +285,40 @@ def test_a_compacted_ledger_keeps_every_claim_also_of_an_earlier_incarnation(tmp
     assert {k: v for k, v in after.files.items() if k in before.files and k != max(before.files)} == {
         k: v for k, v in before.files.items() if k != max(before.files)}
     assert not power_cut(tmp_path).bit  # everything written was synced and still claimed
+
+
+class _FakeRun:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def node_data(self, node_id: str) -> Path:
+        return self.root / node_id
+
+
+class _FakeCluster:
+    """Just what PowerLoss needs to act on one node: its data dir, kill and start."""
+
+    def __init__(self, root: Path) -> None:
+        self.run = _FakeRun(root)
+        self.calls: list[tuple[str, str]] = []
+
+    def kill(self, node_id: str) -> None:
+        self.calls.append(("kill", node_id))
+
+    def start(self, node_id: str) -> None:
+        self.calls.append(("start", node_id))
+
+
+def test_a_power_loss_that_cannot_cut_restarts_the_node_and_says_why(tmp_path: Path) -> None:
+    from faults.storage_faults import PowerLoss
+
+    cluster = _FakeCluster(tmp_path)
+    fault = PowerLoss("n1")
+    with pytest.raises(FaultError, match="missing"):  # no ledger: refused before the kill
+        fault._act(cluster, "n1")  # type: ignore[arg-type]
+    assert cluster.calls == []
+    (tmp_path / "n1").mkdir()
+    (tmp_path / "n1" / LEDGER_FILE).write_text("torn{\n")
+    with pytest.raises(FaultError, match="not JSON.*restarted") as info:
+        fault._act(cluster, "n1")  # type: ignore[arg-type]
+    assert cluster.calls == [("kill", "n1"), ("start", "n1")] and "\n" not in str(info.value)
