@@ -19,6 +19,7 @@ from faults.flags import (
 from faults.partition import Partition
 from faults.process import Kill, Pause, Restart
 from faults.shapes import ShapeKind
+from faults.storage_faults import Corrupt, PowerLoss
 from faults.toxics import TOXICS, LinkToxic
 from harness.errors import FaultError
 from harness.fault import Fault
@@ -30,7 +31,7 @@ class Entry:
     """One catalog fault: its builder (keyword parameters only) and a one-line description."""
 
     name: str
-    kind: str  # network / toxic / process / flag
+    kind: str  # network / toxic / process / storage / flag
     build: Callable[..., Fault]
     help: str
 
@@ -89,6 +90,15 @@ def _restart(target: str = "leader", hard: bool = False) -> Fault:
     return Restart(target, hard)
 
 
+def _power_loss(target: str = "leader") -> Fault:
+    return PowerLoss(target)
+
+
+def _corrupt(target: str = "one", file: str = "wal", where: str = "tail", mode: str = "flip",
+             nbytes: int = 1, plans: Mapping[str, Any] | None = None) -> Fault:
+    return Corrupt(target, file, where, mode, nbytes, plans)
+
+
 def _crash_on(fraction: float = 0.05, target: str = "all") -> Fault:
     return crash_on_leader_request(fraction, target)
 
@@ -125,6 +135,11 @@ _ENTRIES = [
     Entry("terminate", "process", _terminate, "SIGTERM the target node(s); heal starts them again"),
     Entry("pause", "process", _pause, "SIGSTOP the target node(s); heal resumes them"),
     Entry("restart", "process", _restart, "stop and start the target node(s) at once"),
+    Entry("power-loss", "storage", _power_loss,
+          "SIGKILL the target node(s) and drop every write not fsynced (sync ledger); heal starts them"),
+    Entry("corrupt", "storage", _corrupt,
+          "stop the target node(s), damage WAL/meta (file=wal|meta, where=mid|tail, mode=flip|zero, "
+          "nbytes); heal starts them"),
     Entry("crash-on-leader-request", "flag", _crash_on, "fault_crash_on_leader_request_fraction (B21)"),
     Entry("crash-after-leader-request", "flag", _crash_after,
           "fault_crash_after_leader_request_fraction (B22)"),
@@ -188,4 +203,6 @@ def replay_params(name: str, params: Mapping[str, Any], record_params: Mapping[s
                 out[key] = record_params[key]
     elif targets:
         out["target"] = ",".join(targets)
+        if name == "corrupt" and isinstance(record_params.get("plans"), Mapping):
+            out["plans"] = record_params["plans"]  # the same bytes, not a fresh draw
     return out

@@ -26,6 +26,13 @@ PROCESS: tuple[FaultSpec, ...] = (
     FaultSpec("pause", {"target": "one"}),
     FaultSpec("restart", {"target": "followers"}),
 )
+STORAGE: tuple[FaultSpec, ...] = (
+    # Only damage a correct node survives by itself: a mid-log or metadata corruption takes a node
+    # out for good (it must refuse to start), which a random schedule could repeat on a majority.
+    FaultSpec("power-loss", {"target": "leader"}),
+    FaultSpec("power-loss", {"target": "one"}),
+    FaultSpec("corrupt", {"target": "one", "file": "wal", "where": "tail", "mode": "flip"}),
+)
 FLAGS: tuple[FaultSpec, ...] = (
     FaultSpec("crash-on-leader-request", {"fraction": 0.05}),
     FaultSpec("follower-reject-updates", {"target": "followers"}),

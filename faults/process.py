@@ -84,8 +84,12 @@ class _ProcessFault:
             raise FaultError(f"{self.name} {self.target}: failed on a node after hitting "
                              f"{self._hit or 'none'}: {exc}") from exc
         self._verification = self.verify(cluster)
-        self._record = record_fault(cluster, self.name, params, self._hit, term)
+        self._record = record_fault(cluster, self.name, {**params, **self._outcome()}, self._hit, term)
         return self._record
+
+    def _outcome(self) -> dict[str, object]:
+        """Parameters known only after acting (e.g. what a power cut dropped), for the record."""
+        return {}
 
     def heal(self, cluster: Cluster) -> None:
         with self._lock:

@@ -171,9 +171,11 @@ def write_cluster_file(path: Path, spec: ClusterSpec, rpc: Mapping[str, str], ht
 
 def node_args(spec: ClusterSpec, node_id: str, cluster_file: Path, data: Path, incarnation: int) -> list[str]:
     """The ``python -m nodes`` arguments for one incarnation of ``node_id``: cluster file, id, data
-    directory, the incarnation's seed and the node's flags."""
+    directory, the incarnation's seed, the sync ledger (a test facility, always on in harness runs)
+    and the node's flags."""
     argv = ["--config", str(cluster_file), "--id", node_id, "--data", str(data),
-            "--seed", str(spec.node_seed(node_id, incarnation))]
+            "--seed", str(spec.node_seed(node_id, incarnation)),
+            "--sync-ledger"]  # the record the power-loss fault needs (faults/ledger.py)
     for name, value in spec.node_flags_for(node_id).items():
         argv += ["--flag", f"{name}={_flag_text(value)}"]
     return argv

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from nodes.config import ConfigError, load_cluster
+from nodes.durable import SyncLedger, install_ledger
 from nodes.flags import FlagError, Flags, parse_flag_args
 from nodes.meta import MetadataError, MetadataStore
 from nodes.server import EXIT_CONFIG, EXIT_STORAGE, NodeServer
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, type=Path, help="data directory")
     p.add_argument("--flag", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--seed", type=int, default=None, help="seed for timers and fault draws")
+    p.add_argument("--sync-ledger", action="store_true",
+                   help="test facility: record each fsync in DATA/.sync-ledger (power-loss simulation)")
     args = p.parse_args(argv)
     try:
         config = load_cluster(args.config)
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("starting node %s (seed %d)", args.id, seed)
     try:
         args.data.mkdir(parents=True, exist_ok=True)
+        if args.sync_ledger:
+            install_ledger(SyncLedger(args.data))
         wal = Wal(args.data / "wal")
         entries = wal.recover()
         meta = MetadataStore(args.data)

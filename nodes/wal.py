@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodes.durable import fsync_dir, write_all
+from nodes.durable import fsync_dir, fsync_file, write_all
 
 KINDS = frozenset({"NO_OP", "WRITE", "CONFIG"})
 
@@ -258,7 +258,7 @@ class Wal:
         fd = os.open(path, os.O_WRONLY)
         try:
             os.ftruncate(fd, torn.offset)
-            os.fsync(fd)
+            fsync_file(fd, path)
         finally:
             os.close(fd)
         self.stats.torn_tails_repaired += 1
@@ -325,7 +325,7 @@ class Wal:
             try:
                 write_all(self._fd, blob)
                 if self._fsync:
-                    os.fsync(self._fd)
+                    fsync_file(self._fd, self._dir / segment_name(self._segment_no))
                     self.stats.fsyncs += 1
             except OSError:
                 # Best effort: do not leave a partial record that a later append would bury.

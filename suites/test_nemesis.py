@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from faults.nemesis import read_schedule
-from faults.packages import FLAGS, NETWORK, PROCESS, mixed_package, random_package
+from faults.packages import FLAGS, NETWORK, PROCESS, STORAGE, mixed_package, random_package
 from harness.schedule import StepOp, plan_text
 from suites._helpers import wait_ok_ops
 
@@ -46,10 +46,11 @@ def test_same_seed_gives_the_same_schedule(raftchaos_seed: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["mixed", "network", "process", "flags"])
+@pytest.mark.parametrize("family", ["mixed", "network", "process", "flags", "storage"])
 def test_random_schedule_keeps_acknowledged_writes(make_cluster: Any, workload: Any, raftchaos_seed: int,
                                                    family: str, request: pytest.FixtureRequest) -> None:
-    faults = {"mixed": NETWORK + PROCESS + FLAGS, "network": NETWORK, "process": PROCESS, "flags": FLAGS}[family]
+    faults = {"mixed": NETWORK + PROCESS + FLAGS, "network": NETWORK, "process": PROCESS, "flags": FLAGS,
+              "storage": STORAGE}[family]
     count, limit_s = schedule_size(request.config.getoption("--nemesis-duration-s", default=None))
     package = random_package(family, faults, count, (0.5, 1.5), 0.5, limit_s)
     cluster = make_cluster(nodes=3, supervisor=True)

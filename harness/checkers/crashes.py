@@ -10,9 +10,13 @@ harness sent never reach this checker. What an exit status means follows the nod
 * 2: the node refused its configuration at start - the harness set it up wrongly, so the run
   could not exercise the system: unknown, never a failure of the system;
 * 70 (an invariant violation, kuduraft's CHECK / LOG(FATAL)), 74 (a fatal WAL/metadata IO
-  error), 3 (refused its own storage as corrupt; no fault of ours corrupts storage), 1 (any
+  error), 3 (refused its own storage as corrupt; but see the exception below), 1 (any
   uncaught crash), any other status and a signal nobody in the harness sent (a negative status,
   e.g. the OOM killer): invalid, "node crashed", with the status and the tail of the node's log.
+  One exception: status 3 from a node the ``corrupt`` fault damaged where a correct node must
+  refuse (its recorded plan says ``expect: refuse``, faults/corruption.py) is the right answer,
+  listed as ``refused_injected_corruption``; refusing a damage it should have repaired (a torn
+  tail) stays a crash.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ NAME = "crashes"
 INJECTED_CRASH_EXIT = 85  # the same number as harness.supervisor.INJECTED_CRASH_EXIT
 CLEAN_EXIT = 0
 BAD_CONFIG_EXIT = 2
+CORRUPT_STORAGE_EXIT = 3
+CORRUPT_FAULT = "corrupt"  # faults/storage_faults.Corrupt; its params.plans[node].expect
 MEANING = {1: "crashed", 3: "refused corrupt storage at start", 70: "invariant violation (fatal)",
            74: "fatal storage (WAL/metadata IO) error", BAD_CONFIG_EXIT: "refused its configuration"}
 LOG_TAIL_LINES = 12
@@ -55,7 +61,12 @@ def check_crashes(events: Sequence[Event], run_dir: Path | None = None) -> Verdi
     crashes: list[dict[str, Any]] = []
     refused: list[dict[str, Any]] = []
     injected = 0
+    must_refuse: set[str] = set()
+    refused_corruption: list[dict[str, Any]] = []
     for e in events:
+        if e.get("kind") == EventKind.FAULT.value and e.get("fault") == CORRUPT_FAULT:
+            plans = (e.get("params") or {}).get("plans") or {}
+            must_refuse |= {str(n) for n, p in plans.items() if isinstance(p, dict) and p.get("expect") == "refuse"}
         if e.get("kind") != EventKind.NODE.value or e.get("event") != NodeEventType.EXIT.value:
             continue
         code = e.get("code")
@@ -67,10 +78,14 @@ def check_crashes(events: Sequence[Event], run_dir: Path | None = None) -> Verdi
         if code == CLEAN_EXIT:
             continue
         node = str(e.get("node"))
+        if code == CORRUPT_STORAGE_EXIT and node in must_refuse:
+            refused_corruption.append({"node": node, "code": code, "t": e.get("t")})
+            continue
         entry = {"node": node, "code": code, "t": e.get("t"), "meaning": meaning(code),
                  "log_tail": _log_tail(run_dir, node)}
         (refused if code == BAD_CONFIG_EXIT else crashes).append(entry)
-    details: dict[str, Any] = {"crashes": crashes, "refused_config": refused, "injected_exits": injected}
+    details: dict[str, Any] = {"crashes": crashes, "refused_config": refused, "injected_exits": injected,
+                               "refused_injected_corruption": refused_corruption}
     if crashes:
         first = crashes[0]
         more = f" (+{len(crashes) - 1} more)" if len(crashes) > 1 else ""

@@ -1,0 +1,197 @@
+"""Power loss and disk corruption (issue #12, item 5): what a node fsynced must survive a power
+cut, and a node whose disk was damaged must refuse to start or recover correctly.
+
+A SIGKILL keeps the page cache, so a write the node never fsynced survives it and a missing
+fsync never shows. The ``power-loss`` fault (``faults/storage_faults.py``) also drops every byte
+the node's sync ledger does not show as fsynced (``faults/ledger.py``). kuduraft's rules checked:
+
+* a follower answers UpdateConsensus only after its WAL append is durable
+  (``RaftConsensus::UpdateReplica`` waits for ``log_->AsyncAppendReplicates`` before
+  ``FillConsensusResponseOKUnlocked``), and the leader counts itself once its own append is
+  durable (``PeerMessageQueue::LocalPeerAppendFinished``): an acknowledged write is on the
+  disks of a majority;
+* a vote is granted only once term and vote are flushed (raft_consensus.cc,
+  ``RaftConsensus::RequestVote``: the term advance skips its flush when the vote is yes, and
+  ``RequestVoteRespondVoteGranted`` records the vote, flushing the consensus metadata, before it
+  fills the granted reply);
+* a torn tail of the last WAL segment is cut on start, a checksum failure anywhere else refused
+  (``ReadableLogSegment`` / ``LogReader``), and corrupt consensus metadata refused
+  (``ConsensusMetadata::Load``): refused means exit 3 here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import pytest
+
+from faults.process import Kill, kill
+from faults.storage_faults import Corrupt, PowerLoss
+from harness.cluster import Cluster
+from harness.fault import check_available
+from harness.history import OpFn
+from harness.nodeclient import Outcome
+from suites._helpers import Markers, recorded_op
+from suites._safety import unknown, valid
+
+pytestmark = [pytest.mark.chaos, pytest.mark.safety]
+
+REFUSED_STORAGE_EXIT = 3
+
+
+F = TypeVar("F", bound=Kill)
+
+
+def _inject(cluster: Cluster, fault: F) -> F:
+    check_available(fault, cluster)
+    record = fault.inject(cluster)
+    print(f"{record.fault} on {', '.join(record.targets)}: {json.dumps(record.params, sort_keys=True)}")
+    return fault
+
+
+def _heal(cluster: Cluster, faults: list[Kill]) -> None:
+    while faults:
+        faults.pop().heal(cluster)
+
+
+@pytest.mark.parametrize("victim", ["follower", "leader"])
+def test_acked_writes_survive_power_loss_of_a_minority(make_cluster: Any, record_verdict: Any,
+                                                        victim: str) -> None:
+    """Third node down; writes acknowledged by X and Y (X the victim); power cut on X, then Y
+    stopped (SIGKILL, its disk intact but out of reach): X and the third node elect a leader,
+    which must serve every write acknowledged before the cut (X holds the only copy of them)."""
+    cluster = make_cluster(nodes=3)
+    leader = cluster.wait_for_leader()
+    follower, third = cluster.rng("suite/power-loss").sample(sorted(n for n in cluster.nodes if n != leader), 2)
+    x, y = (follower, leader) if victim == "follower" else (leader, follower)
+    print(f"leader {leader}; power cut on {x} ({victim}); other acker {y}; down {third}")
+    markers = Markers(cluster, f"power-{victim}")
+    markers.write(3)  # enough acknowledged ops before the first fault for the recovery checker
+    cluster.wait_caught_up(timeout_s=cluster.timing.new_leader_within_s())
+    down: list[Kill] = [kill(cluster, third)]
+    try:
+        keys = markers.write(4)  # acknowledged by x and y only
+        cut = _inject(cluster, PowerLoss(x))
+        down.append(cut)
+        down.append(kill(cluster, y))
+        cut_info = cut.cuts.get(x, {})  # what the cut dropped (also in the fault event)
+        down.pop(1).heal(cluster)  # x back with what its disk kept
+        down.pop(0).heal(cluster)  # the third node: a majority without y
+        new = cluster.wait_for_leader(timeout_s=cluster.timing.new_leader_within_s())
+        lost = {k: markers.read(k) for k in keys if markers.read(k) != markers.acked[k]}
+        assert not lost, (
+            f"acknowledged writes lost after a power cut on {x} ({victim}): {new} (leader of {x} and "
+            f"{third}) reads {lost}; the cut dropped {cut_info}: {x} acknowledged before its fsync")
+        valid(record_verdict, "acked-writes-survive-power-loss",
+              f"{len(keys)} writes acknowledged by {x} and {y} survived a power cut on {x}", cut=cut_info)
+    finally:
+        _heal(cluster, down)
+    cluster.wait_healthy()
+    cluster.wait_caught_up(timeout_s=cluster.timing.new_leader_within_s())
+    markers.assert_all_durable()
+
+
+def _durable_meta(cluster: Cluster, node: str) -> dict[str, Any]:
+    """The term and vote the node will start with (its metadata file, docs/node-api.md; none:
+    term 0, no vote)."""
+    path = cluster.run.node_data(node) / "consensus-meta.json"
+    if not path.exists():
+        return {"term": 0, "voted_for": None}
+    doc: dict[str, Any] = json.loads(path.read_text())
+    return doc
+
+
+def test_a_granted_vote_survives_power_loss(make_cluster: Any, record_verdict: Any) -> None:
+    """Leader stopped; the two others elect M, which needs N's vote in M's term t. Power cut on
+    N: the term and vote it restarts with must be (t, M) or a later term, else N could vote
+    again in t and elect a second leader of that term."""
+    cluster = make_cluster(nodes=3)
+    old = cluster.wait_for_leader()
+    Markers(cluster, "vote").write(3)
+    down: list[Kill] = [kill(cluster, old)]
+    try:
+        new = cluster.wait_for_leader(timeout_s=cluster.timing.new_leader_within_s())
+        term = int(cluster.status(new)["term"])
+        voter = next(n for n in cluster.nodes if n not in (old, new))
+        print(f"old leader {old} down; {new} won term {term} with {voter}'s vote")
+        cut = _inject(cluster, PowerLoss(voter))
+        down.append(cut)
+        meta = _durable_meta(cluster, voter)
+        print(f"{voter} restarts with term {meta['term']}, voted_for {meta['voted_for']}; cut {cut.cuts}")
+        assert meta["term"] > term or (meta["term"] == term and meta["voted_for"] == new), (
+            f"{voter} granted its vote to {new} in term {term} (the only other live node, so {new} "
+            f"won with it), but after a power cut it restarts with term {meta['term']} and vote "
+            f"{meta['voted_for']!r}: the vote was granted before it was flushed")
+        valid(record_verdict, "vote-survives-power-loss", f"{voter}'s vote for {new} in term {term} "
+              "survived a power cut", meta=meta)
+    finally:
+        _heal(cluster, down)
+    cluster.wait_healthy()
+
+
+def test_mid_log_corruption_is_refused_and_the_cluster_keeps_serving(make_cluster: Any,
+                                                                      record_verdict: Any) -> None:
+    """A flipped byte in a WAL record with records after it: the follower refuses to start
+    (exit 3, not restarted); the other two keep serving and lose nothing acknowledged."""
+    cluster = make_cluster(nodes=3)
+    leader = cluster.wait_for_leader()
+    victim = cluster.rng("suite/corrupt").choice(sorted(n for n in cluster.nodes if n != leader))
+    markers = Markers(cluster, "corrupt-mid")
+    markers.write(6)
+    cluster.wait_caught_up(timeout_s=cluster.timing.new_leader_within_s())
+    exits: list[tuple[str, int]] = []
+    cluster.add_exit_listener(lambda node, code: exits.append((node, code)))
+    fault = Corrupt(victim, file="wal", where="mid", mode="flip")
+    _inject(cluster, fault)
+    plan = fault.applied.get(victim)
+    if plan is None:
+        fault.heal(cluster)
+        unknown(record_verdict, "corrupt-mid-refused", f"{victim}'s WAL held no mid-log record to damage")
+        return
+    fault.heal(cluster)  # starts the node on the damaged log
+    def exited() -> bool:
+        cluster.reap()  # records the exit (and calls the listener) if the process is gone
+        return any(n == victim for n, _ in exits)
+
+    cluster.wait_until(exited, what=f"{victim} to refuse its damaged WAL (exit)",
+                       timeout_s=cluster.timing.new_leader_within_s())
+    codes = [c for n, c in exits if n == victim]
+    assert codes == [REFUSED_STORAGE_EXIT], (
+        f"{victim} started on a WAL damaged mid-log ({plan}) and did not refuse it: exits {codes}")
+    markers.write(3)  # the other two still form a majority
+    markers.assert_all_durable()
+    valid(record_verdict, "corrupt-mid-refused", f"{victim} refused a mid-log corruption (exit 3); the "
+          "cluster kept serving", plan=plan)
+
+
+def test_tail_corruption_is_cut_and_the_node_catches_up(make_cluster: Any, record_verdict: Any) -> None:
+    """A damaged last record (a torn tail): the node cuts it on start, rejoins, catches up, and the
+    cluster serves every acknowledged write; no stale or damaged value is ever read."""
+    cluster = make_cluster(nodes=3)
+    leader = cluster.wait_for_leader()
+    victim = cluster.rng("suite/corrupt").choice(sorted(n for n in cluster.nodes if n != leader))
+    markers = Markers(cluster, "corrupt-tail")
+    markers.write(4)
+    cluster.wait_caught_up(timeout_s=cluster.timing.new_leader_within_s())
+    fault = Corrupt(victim, file="wal", where="tail", mode="zero", nbytes=4)
+    _inject(cluster, fault)
+    plan = fault.applied.get(victim)
+    log = cluster.log_path(victim)
+    start_at = log.stat().st_size
+    fault.heal(cluster)
+    if plan is None:
+        unknown(record_verdict, "corrupt-tail-repaired", f"{victim}'s WAL had no tail record to damage")
+        return
+    cluster.wait_healthy()
+    markers.write(2)
+    cluster.wait_caught_up(timeout_s=cluster.timing.new_leader_within_s())
+    repaired = "cutting torn tail" in log.read_text(errors="replace")[start_at:]
+    assert repaired, f"{victim} started on a damaged last record ({plan}) without cutting it"
+    for key, value in markers.acked.items():
+        got = recorded_op(cluster, victim, OpFn.READ, key)  # through the victim: served or refused
+        assert got.outcome is not Outcome.OK or got.body.get("value") == value, (
+            f"{victim} served {key}={got.body.get('value')!r}, acknowledged {value!r}")
+    markers.assert_all_durable()
+    valid(record_verdict, "corrupt-tail-repaired", f"{victim} cut the damaged tail and caught up", plan=plan)
+
