@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 from reports.session import load_session  # noqa: E402
 
 EXIT_BAD_INPUT = 254
-FAMILIES = ("mixed", "network", "process", "flags")  # suites/test_nemesis.py's parameters
+FAMILIES = ("mixed", "network", "process", "flags", "storage")  # suites/test_nemesis.py's parameters
 TEST = "suites/test_nemesis.py::test_random_schedule_keeps_acknowledged_writes"
 STARTUP_ALLOWANCE_S = 45.0  # cluster start, workload warm-up, final heal and checkers, before a run is timed
 SEED_LIMIT = 2**31
