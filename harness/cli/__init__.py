@@ -13,12 +13,11 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.cli import clock  # first: the earliest fallback for when this process started
+import click
+import typer
 
-import click  # noqa: E402
-import typer  # noqa: E402
-
-from harness.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_TABLE  # noqa: E402
+from harness.cli import clock
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_TABLE
 
 app = typer.Typer(name="raftchaos", add_completion=False, no_args_is_help=True,
                   pretty_exceptions_enable=False, epilog=EXIT_TABLE,
