@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,6 +188,16 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
     # docstring's last reduction. ``setters`` are the ops that can replace the value.
     grows = APPEND in kind
     setters = [i for i in range(n) if kind[i] == WRITE or kind[i] == CAS] if grows else []
+    # On a register, the same by the value set (values are mostly distinct, so the lists are short).
+    # Each list is in call order (op ids are), with the calls' ranks alongside for a bisection.
+    setting: dict[Any, tuple[list[int], list[int]]] = {}
+    if not grows:
+        for i in range(n):
+            if kind[i] == WRITE or kind[i] == CAS:
+                ids, calls = setting.setdefault(arg[i] if kind[i] == WRITE else arg2[i], ([], []))
+                ids.append(i)
+                calls.append(rank[2 * i])
+    no_rivals: tuple[list[int], list[int]] = ([], [])
 
     memo: dict[Any, Any] = {}  # state -> packed placed-set (an int), or a set of them once several
     states = mem_bytes = steps = 0
@@ -339,6 +350,38 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
                             else:
                                 j = inx[j]
                             continue
+            elif not grows and (k == WRITE or k == CAS):
+                # A register: the next unplaced ok read must see ``new``, unless an unplaced write or
+                # cas of the value it read, called before it returned, may come in between.
+                x, hops = (nxt[e] if phase == 1 else front), 0
+                while x >= 0 and hops < 64 and not (x & 1 and kind[x >> 1] <= READ_NULL):
+                    x, hops = nxt[x], hops + 1
+                if x >= 0 and x & 1 and kind[x >> 1] <= READ_NULL:
+                    null = kind[x >> 1] == READ_NULL
+                    goal = arg[x >> 1]
+                    if not ((new is None or new == "") if null else new == goal):
+                        # The latest-called rivals first: the earlier ones are mostly placed. Past
+                        # 64 of them, keep the branch (keeping one is always sound).
+                        rx, found, looked = rank[x], False, 0
+                        for v in ((None, "") if null else (goal,)):
+                            ids, calls = setting.get(v, no_rivals)
+                            h = bisect_left(calls, rx)
+                            while h > 0 and looked < 64:
+                                h, looked = h - 1, looked + 1
+                                p = ids[h]
+                                if p != i and (not ibits & bit[p] if info[p]
+                                               else bit[p] >= base and not (rel >> (bit[p] - base)) & 1):
+                                    found = True
+                                    break
+                            if found or h > 0:
+                                found = True  # an unplaced rival, or too many to look at
+                                break
+                        if not found:
+                            if phase == 1:
+                                e = nxt[e]
+                            else:
+                                j = inx[j]
+                            continue
             if info[i]:
                 nbase, nrel, nibits = base, rel, ibits | bit[i]
             else:
@@ -398,7 +441,9 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
                     remaining -= 1
                     if remaining == 0:
                         break
-                phase, e = 0, nxt[head]
+                # After an op placed as the only branch (it left the state as it was), the entries
+                # before it were just found unable to go in this very state: resume after it.
+                phase, e = 0, (nxt[prv[2 * i]] if forced else nxt[head])
                 continue
             if not forced:
                 if phase < 2:
