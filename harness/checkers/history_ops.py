@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from harness.errors import HarnessError
-from harness.history import iter_json_lines
+from harness.history import read_json_lines
 
 CLIENT_KINDS = frozenset({"invoke", "ok", "fail", "info"})
 FUNCTIONS = frozenset({"read", "write", "cas", "append"})
@@ -254,10 +254,6 @@ def read_history(path: Path | str) -> tuple[list[dict[str, Any]], list[Op]]:
     A torn (unparseable) last line is dropped, as a crashed run leaves one; any other line that is
     not JSON raises HistoryError naming it.
     """
-    events: list[dict[str, Any]] = []
-    numbers: list[int] = []
     with gc_paused():
-        for number, event in iter_json_lines(path, lambda n, line: HistoryError(n, f"not JSON: {line[:80]!r}")):
-            events.append(event)
-            numbers.append(number)
+        events, numbers = read_json_lines(path, lambda n, line: HistoryError(n, f"not JSON: {line[:80]!r}"))
         return events, parse_history(events, numbers)

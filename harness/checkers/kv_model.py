@@ -304,13 +304,15 @@ def find_stale_read(m: KeyModel) -> StaleRead | None:
             if op.status is OpStatus.OK:
                 ok_setters.append((op.return_time, op.call_time, value, i))
     # Per value: setters by call time, with the running latest return among them.
+    # (``ops`` are in call order, so each value's setters already are; ids only grow, so a tie on
+    # the return keeps the later id, as a max over (return, id) would.)
     latest: dict[Any, tuple[list[Any], list[tuple[float, int]]]] = {}
     for value, setters in by_value.items():
-        setters.sort(key=lambda s: s[0])
         running: list[tuple[float, int]] = []
         best = (-inf, -1)
         for _call, ret, i in setters:
-            best = max(best, (ret, i))
+            if ret >= best[0]:
+                best = (ret, i)
             running.append(best)
         latest[value] = ([s[0] for s in setters], running)
     # Ok setters by return time, with the running two latest-starting ones of different values.
