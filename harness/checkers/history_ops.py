@@ -200,10 +200,12 @@ def parse_history(events: Iterable[Any], line_numbers: Sequence[int] | None = No
         if inv.f != ev.f or inv.key != ev.key:
             raise HistoryError(line, f"completion ({ev.f} {ev.key!r}) does not match the invoke "
                                      f"({inv.f} {inv.key!r}) on {unit} {inv.line}", unit)
+        call_time: float
+        return_time: float
         if timed:
-            if ev.time < inv.time:
+            call_time, return_time = inv.time, ev.time  # type: ignore[assignment]  # timed: both set
+            if return_time < call_time:
                 raise HistoryError(line, f"completes at {ev.time}, before its invoke at {inv.time}", unit)
-            call_time, return_time = inv.time, ev.time
         else:
             call_time, return_time = inv.pos, ev.pos
         if ev.kind == "ok":
