@@ -4,6 +4,7 @@ per-key figures for every outcome, parallel workers, the CLI and suite knobs, th
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 from pathlib import Path
@@ -229,3 +230,26 @@ def test_reader_agrees_with_and_without_orjson(tmp_path: Path, monkeypatch: pyte
         read_history(path)
     path.write_bytes(b'{"process": 1, "type": "invoke", "f": "read", "key": "\xff", "value": null}\n')
     assert read_history(path)[0][0]["key"] == "\ufffd"  # bad UTF-8 replaced, as before
+
+
+def test_cli_check_answers_within_its_time_limit_counted_from_the_process_start(tmp_path: Path) -> None:
+    """``raftchaos check --time-limit 2`` as a user runs it (a fresh process): the limit covers the
+    interpreter's start, the imports and the reading, the hard key ends unknown at the deadline,
+    and the command's own report of its elapsed time (process start to answer) stays within 2.5 s."""
+    import re
+    import subprocess
+    import sys
+
+    events: list[dict[str, Any]] = []
+    _hard(events, "x", n=18)
+    path = _write(tmp_path / "hard.jsonl", events)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", "check", str(path),
+                           "--time-limit", "2"], capture_output=True, text=True, cwd=root, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 2
+    assert proc.stdout.startswith("UNKNOWN") and "time limit reached on key 'x'" in proc.stdout
+    reported = re.search(r"elapsed ([0-9.]+) s since the command started", proc.stdout)
+    assert reported is not None
+    assert 2.0 <= float(reported.group(1)) <= 2.5
