@@ -42,6 +42,9 @@ UNREAD = _Json("unread", "UNREAD")  # any written value that no op of its key co
 
 def freeze(value: Any) -> Any:
     """A hashable stand-in for a JSON value, equal exactly when the JSON values are equal."""
+    t = type(value)
+    if t is int or t is str or value is None:  # most values (exact types: bool is not int here)
+        return value
     if value is True or value is False:
         return _TRUE if value else _FALSE
     if isinstance(value, list | tuple):
