@@ -7,6 +7,7 @@ touches no per-op objects.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -96,7 +97,8 @@ class KeyModel:
     order; ``pruned`` counts info ops dropped before the search because they cannot matter;
     ``prefixes`` is set on a key whose value only grows (appends and reads only): its states and
     read values are then coded by it, appends use APPEND_CODED, and the search starts at
-    ``initial`` (the code of "", as null and "" behave alike there).
+    ``initial`` (the code of "", as null and "" behave alike there). ``compiled`` False: the time
+    limit passed before this key was compiled; ``ops`` alone is set (see ``compile_keys``).
     """
 
     key: str
@@ -110,6 +112,7 @@ class KeyModel:
     pruned: int
     prefixes: Prefixes | None = None
     initial: Any = None
+    compiled: bool = True
 
 
 def _code(op: Op) -> tuple[int, Any, Any]:
@@ -257,13 +260,21 @@ def _code_prefixes(codes: list[tuple[int, Any, Any]]) -> tuple[Prefixes, list[tu
     return prefixes, out
 
 
-def compile_keys(ops: Iterable[Op]) -> list[KeyModel]:
+def compile_keys(ops: Iterable[Op], deadline: float | None = None) -> list[KeyModel]:
     """Split a history by key (each key is an independent register, so linearizability of the whole
-    is linearizability of every key) and compile each."""
+    is linearizability of every key) and compile each. Past ``deadline`` (a ``time.monotonic``
+    value) the keys left are not compiled: their models hold the ops alone (``compiled`` False),
+    for a verdict that reports them unknown."""
     by_key: dict[str, list[Op]] = {}
     for op in ops:
         by_key.setdefault(op.key, []).append(op)
-    return [compile_key(key, key_ops) for key, key_ops in by_key.items()]
+    models: list[KeyModel] = []
+    for key, key_ops in by_key.items():
+        if deadline is not None and time.monotonic() > deadline:
+            models.append(KeyModel(key, key_ops, [], [], [], [], [], [], 0, compiled=False))
+        else:
+            models.append(compile_key(key, key_ops))
+    return models
 
 
 @dataclass(frozen=True)

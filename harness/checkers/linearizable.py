@@ -106,7 +106,7 @@ def _check_ops(ops: list[Op], time_limit_s: float, max_states: int | None, memor
     deadline = started + time_limit_s
     memory = MEMO_BUDGET_BYTES if memory_limit_mb is None else int(memory_limit_mb * 2**20)
     failed = sum(op.status is OpStatus.FAILED for op in ops)  # no effect, nothing to check
-    models = compile_keys(op for op in ops if op.status is not OpStatus.FAILED)
+    models = compile_keys((op for op in ops if op.status is not OpStatus.FAILED), deadline)
     results: dict[int, KeyResult] = {}
     # The stale-read proofs first: O(n log n) a key, and they settle most invalid histories.
     for j, m in enumerate(models):
@@ -122,7 +122,8 @@ def _check_ops(ops: list[Op], time_limit_s: float, max_states: int | None, memor
         reason = settled_reason(next(iter(results.values())).key)
         results.update({j: unknown(models[j], reason) for j in todo})
     elif todo and time.monotonic() > deadline:
-        results.update({j: unknown(models[j], f"time limit reached before key {models[j].key!r} was searched")
+        results.update({j: unknown(models[j], f"time limit reached before key {models[j].key!r} was "
+                                              f"{'searched' if models[j].compiled else 'compiled'}")
                         for j in todo})
     elif todo:
         budget = Budget(deadline, memory, max_states, stop_at_invalid=not explain_all)

@@ -253,3 +253,15 @@ def test_cli_check_answers_within_its_time_limit_counted_from_the_process_start(
     reported = re.search(r"elapsed ([0-9.]+) s since the command started", proc.stdout)
     assert reported is not None
     assert 2.0 <= float(reported.group(1)) <= 2.5
+
+
+def test_a_time_limit_spent_before_compiling_leaves_every_key_unknown_and_counted() -> None:
+    """A limit already spent (by reading, in ``raftchaos check``) stops before the keys are even
+    compiled: unknown, each key named with its op count, none searched."""
+    events = _store_history(5, keys=3, ops=90, corrupt=False)
+    verdict = check_linearizable(events, time_limit_s=0.0, workers=1)
+    assert verdict.validity is Validity.UNKNOWN
+    keys = verdict.details["keys"]
+    assert len(keys) == 3 and sum(r["ops"] for r in keys.values()) == 90
+    assert all(r["validity"] == "unknown" and "before key" in r["reason"] and r["states"] == 0
+               for r in keys.values())
