@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.checkers.key_result import KeyResult, budget_reason, unknown
 from harness.checkers.kv_model import KeyModel
 from harness.checkers.verdict import Validity
-from harness.checkers.wgl import KeyResult, budget_reason, search_steps, unknown
+from harness.checkers.wgl import search_steps
 
 # Below this many ops left to search, starting processes costs more than it saves.
 PARALLEL_MIN_OPS = 1000

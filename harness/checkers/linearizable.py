@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from harness.checkers.history_ops import HistoryError, Op, OpStatus, gc_paused, parse_history, read_history
 from harness.checkers.key_pool import Budget, search_all, settled_reason, worker_count
+from harness.checkers.key_result import KeyResult, unknown
 from harness.checkers.kv_model import KeyModel, compile_keys, find_stale_read, replay
 from harness.checkers.verdict import Validity, Verdict
-from harness.checkers.wgl import MEMO_BUDGET_BYTES, KeyResult, unknown
+from harness.checkers.wgl import MEMO_BUDGET_BYTES
 
 if TYPE_CHECKING:  # rich is imported when a verdict is drawn: ``raftchaos check`` answers against the clock
     from rich.console import Console

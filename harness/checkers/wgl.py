@@ -1,13 +1,15 @@
-"""The per-key linearizability search: Wing & Gong / Lowe (WGL) with memoisation, under a time and memory budget."""
+"""The per-key linearizability search: Wing & Gong / Lowe (WGL) with memoisation, under a time and memory budget.
+
+Its outcome type and budget test live in ``key_result.py`` (re-exported here)."""
 
 from __future__ import annotations
 
 import time
 from bisect import bisect_left
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any
 
+from harness.checkers.key_result import KeyResult, budget_reason, unknown
 from harness.checkers.kv_model import (
     APPEND,
     CAS,
@@ -19,6 +21,8 @@ from harness.checkers.kv_model import (
 )
 from harness.checkers.verdict import Validity
 
+__all__ = ["MEMO_BUDGET_BYTES", "KeyResult", "budget_reason", "search_key", "search_steps", "unknown"]
+
 # Memory the memo of one key may use, estimated as it grows from the sizes below (measured with
 # tracemalloc), so that with the history itself loaded the checker's peak stays far below 1 GB.
 MEMO_BUDGET_BYTES = 400 * 1024 * 1024
@@ -29,32 +33,6 @@ SLICE_STEPS = 256  # search steps between yields to the scheduler (a step costs 
 
 # What the search yields between slices: explored states, steps taken, estimated memo bytes.
 Progress = tuple[int, int, int]
-
-
-@dataclass
-class KeyResult:
-    """The outcome on one key. For an INVALID key, ``stuck`` is the op that could not be placed;
-    ``prefix`` (op ids in linearization order) is the deepest linearizable prefix the search reached,
-    unless ``proved``: then a proof found before searching (see ``find_stale_read``) showed it, and
-    ``witness`` lists the other ops of that proof."""
-
-    key: str
-    validity: Validity
-    ops: int
-    pruned: int
-    states: int = 0
-    steps: int = 0
-    elapsed_s: float = 0.0
-    reason: str | None = None
-    prefix: list[int] = field(default_factory=list)
-    stuck: int = -1
-    witness: list[int] = field(default_factory=list)
-    proved: bool = False
-
-
-def unknown(m: KeyModel, reason: str, states: int = 0, steps: int = 0, elapsed_s: float = 0.0) -> KeyResult:
-    """An undecided key; ``elapsed_s`` is the time really spent on it (0 only if never searched)."""
-    return KeyResult(m.key, Validity.UNKNOWN, len(m.ops), m.pruned, states, steps, elapsed_s, reason=reason)
 
 
 def search_key(m: KeyModel, deadline: float, max_states: int | None = None,
@@ -75,15 +53,6 @@ def search_key(m: KeyModel, deadline: float, max_states: int | None = None,
         result: KeyResult = done.value
         result.elapsed_s = time.monotonic() - started
         return result
-
-
-def budget_reason(m: KeyModel, states: int, mem_bytes: int, memory_budget: int, deadline: float) -> str | None:
-    """Why a search must stop now (past the deadline, over its memory), or None."""
-    if time.monotonic() > deadline:
-        return f"time limit reached on key {m.key!r} after {states} states"
-    if mem_bytes > memory_budget:
-        return f"memory budget of {memory_budget // 2**20} MiB reached on key {m.key!r} after {states} states"
-    return None
 
 
 def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progress, None, KeyResult]:
