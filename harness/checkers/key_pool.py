@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.checkers.key_result import KeyResult, budget_reason, unknown
 from harness.checkers.kv_model import KeyModel
 from harness.checkers.verdict import Validity
-from harness.checkers.wgl import KeyResult, budget_reason, search_steps, unknown
+from harness.checkers.wgl import search_steps
 
 # Below this many ops left to search, starting processes costs more than it saves.
 PARALLEL_MIN_OPS = 1000
@@ -27,6 +28,9 @@ PARALLEL_MIN_OPS = 1000
 # violations) are decided by then, and starting workers would cost more than the whole check.
 HEAD_START_S = 0.05
 MAX_TURN = 32  # slices a key gets per turn once turns have grown (they double from one)
+# Past the deadline, how long a worker may take to send its answer before it is stopped: a turn of
+# slices is a few ms, and the answer of a stopped worker is rebuilt here (its keys unknown).
+STOP_GRACE_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ def _search_parallel(models: Sequence[KeyModel], budget: Budget, n_workers: int)
     stop = ctx.Event()
     share = Budget(budget.deadline, budget.memory_bytes // n_workers, budget.max_states, budget.stop_at_invalid)
     running = []
+    forked = time.monotonic()
     for hand in deal(models, n_workers):
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_worker, args=([models[j] for j in hand], share, stop, child), daemon=True)
@@ -189,19 +194,25 @@ def _search_parallel(models: Sequence[KeyModel], budget: Budget, n_workers: int)
     results: dict[int, KeyResult] = {}
     for hand, parent, proc in running:
         got: dict[int, KeyResult] | None = None
-        # Workers watch the deadline themselves; the grace covers one slice and the answer's trip.
-        if parent.poll(max(0.0, budget.deadline - time.monotonic()) + 5.0):
+        # Workers watch the deadline themselves; the grace covers one turn and the answer's trip.
+        if parent.poll(max(0.0, budget.deadline - time.monotonic()) + STOP_GRACE_S):
             try:
                 got = parent.recv()
             except EOFError:
                 got = None
+        late = got is None and proc.exitcode is None  # still searching past the deadline: stop it
         if got is None:
             proc.kill()
         proc.join()
+        spent = time.monotonic() - forked
         for k, j in enumerate(hand):
             if got is not None:
                 results[j] = got[k]
+            elif late:
+                # Its keys shared the worker's time; each is charged all of it (an upper bound).
+                results[j] = unknown(models[j], f"time limit reached on key {models[j].key!r} (its worker "
+                                                f"was stopped at the deadline)", elapsed_s=spent)
             else:
                 results[j] = unknown(models[j], f"worker searching key {models[j].key!r} died "
-                                                f"(exit {proc.exitcode})")
+                                                f"(exit {proc.exitcode})", elapsed_s=spent)
     return results

@@ -7,6 +7,7 @@ touches no per-op objects.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ UNREAD = _Json("unread", "UNREAD")  # any written value that no op of its key co
 
 def freeze(value: Any) -> Any:
     """A hashable stand-in for a JSON value, equal exactly when the JSON values are equal."""
+    t = type(value)
+    if t is int or t is str or value is None:  # most values (exact types: bool is not int here)
+        return value
     if value is True or value is False:
         return _TRUE if value else _FALSE
     if isinstance(value, list | tuple):
@@ -93,7 +97,8 @@ class KeyModel:
     order; ``pruned`` counts info ops dropped before the search because they cannot matter;
     ``prefixes`` is set on a key whose value only grows (appends and reads only): its states and
     read values are then coded by it, appends use APPEND_CODED, and the search starts at
-    ``initial`` (the code of "", as null and "" behave alike there).
+    ``initial`` (the code of "", as null and "" behave alike there). ``compiled`` False: the time
+    limit passed before this key was compiled; ``ops`` alone is set (see ``compile_keys``).
     """
 
     key: str
@@ -107,6 +112,7 @@ class KeyModel:
     pruned: int
     prefixes: Prefixes | None = None
     initial: Any = None
+    compiled: bool = True
 
 
 def _code(op: Op) -> tuple[int, Any, Any]:
@@ -254,13 +260,21 @@ def _code_prefixes(codes: list[tuple[int, Any, Any]]) -> tuple[Prefixes, list[tu
     return prefixes, out
 
 
-def compile_keys(ops: Iterable[Op]) -> list[KeyModel]:
+def compile_keys(ops: Iterable[Op], deadline: float | None = None) -> list[KeyModel]:
     """Split a history by key (each key is an independent register, so linearizability of the whole
-    is linearizability of every key) and compile each."""
+    is linearizability of every key) and compile each. Past ``deadline`` (a ``time.monotonic``
+    value) the keys left are not compiled: their models hold the ops alone (``compiled`` False),
+    for a verdict that reports them unknown."""
     by_key: dict[str, list[Op]] = {}
     for op in ops:
         by_key.setdefault(op.key, []).append(op)
-    return [compile_key(key, key_ops) for key, key_ops in by_key.items()]
+    models: list[KeyModel] = []
+    for key, key_ops in by_key.items():
+        if deadline is not None and time.monotonic() > deadline:
+            models.append(KeyModel(key, key_ops, [], [], [], [], [], [], 0, compiled=False))
+        else:
+            models.append(compile_key(key, key_ops))
+    return models
 
 
 @dataclass(frozen=True)
@@ -304,13 +318,15 @@ def find_stale_read(m: KeyModel) -> StaleRead | None:
             if op.status is OpStatus.OK:
                 ok_setters.append((op.return_time, op.call_time, value, i))
     # Per value: setters by call time, with the running latest return among them.
+    # (``ops`` are in call order, so each value's setters already are; ids only grow, so a tie on
+    # the return keeps the later id, as a max over (return, id) would.)
     latest: dict[Any, tuple[list[Any], list[tuple[float, int]]]] = {}
     for value, setters in by_value.items():
-        setters.sort(key=lambda s: s[0])
         running: list[tuple[float, int]] = []
         best = (-inf, -1)
         for _call, ret, i in setters:
-            best = max(best, (ret, i))
+            if ret >= best[0]:
+                best = (ret, i)
             running.append(best)
         latest[value] = ([s[0] for s in setters], running)
     # Ok setters by return time, with the running two latest-starting ones of different values.

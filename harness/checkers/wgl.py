@@ -1,12 +1,15 @@
-"""The per-key linearizability search: Wing & Gong / Lowe (WGL) with memoisation, under a time and memory budget."""
+"""The per-key linearizability search: Wing & Gong / Lowe (WGL) with memoisation, under a time and memory budget.
+
+Its outcome type and budget test live in ``key_result.py`` (re-exported here)."""
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any
 
+from harness.checkers.key_result import KeyResult, budget_reason, unknown
 from harness.checkers.kv_model import (
     APPEND,
     CAS,
@@ -18,6 +21,8 @@ from harness.checkers.kv_model import (
 )
 from harness.checkers.verdict import Validity
 
+__all__ = ["MEMO_BUDGET_BYTES", "KeyResult", "budget_reason", "search_key", "search_steps", "unknown"]
+
 # Memory the memo of one key may use, estimated as it grows from the sizes below (measured with
 # tracemalloc), so that with the history itself loaded the checker's peak stays far below 1 GB.
 MEMO_BUDGET_BYTES = 400 * 1024 * 1024
@@ -28,32 +33,6 @@ SLICE_STEPS = 256  # search steps between yields to the scheduler (a step costs 
 
 # What the search yields between slices: explored states, steps taken, estimated memo bytes.
 Progress = tuple[int, int, int]
-
-
-@dataclass
-class KeyResult:
-    """The outcome on one key. For an INVALID key, ``stuck`` is the op that could not be placed;
-    ``prefix`` (op ids in linearization order) is the deepest linearizable prefix the search reached,
-    unless ``proved``: then a proof found before searching (see ``find_stale_read``) showed it, and
-    ``witness`` lists the other ops of that proof."""
-
-    key: str
-    validity: Validity
-    ops: int
-    pruned: int
-    states: int = 0
-    steps: int = 0
-    elapsed_s: float = 0.0
-    reason: str | None = None
-    prefix: list[int] = field(default_factory=list)
-    stuck: int = -1
-    witness: list[int] = field(default_factory=list)
-    proved: bool = False
-
-
-def unknown(m: KeyModel, reason: str, states: int = 0, steps: int = 0, elapsed_s: float = 0.0) -> KeyResult:
-    """An undecided key; ``elapsed_s`` is the time really spent on it (0 only if never searched)."""
-    return KeyResult(m.key, Validity.UNKNOWN, len(m.ops), m.pruned, states, steps, elapsed_s, reason=reason)
 
 
 def search_key(m: KeyModel, deadline: float, max_states: int | None = None,
@@ -74,15 +53,6 @@ def search_key(m: KeyModel, deadline: float, max_states: int | None = None,
         result: KeyResult = done.value
         result.elapsed_s = time.monotonic() - started
         return result
-
-
-def budget_reason(m: KeyModel, states: int, mem_bytes: int, memory_budget: int, deadline: float) -> str | None:
-    """Why a search must stop now (past the deadline, over its memory), or None."""
-    if time.monotonic() > deadline:
-        return f"time limit reached on key {m.key!r} after {states} states"
-    if mem_bytes > memory_budget:
-        return f"memory budget of {memory_budget // 2**20} MiB reached on key {m.key!r} after {states} states"
-    return None
 
 
 def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progress, None, KeyResult]:
@@ -187,6 +157,16 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
     # docstring's last reduction. ``setters`` are the ops that can replace the value.
     grows = APPEND in kind
     setters = [i for i in range(n) if kind[i] == WRITE or kind[i] == CAS] if grows else []
+    # On a register, the same by the value set (values are mostly distinct, so the lists are short).
+    # Each list is in call order (op ids are), with the calls' ranks alongside for a bisection.
+    setting: dict[Any, tuple[list[int], list[int]]] = {}
+    if not grows:
+        for i in range(n):
+            if kind[i] == WRITE or kind[i] == CAS:
+                ids, calls = setting.setdefault(arg[i] if kind[i] == WRITE else arg2[i], ([], []))
+                ids.append(i)
+                calls.append(rank[2 * i])
+    no_rivals: tuple[list[int], list[int]] = ([], [])
 
     memo: dict[Any, Any] = {}  # state -> packed placed-set (an int), or a set of them once several
     states = mem_bytes = steps = 0
@@ -339,6 +319,38 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
                             else:
                                 j = inx[j]
                             continue
+            elif not grows and (k == WRITE or k == CAS):
+                # A register: the next unplaced ok read must see ``new``, unless an unplaced write or
+                # cas of the value it read, called before it returned, may come in between.
+                x, hops = (nxt[e] if phase == 1 else front), 0
+                while x >= 0 and hops < 64 and not (x & 1 and kind[x >> 1] <= READ_NULL):
+                    x, hops = nxt[x], hops + 1
+                if x >= 0 and x & 1 and kind[x >> 1] <= READ_NULL:
+                    null = kind[x >> 1] == READ_NULL
+                    goal = arg[x >> 1]
+                    if not ((new is None or new == "") if null else new == goal):
+                        # The latest-called rivals first: the earlier ones are mostly placed. Past
+                        # 64 of them, keep the branch (keeping one is always sound).
+                        rx, found, looked = rank[x], False, 0
+                        for v in ((None, "") if null else (goal,)):
+                            ids, calls = setting.get(v, no_rivals)
+                            h = bisect_left(calls, rx)
+                            while h > 0 and looked < 64:
+                                h, looked = h - 1, looked + 1
+                                p = ids[h]
+                                if p != i and (not ibits & bit[p] if info[p]
+                                               else bit[p] >= base and not (rel >> (bit[p] - base)) & 1):
+                                    found = True
+                                    break
+                            if found or h > 0:
+                                found = True  # an unplaced rival, or too many to look at
+                                break
+                        if not found:
+                            if phase == 1:
+                                e = nxt[e]
+                            else:
+                                j = inx[j]
+                            continue
             if info[i]:
                 nbase, nrel, nibits = base, rel, ibits | bit[i]
             else:
@@ -398,7 +410,9 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
                     remaining -= 1
                     if remaining == 0:
                         break
-                phase, e = 0, nxt[head]
+                # After an op placed as the only branch (it left the state as it was), the entries
+                # before it were just found unable to go in this very state: resume after it.
+                phase, e = 0, (nxt[prv[2 * i]] if forced else nxt[head])
                 continue
             if not forced:
                 if phase < 2:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from harness.errors import SetupError
 from harness.spec import BackendName
+
+if TYPE_CHECKING:  # rich is imported where a table is drawn: ``check`` answers against the clock
+    from rich.table import Table
 
 # The exit-code table every verdict-ending command follows (Jepsen's convention for 0/1/2; bad input
 # is kept apart from "unknown" so a script can tell "the system was not judged" from "you typed it
@@ -65,6 +66,8 @@ def parse_pairs(items: Iterable[str], what: str) -> dict[str, Any]:
 
 def open_faults_table(faults: Iterable[dict[str, Any]], title: str) -> Table:
     """The running cluster's open faults (``GET /faults`` of the supervisor), one row per slot."""
+    from rich.table import Table
+
     table = Table(title=title)
     for column in ("slot", "fault", "targets", "term", "params"):
         table.add_column(column)
@@ -80,6 +83,8 @@ def ensure_backend(backend: BackendName) -> None:
     images cannot be built here)."""
     if backend is not BackendName.DOCKER:
         return
+    from rich.console import Console
+
     from harness.docker.daemon import DockerUnavailable, no_daemon_reason
     from harness.docker.ready import EXIT_NO_DAEMON, ensure_ready
 

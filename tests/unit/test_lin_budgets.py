@@ -4,6 +4,7 @@ per-key figures for every outcome, parallel workers, the CLI and suite knobs, th
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 from pathlib import Path
@@ -229,3 +230,40 @@ def test_reader_agrees_with_and_without_orjson(tmp_path: Path, monkeypatch: pyte
         read_history(path)
     path.write_bytes(b'{"process": 1, "type": "invoke", "f": "read", "key": "\xff", "value": null}\n')
     assert read_history(path)[0][0]["key"] == "\ufffd"  # bad UTF-8 replaced, as before
+
+
+def test_cli_check_answers_within_its_time_limit_counted_from_the_process_start(tmp_path: Path) -> None:
+    """``raftchaos check --time-limit 2`` as a user runs it (a fresh process): the limit covers the
+    interpreter's start, the imports and the reading, the hard key ends unknown at the deadline,
+    and the command reports its elapsed time from the process start. How close that stays to the
+    limit (the issue's 2.5 s) is a timing figure, measured by ``benchmarks/checker.py``; here only
+    that the answer came at the limit, not before it."""
+    import re
+    import subprocess
+    import sys
+
+    events: list[dict[str, Any]] = []
+    _hard(events, "x", n=18)
+    path = _write(tmp_path / "hard.jsonl", events)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", "check", str(path),
+                           "--time-limit", "2"], capture_output=True, text=True, cwd=root, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 2
+    assert proc.stdout.startswith("UNKNOWN") and "time limit reached on key 'x'" in proc.stdout
+    reported = re.search(r"elapsed ([0-9.]+) s since the command started", proc.stdout)
+    assert reported is not None
+    assert float(reported.group(1)) >= 2.0
+
+
+def test_a_time_limit_spent_before_compiling_leaves_every_key_unknown_and_counted() -> None:
+    """A limit already spent (by reading, in ``raftchaos check``) stops before the keys are even
+    compiled: unknown, each key named with its op count, none searched."""
+    events = _store_history(5, keys=3, ops=90, corrupt=False)
+    verdict = check_linearizable(events, time_limit_s=0.0, workers=1)
+    assert verdict.validity is Validity.UNKNOWN
+    keys = verdict.details["keys"]
+    assert len(keys) == 3 and sum(r["ops"] for r in keys.values()) == 90
+    assert all(r["validity"] == "unknown" and "before key" in r["reason"] and r["states"] == 0
+               for r in keys.values())
