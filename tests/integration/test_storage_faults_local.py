@@ -50,6 +50,9 @@ def test_corrupt_meta_is_refused_recorded_and_replays_the_same_bytes(cluster: Cl
     leader = cluster.wait_for_leader()
     victim = sorted(n for n in cluster.nodes if n != leader)[0]
     _writes(cluster, leader, 2)
+    # The victim may not have acknowledged the writes (a majority did): wait until it appended in
+    # this term, which it does only after its term flush, so its metadata file exists to damage.
+    cluster.wait_caught_up(timeout_s=cluster.timing.new_leader_within_s())
     exits: list[tuple[str, int]] = []
     cluster.add_exit_listener(lambda node, code: exits.append((node, code)))
     with applied(build_fault("corrupt", {"target": victim, "file": "meta", "where": "mid"}), cluster):
