@@ -30,7 +30,7 @@ from faults.process import kill
 from harness.cluster import Cluster
 from harness.history import OpFn
 from harness.nodeclient import Outcome
-from suites._helpers import Markers, heartbeats, recorded_op
+from suites._helpers import Markers, heartbeats, peer_counter, peer_view, recorded_op
 from suites._safety import (
     CommitWatch,
     short_write,
@@ -45,13 +45,13 @@ from suites._safety import (
 pytestmark = [pytest.mark.chaos, pytest.mark.safety]
 
 FSYNC_LATENCY_MS = 1500  # the new leader's NO_OP stays non-durable this long: the hazard window
-# The followers' replies to e reach the old leader only after it is killed. The harness must see
-# both followers append e and kill the old leader inside this delay: 2 s was too short under a CPU
-# hog (stability run, seed 2145896605: the replies arrived first and e committed -> unknown). Only
-# a failed choreography ever waits for it, so a wide margin costs nothing.
-REPLY_DELAY_MS = 8000
+# The followers' replies to e reach the old leader only after it is killed. Every request sent
+# after the delay is in place waits this long for its reply, so e goes out to each follower when a
+# heartbeat's delayed reply lands (one request in flight per peer): about one delay after the
+# cuts, then the harness has one more delay to see both appends and kill the old leader.
+REPLY_DELAY_MS = 5000
 DIVERGENT_OPS = 4  # the deposed leader's suffix; the new leader writes a NO_OP + 2 ops over it
-RPC_TIMEOUT_MS = 12000  # longer than the reply delay: the old leader keeps waiting, never retries
+RPC_TIMEOUT_MS = 10000  # longer than the reply delay: the old leader keeps waiting, never retries
 
 
 def _applied_within_commit(cluster: Cluster) -> dict[str, tuple[int, int]]:
@@ -89,6 +89,25 @@ def test_new_leader_commits_old_term_entry_only_through_its_own(make_cluster: An
             for f in (nxt, other):
                 cuts.enter_context(link_latency(cluster, old, f, latency_ms=REPLY_DELAY_MS,
                                                 direction="replies"))
+            # Wait until each follower holds a request whose reply is delayed: one sent after both
+            # delays were in place, or one still pending after 5 heartbeats (an undelayed reply is
+            # handled in milliseconds). Then e leaves for both followers together, when those
+            # replies land. Written at once instead, e went out at once to a follower with no
+            # request in flight and one delay later to the other, whose append the harness saw
+            # just as the first follower's reply committed e (stability runs, seeds 2145896605,
+            # 1360019562: unknown).
+            sent = {f: peer_counter(cluster, old, f, "requests_sent") for f in (nxt, other)}
+            since = cluster.history.now()
+
+            def holding() -> bool:
+                long_pending = cluster.history.now() - since >= heartbeats(cluster, 5)
+                views = {f: peer_view(cluster, old, f) for f in (nxt, other)}
+                return all(v and v["request_pending"]
+                           and (v["counters"]["requests_sent"] > sent[f] or long_pending)
+                           for f, v in views.items())
+
+            cluster.wait_until(holding, what=f"{old} to hold a delayed request to each follower",
+                               timeout_s=heartbeats(cluster, 20))
             short_write(cluster, old, "fig8-e", "e", timeout_s=heartbeats(cluster, 3))
             e_index = cluster.status(old)["last_index"]
             for f in (nxt, other):
