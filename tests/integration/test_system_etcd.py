@@ -21,7 +21,7 @@ from harness.spec import ClusterSpec
 from harness.systems.base import Role
 from harness.systems.etcd import EtcdSystem, find_etcd
 from harness.systems.kuduraft import KuduraftSystem
-from tests.integration.seamrun import SeamRun
+from seamrun import SeamRun
 
 SEED = int(os.environ.get("RAFTCHAOS_TEST_SEED", "20240607"))
 NODES = ("n1", "n2", "n3")
