@@ -19,7 +19,7 @@ from harness.nodeclient import KvResult, Outcome
 from harness.systems.topology import MemberAddresses, ProxyShape, Topology
 
 __all__ = [
-    "Capability", "KvClient", "KvResult", "LaunchContext", "LaunchSpec", "MemberAddresses",
+    "AppendKvClient", "Capability", "KvClient", "KvResult", "LaunchContext", "LaunchSpec", "MemberAddresses",
     "NodeObservation", "Observer", "Outcome", "PeerEvidence", "Role", "System", "SystemUnavailable",
     "missing_capabilities", "skip_reason",
 ]
@@ -51,6 +51,7 @@ class Capability(StrEnum):
     KILL = "kill"  # SIGKILL and restart from the same data directory
     SYNC_LEDGER = "sync_ledger"  # the node records its fsyncs (power-loss fault)
     STEP_DOWN = "step_down"  # the leader can be asked to step down
+    KV_APPEND = "kv_append"  # the KV client has append (the list-append workload)
 
 
 class Role(StrEnum):
@@ -151,6 +152,14 @@ class KvClient(Protocol):
     def put(self, key: str, value: Any, timeout_s: float | None = None) -> KvResult: ...
 
     def cas(self, key: str, expected: Any, new: Any, timeout_s: float | None = None) -> KvResult: ...
+
+
+@runtime_checkable
+class AppendKvClient(KvClient, Protocol):
+    """A KV client with append (systems with ``Capability.KV_APPEND``): string concatenation,
+    an absent key counting as empty; a non-string value is FAIL."""
+
+    def append(self, key: str, value: str, timeout_s: float | None = None) -> KvResult: ...
 
 
 @runtime_checkable

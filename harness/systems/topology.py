@@ -4,7 +4,11 @@ Two shapes. ``PER_DIRECTED_LINK`` (kuduraft, both backends): one proxy per order
 node a dials b only through it, so A->B can be cut while C->B flows. ``INGRESS_PER_DESTINATION``
 (etcd on the local backend): etcd advertises one peer URL per member and every member dials that
 URL, so on one loopback host there is one proxy per destination ``peers->b`` shared by all of b's
-peers; a cut of A->B alone cannot be expressed and ``Topology.cut`` says so. Both shapes add one
+peers; a cut of A->B alone cannot be expressed and ``Topology.cut`` says so. The unit is the
+connection a node dials, not the direction of its messages: etcd's rafthttp (v3.4
+etcdserver/api/rafthttp/peer.go) receives a peer's messages on stream connections it dialed itself
+and sends by pipeline on connections it dials to the peer, so a message cut for etcd is a cut of
+both dial directions. Both shapes add one
 ``client->n`` proxy per node for the workload's traffic. Nothing here allocates ports or starts
 anything: the backend passes the listen addresses in.
 """

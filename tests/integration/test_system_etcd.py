@@ -40,6 +40,11 @@ def _exercise(run: SeamRun, leader_timeout_s: float) -> None:
     missed = run.kv(first.node_id).cas("seam-k", 41, 43)
     assert missed.outcome is Outcome.OK and missed.body["swapped"] is False and missed.body["value"] == 42
 
+    for piece in ("a", "b"):
+        appended = run.kv(first.node_id).append("seam-list", piece)  # type: ignore[attr-defined]
+        assert appended.outcome is Outcome.OK, appended
+    assert run.kv(first.node_id).get("seam-list").body["value"] == "ab"
+
     run.kill(first.node_id)
     survivors = tuple(n for n in NODES if n != first.node_id)
     second = run.wait_leader(survivors, leader_timeout_s, above_term=first.term)

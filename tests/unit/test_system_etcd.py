@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from harness.errors import HarnessError, NodeUnreachable
+from harness.errors import ConfigError, HarnessError, NodeUnreachable
 from harness.nodeclient import Outcome
 from harness.systems.base import (
+    AppendKvClient,
     Capability,
     KvClient,
     LaunchContext,
@@ -77,14 +78,15 @@ def test_a_missing_binary_is_one_line_naming_the_package(tmp_path: Path) -> None
 
 
 def test_timeouts_etcd_rejects_are_refused_before_start() -> None:
-    with pytest.raises(ValueError, match="5 x heartbeat"):
+    with pytest.raises(ConfigError, match="5 x heartbeat"):
         EtcdSystem(heartbeat_ms=100, election_ms=400)
 
 
 def test_capabilities_are_what_etcd_has() -> None:
     system = EtcdSystem(binary=FAKE_BINARY)
     assert isinstance(system, System)
-    assert system.capabilities("local") == {Capability.INGRESS_PROXIES, Capability.PAUSE, Capability.KILL}
+    assert system.capabilities("local") == {Capability.INGRESS_PROXIES, Capability.PAUSE, Capability.KILL,
+                                            Capability.KV_APPEND}
     for lacking in (Capability.RUNTIME_FLAGS, Capability.PER_PEER_EVIDENCE, Capability.TIMING_PROFILE,
                     Capability.FAULT_EXIT_STATUSES, Capability.PER_DIRECTED_LINK_PROXIES):
         assert lacking not in system.capabilities("local")
@@ -116,7 +118,7 @@ def test_unreadable_status_is_one_line() -> None:
 
 
 class FakeGateway:
-    """Answers by path; an exception instance is raised instead."""
+    """Answers by path (a list: one per call, in order); an exception instance is raised instead."""
 
     node_id = "n1"
 
@@ -127,6 +129,8 @@ class FakeGateway:
     def post(self, path: str, body: Mapping[str, Any], timeout_s: float | None = None) -> tuple[int, Any]:
         self.calls.append((path, body))
         answer = self.answers[path]
+        if isinstance(answer, list):
+            answer = answer.pop(0)
         if isinstance(answer, BaseException):
             raise answer
         return answer
@@ -201,3 +205,40 @@ def test_errors_map_to_the_harness_outcomes(answer: Any, outcome: Outcome, error
     assert result.outcome is outcome
     if error is not None:
         assert result.error == error
+
+
+def _range(value: Any, mod: str) -> tuple[int, dict[str, Any]]:
+    return 200, {"header": {"revision": mod}, "kvs": [{"value": encode_value(value), "mod_revision": mod}]}
+
+
+def test_append_is_a_txn_on_the_mod_revision_retried_when_another_writer_got_in() -> None:
+    gw = FakeGateway({"/v3/kv/range": [_range("a", "4"), _range("ab", "5")],
+                      "/v3/kv/txn": [(200, {"header": {"revision": "5"}}), (200, {"header": {"revision": "6"},
+                                                                                   "succeeded": True})]})
+    kv = EtcdKv(gw)  # type: ignore[arg-type]
+    assert isinstance(kv, AppendKvClient)
+    result = kv.append("k", "c")
+    assert result.outcome is Outcome.OK and result.body == {"value": "abc"}
+    txns = [body for path, body in gw.calls if path == "/v3/kv/txn"]
+    assert [t["compare"][0]["mod_revision"] for t in txns] == ["4", "5"]
+    assert decode_value(txns[1]["success"][0]["request_put"]["value"]) == "abc"
+
+
+def test_append_to_an_absent_key_requires_it_still_absent() -> None:
+    gw = FakeGateway({"/v3/kv/range": (200, {"header": {"revision": "1"}}),
+                      "/v3/kv/txn": (200, {"header": {"revision": "2"}, "succeeded": True})})
+    result = EtcdKv(gw).append("k", "x")  # type: ignore[arg-type]
+    assert result.outcome is Outcome.OK and result.body == {"value": "x"}
+    assert gw.calls[1][1]["compare"][0] == {"key": "aw==", "target": "VERSION", "result": "EQUAL", "version": "0"}
+
+
+@pytest.mark.parametrize(("ranges", "txn", "outcome", "error"), [
+    (NodeUnreachable("t", "timeout"), None, Outcome.FAIL, "timeout"),  # nothing of ours was written
+    (_range(7, "3"), None, Outcome.FAIL, "apply_error"),  # not a string, as the node's 409
+    (_range("a", "3"), NodeUnreachable("t", "timeout"), Outcome.INFO, "timeout"),
+    (_range("a", "3"), (200, {"header": {"revision": "4"}}), Outcome.FAIL, "append_contended"),
+])
+def test_append_outcomes(ranges: Any, txn: Any, outcome: Outcome, error: str) -> None:
+    gw = FakeGateway({"/v3/kv/range": ranges, "/v3/kv/txn": txn})
+    result = EtcdKv(gw).append("k", "x")  # type: ignore[arg-type]
+    assert (result.outcome, result.error) == (outcome, error)

@@ -13,7 +13,7 @@ from harness import local
 from harness.nodeclient import NodeClient
 from harness.spec import ClusterSpec
 from harness.store import RunDir
-from harness.systems.base import Capability, KvClient, LaunchContext, Observer, Role, System
+from harness.systems.base import AppendKvClient, Capability, KvClient, LaunchContext, Observer, Role, System
 from harness.systems.kuduraft import KuduraftSystem, observation
 from harness.systems.topology import MemberAddresses, ProxyShape, plan_topology, proxy_names
 
@@ -144,7 +144,7 @@ def test_adapter_satisfies_the_protocols_and_has_every_capability() -> None:
     assert isinstance(system, System)
     assert isinstance(system.observer("n1", "http://127.0.0.1:1"), Observer)
     client = system.kv_client("n1", "http://127.0.0.1:9")
-    assert isinstance(client, KvClient) and isinstance(client, NodeClient)
+    assert isinstance(client, KvClient) and isinstance(client, AppendKvClient) and isinstance(client, NodeClient)
     assert client.kv_url == "http://127.0.0.1:9"
     for backend in ("local", "docker"):
         assert set(system.capabilities(backend)) == set(Capability) - {Capability.INGRESS_PROXIES}

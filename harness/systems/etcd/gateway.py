@@ -23,9 +23,13 @@ from harness.errors import HarnessError, NodeUnreachable
 from harness.nodeclient import KvResult, Outcome
 from harness.systems.base import NodeObservation, Role
 
-# gRPC codes in the gateway's error body that prove the request was refused before any proposal:
-# InvalidArgument, NotFound, AlreadyExists, PermissionDenied, ResourceExhausted ("too many
-# requests"), FailedPrecondition, Unimplemented, Unauthenticated.
+# gRPC codes in the gateway's error body that prove the request was refused before any proposal
+# (etcd v3.4 etcdserver/api/v3rpc/rpctypes/error.go maps the errors to codes; v3_server.go
+# processInternalRaftRequestOnce returns ErrTooManyRequests (ResourceExhausted) and
+# ErrRequestTooLarge (InvalidArgument) before s.r.Propose): InvalidArgument, NotFound,
+# AlreadyExists, PermissionDenied, ResourceExhausted, FailedPrecondition, Unimplemented,
+# Unauthenticated. Everything else, Unavailable ("request timed out", "leader changed") and
+# DeadlineExceeded included, may follow a proposal: INFO.
 _DEFINITE_CODES = frozenset({3, 5, 6, 7, 8, 9, 12, 16})
 
 
@@ -141,8 +145,13 @@ def observation(node_id: str, status: Mapping[str, Any], names: Mapping[str, str
 
 
 class EtcdKv:
-    """get/put/cas on one member: ``/v3/kv/range`` (linearizable), ``/v3/kv/put``, ``/v3/kv/txn``
-    (value compare, or version 0 when ``expected`` is None: the key must be absent)."""
+    """get/put/cas/append on one member: ``/v3/kv/range`` (linearizable), ``/v3/kv/put``,
+    ``/v3/kv/txn``. A cas compares the stored value, or version 0 when ``expected`` is None (the
+    key must be absent; kuduraft's node also matches a stored null, which the workload never
+    writes). etcd has no append: it is read, then a txn on the key's mod_revision, retried while
+    another writer gets in between (``APPEND_ATTEMPTS``)."""
+
+    APPEND_ATTEMPTS = 8
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -199,3 +208,33 @@ class EtcdKv:
             current = decode_value(kvs[0].get("value", "")) if kvs else None
             return {"swapped": False, "value": current, "revision": revision}
         return self._op("/v3/kv/txn", body, timeout_s, read)
+
+    def append(self, key: str, value: str, timeout_s: float | None = None) -> KvResult:
+        """Append ``value`` to the string at ``key`` (absent: empty), as kuduraft's node does.
+
+        Every txn before the last one failed its compare (executed, changed nothing), so an error
+        while reading is FAIL; the last txn's own outcome is the append's. A non-string value is
+        FAIL ``apply_error`` (the node's 409)."""
+        started = time.monotonic()
+        k = b64(key)
+        for _ in range(self.APPEND_ATTEMPTS):
+            read = self._op("/v3/kv/range", {"key": k}, timeout_s, lambda doc: {"kvs": doc.get("kvs") or []})
+            if read.outcome is not Outcome.OK:
+                return KvResult(Outcome.FAIL, time.monotonic() - started, read.body, read.error, read.http_status)
+            kvs = read.body["kvs"]
+            current = decode_value(kvs[0].get("value", "")) if kvs else None
+            if current is not None and not isinstance(current, str):
+                return KvResult(Outcome.FAIL, time.monotonic() - started, {"value": current}, "apply_error")
+            if kvs:
+                compare = {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": kvs[0]["mod_revision"]}
+            else:
+                compare = {"key": k, "target": "VERSION", "result": "EQUAL", "version": "0"}
+            new = (current or "") + value
+            body = {"compare": [compare], "success": [{"request_put": {"key": k, "value": encode_value(new)}}]}
+            result = self._op("/v3/kv/txn", body, timeout_s,
+                              lambda doc: {"swapped": bool(doc.get("succeeded"))})
+            if result.outcome is not Outcome.OK or result.body["swapped"]:
+                return KvResult(result.outcome, time.monotonic() - started,
+                                {"value": new} if result.outcome is Outcome.OK else result.body,
+                                result.error, result.http_status)
+        return KvResult(Outcome.FAIL, time.monotonic() - started, {}, "append_contended")

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from harness.errors import ConfigError
 from harness.systems.base import Capability, LaunchContext, LaunchSpec, SystemUnavailable
 from harness.systems.etcd.gateway import EtcdKv, EtcdObserver, Gateway
 from harness.systems.topology import PEERS, ProxyShape
@@ -22,7 +23,7 @@ BINARY_CANDIDATES = ("/usr/bin/etcd", "/usr/local/bin/etcd")
 INSTALL_HINT = "etcd not found: install Debian's etcd-server (3.4), which puts it at /usr/bin/etcd"
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
-LOCAL_CAPABILITIES = frozenset({Capability.INGRESS_PROXIES, Capability.PAUSE, Capability.KILL})
+LOCAL_CAPABILITIES = frozenset({Capability.INGRESS_PROXIES, Capability.PAUSE, Capability.KILL, Capability.KV_APPEND})
 
 
 def find_etcd() -> Path | None:
@@ -46,7 +47,7 @@ class EtcdSystem:
     def __init__(self, heartbeat_ms: int = 100, election_ms: int = 1000, binary: Path | None = None,
                  log_level: str = "info") -> None:
         if heartbeat_ms <= 0 or election_ms < 5 * heartbeat_ms:
-            raise ValueError(f"etcd needs heartbeat_ms > 0 and election_ms >= 5 x heartbeat_ms, "
+            raise ConfigError(f"etcd needs heartbeat_ms > 0 and election_ms >= 5 x heartbeat_ms, "
                              f"got {heartbeat_ms} and {election_ms}")
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
@@ -62,7 +63,7 @@ class EtcdSystem:
         return binary
 
     def capabilities(self, backend: str) -> frozenset[Capability]:
-        """On local: ingress proxies, pause, kill. No runtime flags, no fault exit statuses, no
+        """On local: ingress proxies, pause, kill, append. No runtime flags, no fault exit statuses, no
         kuduraft timing profile, no per-peer evidence; nothing on Docker yet."""
         return LOCAL_CAPABILITIES if backend == "local" else frozenset()
 

@@ -21,7 +21,6 @@ from harness.spec import ClusterSpec
 from harness.store import RunDir
 from harness.systems.base import (
     Capability,
-    KvClient,
     LaunchContext,
     LaunchSpec,
     NodeObservation,
@@ -35,7 +34,7 @@ from harness.toxiproxy_server import REPO_ROOT
 CAPABILITIES = frozenset({
     Capability.RUNTIME_FLAGS, Capability.FAULT_EXIT_STATUSES, Capability.TIMING_PROFILE,
     Capability.PER_PEER_EVIDENCE, Capability.NODE_TRACE, Capability.PER_DIRECTED_LINK_PROXIES,
-    Capability.PAUSE, Capability.KILL, Capability.SYNC_LEDGER, Capability.STEP_DOWN,
+    Capability.PAUSE, Capability.KILL, Capability.SYNC_LEDGER, Capability.STEP_DOWN, Capability.KV_APPEND,
 })
 
 # docs/node-api.md "Exit codes": the statuses that are the node's answer, not a crash.
@@ -94,7 +93,7 @@ class KuduraftSystem:
     def observer(self, node_id: str, api_url: str, timeout_s: float = 2.0) -> KuduraftObserver:
         return KuduraftObserver(NodeClient(node_id, api_url, timeout_s=timeout_s), self.spec.nodes)
 
-    def kv_client(self, node_id: str, url: str, timeout_s: float = 2.0) -> KvClient:
+    def kv_client(self, node_id: str, url: str, timeout_s: float = 2.0) -> NodeClient:
         """The node's ``/kv/*`` through ``url`` (normally its ``client->n`` proxy)."""
         return NodeClient(node_id, url, kv_url=url, timeout_s=timeout_s)
 
