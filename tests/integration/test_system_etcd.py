@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 
 import pytest
+from seamrun import SeamRun
 
 from harness.nodeclient import Outcome
 from harness.spec import ClusterSpec
-from harness.systems.base import Role
+from harness.systems.base import AppendKvClient, Role
 from harness.systems.etcd import EtcdSystem, find_etcd
 from harness.systems.kuduraft import KuduraftSystem
-from seamrun import SeamRun
 
 SEED = int(os.environ.get("RAFTCHAOS_TEST_SEED", "20240607"))
 NODES = ("n1", "n2", "n3")
@@ -40,8 +40,10 @@ def _exercise(run: SeamRun, leader_timeout_s: float) -> None:
     missed = run.kv(first.node_id).cas("seam-k", 41, 43)
     assert missed.outcome is Outcome.OK and missed.body["swapped"] is False and missed.body["value"] == 42
 
+    appender = run.kv(first.node_id)
+    assert isinstance(appender, AppendKvClient)
     for piece in ("a", "b"):
-        appended = run.kv(first.node_id).append("seam-list", piece)  # type: ignore[attr-defined]
+        appended = appender.append("seam-list", piece)
         assert appended.outcome is Outcome.OK, appended
     assert run.kv(first.node_id).get("seam-list").body["value"] == "ab"
 
