@@ -17,13 +17,24 @@ from pathlib import Path
 from types import TracebackType
 
 from harness.errors import SetupError
+from harness.nodeclient import Outcome
 from harness.ports import HOST, free_ports
 from harness.sweep import labelled_env
-from harness.systems.base import KvClient, LaunchContext, NodeObservation, Observer, System
+from harness.systems.base import (
+    AppendKvClient,
+    KvClient,
+    LaunchContext,
+    NodeObservation,
+    Observer,
+    Role,
+    System,
+)
 from harness.systems.topology import MemberAddresses, Topology, plan_topology, proxy_names
 from harness.toxi import ToxiproxyClient
 from harness.toxiproxy_server import ToxiproxyServer
 from harness.waits import WaitStrategy, wait_until
+
+NODES = ("n1", "n2", "n3")
 
 
 class SeamRun:
@@ -82,7 +93,7 @@ class SeamRun:
 
     def kv(self, node: str) -> KvClient:
         """The node's KV client through its ``client->node`` proxy."""
-        return self.system.kv_client(node, f"http://{self.topology.client[node]}", timeout_s=2.0)
+        return self.system.kv_client(node, f"http://{self.topology.client[node]}", timeout_s=5.0)
 
     def observe(self, nodes: tuple[str, ...] | None = None) -> dict[str, NodeObservation]:
         """Every live node's observation; nodes that do not answer are left out."""
@@ -142,3 +153,31 @@ class SeamRun:
             errors.append(exc)
         if errors:
             raise errors[0]
+
+
+def smoke(run: SeamRun, leader_timeout_s: float) -> None:
+    """Elect, write and read (put, cas, append), kill the leader, see a new leader in a higher
+    term that still serves the value: the same for every system."""
+    first = run.wait_leader(NODES, leader_timeout_s)
+    assert first.members == NODES  # kuduraft: its static config; etcd: its member list
+    kv = run.kv(first.node_id)
+    put = kv.put("seam-k", 41)
+    assert put.outcome is Outcome.OK, put
+    cas = run.kv(first.node_id).cas("seam-k", 41, 42)
+    assert cas.outcome is Outcome.OK and cas.body["swapped"] is True, cas
+    missed = run.kv(first.node_id).cas("seam-k", 41, 43)
+    assert missed.outcome is Outcome.OK and missed.body["swapped"] is False and missed.body["value"] == 42
+
+    appender = run.kv(first.node_id)
+    assert isinstance(appender, AppendKvClient)
+    for piece in ("a", "b"):
+        appended = appender.append("seam-list", piece)
+        assert appended.outcome is Outcome.OK, appended
+    assert run.kv(first.node_id).get("seam-list").body["value"] == "ab"
+
+    run.kill(first.node_id)
+    survivors = tuple(n for n in NODES if n != first.node_id)
+    second = run.wait_leader(survivors, leader_timeout_s, above_term=first.term)
+    assert second.node_id != first.node_id and second.term > first.term and second.role is Role.LEADER
+    got = run.kv(second.node_id).get("seam-k")
+    assert got.outcome is Outcome.OK and got.body["value"] == 42, got
