@@ -131,3 +131,9 @@ def test_topology_is_a_pure_value() -> None:
     assert _plan(3, INGRESS) == _plan(3, INGRESS)
     with pytest.raises(TypeError):
         _plan(3, PER_LINK).dial["n1"]["n2"] = "x"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("shape", list(ProxyShape))
+def test_a_client_link_is_its_own_proxy_in_both_shapes(shape: ProxyShape) -> None:
+    plan = _plan(3, shape).cut([("client", "n2")])
+    assert plan.available and plan.proxies == ("client->n2",)
