@@ -1,0 +1,5 @@
+"""The kuduraft node (``nodes/``) as a System: imported only by ``harness.systems.registry`` and tests."""
+
+from harness.systems.kuduraft.system import KuduraftObserver, KuduraftSystem, cluster_document, observation
+
+__all__ = ["KuduraftObserver", "KuduraftSystem", "cluster_document", "observation"]

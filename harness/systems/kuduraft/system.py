@@ -1,0 +1,137 @@
+"""KuduraftSystem: our kuduraft-modelled node behind the System seam, built on the code the
+backends use today (``harness.backend.node_args``, ``harness.nodeclient.NodeClient``), so a run
+launched through the seam starts the very same processes.
+
+Contract: docs/node-api.md (command line, cluster file, ``/status``, exit codes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.backend import node_args
+from harness.errors import HarnessError
+from harness.nodeclient import NodeClient
+from harness.spec import ClusterSpec
+from harness.store import RunDir
+from harness.systems.base import (
+    Capability,
+    LaunchContext,
+    LaunchSpec,
+    NodeObservation,
+    PeerEvidence,
+    Role,
+)
+from harness.systems.topology import ProxyShape
+from harness.toxiproxy_server import REPO_ROOT
+
+# Every capability of the node holds on both backends (local processes, Docker containers).
+CAPABILITIES = frozenset({
+    Capability.RUNTIME_FLAGS, Capability.FAULT_EXIT_STATUSES, Capability.TIMING_PROFILE,
+    Capability.PER_PEER_EVIDENCE, Capability.NODE_TRACE, Capability.PER_DIRECTED_LINK_PROXIES,
+    Capability.PAUSE, Capability.KILL, Capability.SYNC_LEDGER, Capability.STEP_DOWN, Capability.KV_APPEND,
+})
+
+# docs/node-api.md "Exit codes": the statuses that are the node's answer, not a crash.
+EXIT_STATUSES: Mapping[int, str] = {
+    2: "bad configuration or flags at start",
+    3: "refused corrupt storage at start",
+    70: "invariant violation (kuduraft CHECK / LOG(FATAL)), fatal record written",
+    74: "fatal storage error (WAL or metadata IO)",
+    85: "injected crash: a fault_crash_* flag fired",
+}
+
+_ROLES = {r.value: r for r in Role}
+
+
+def cluster_document(spec: ClusterSpec, ctx: LaunchContext) -> dict[str, Any]:
+    """The nodes' cluster file (docs/node-api.md) from the topology: the same document
+    ``harness.backend.write_cluster_file`` writes today (``rpc`` = peer address, ``http`` = api)."""
+    return {
+        "nodes": {n: {"rpc": ctx.listen[n].peer, "http": ctx.listen[n].api} for n in spec.nodes},
+        "dial": {a: dict(ctx.topology.dial[a]) for a in spec.nodes},
+        "topology": dict(spec.topology),
+    }
+
+
+class KuduraftSystem:
+    """The node of ``nodes/`` for one ``ClusterSpec`` (its flags, seeds and proxy-node topology)."""
+
+    name = "kuduraft"
+
+    def __init__(self, spec: ClusterSpec, python: str = sys.executable, repo_root: Path = REPO_ROOT) -> None:
+        self.spec = spec
+        self.python = python
+        self.repo_root = repo_root
+
+    def capabilities(self, backend: str) -> frozenset[Capability]:
+        return CAPABILITIES
+
+    def proxy_shape(self, backend: str) -> ProxyShape:
+        return ProxyShape.PER_DIRECTED_LINK
+
+    def fault_exit_statuses(self) -> Mapping[int, str]:
+        return EXIT_STATUSES
+
+    def launch_spec(self, ctx: LaunchContext) -> LaunchSpec:
+        """``python -m nodes`` with today's arguments (``node_args``); the cluster file is written
+        into the run directory at ``RunDir.cluster_file`` before the node starts."""
+        cluster_file = RunDir(ctx.run_path).cluster_file
+        argv = (self.python, "-m", "nodes",
+                *node_args(self.spec, ctx.node_id, cluster_file, ctx.data_dir, ctx.incarnation))
+        pythonpath = os.pathsep.join(filter(None, [str(self.repo_root), os.environ.get("PYTHONPATH")]))
+        text = json.dumps(cluster_document(self.spec, ctx), indent=2)
+        return LaunchSpec(argv=argv, env={"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
+                          data_dir=ctx.data_dir, listen=ctx.listen[ctx.node_id], cwd=self.repo_root,
+                          files={cluster_file: text})
+
+    def observer(self, node_id: str, api_url: str, timeout_s: float = 2.0) -> KuduraftObserver:
+        return KuduraftObserver(NodeClient(node_id, api_url, timeout_s=timeout_s), self.spec.nodes)
+
+    def kv_client(self, node_id: str, url: str, timeout_s: float = 2.0) -> NodeClient:
+        """The node's ``/kv/*`` through ``url`` (normally its ``client->n`` proxy)."""
+        return NodeClient(node_id, url, kv_url=url, timeout_s=timeout_s)
+
+
+class KuduraftObserver:
+    """``GET /status`` of one node, mapped to a NodeObservation."""
+
+    def __init__(self, client: NodeClient, members: tuple[str, ...]) -> None:
+        self.client = client
+        self.members = members
+
+    def observe(self) -> NodeObservation:
+        return observation(self.client.node_id, self.client.status(), self.members)
+
+
+def observation(node_id: str, doc: Mapping[str, Any], members: tuple[str, ...]) -> NodeObservation:
+    """Map a ``/status`` document (docs/node-api.md); HarnessError names a field it lacks."""
+    try:
+        term = int(doc["term"])
+        role = _ROLES.get(str(doc.get("role")), Role.UNKNOWN)
+        peers = {uuid: _evidence(p) for uuid, p in (doc.get("peers") or {}).items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise HarnessError(f"{node_id} /status: unreadable ({type(exc).__name__}: {exc})") from None
+    leader = doc.get("leader")
+    return NodeObservation(
+        node_id=node_id, role=role, term=term, leader=str(leader) if leader else None,
+        commit_index=_int_or_none(doc.get("commit_index")), applied_index=_int_or_none(doc.get("applied_index")),
+        members=members, raw=dict(doc), peers=peers if role is Role.LEADER else None)
+
+
+def _evidence(peer: Mapping[str, Any]) -> PeerEvidence:
+    counters = peer.get("counters") or {}
+    return PeerEvidence(
+        requests_sent=int(counters.get("requests_sent", 0)), responses_ok=int(counters.get("responses_ok", 0)),
+        responses_error=int(counters.get("responses_error", 0)),
+        failed_attempts=int(peer.get("failed_attempts", 0)), request_pending=bool(peer.get("request_pending")),
+        raw=dict(peer))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
