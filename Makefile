@@ -52,7 +52,7 @@ lint: setup
 unit: setup
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
-integration: setup
+integration: setup etcd-setup
 	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
 
 suites: setup
@@ -71,7 +71,7 @@ docker-clean: setup
 # docker-setup says why and the Docker tests skip with that reason.
 test: lint test-local test-docker
 
-test-local: setup
+test-local: setup etcd-setup
 	$(PY) -m pytest tests suites -q -m 'not docker' $(PYTEST_ARGS)
 
 test-docker: setup
