@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from harness.cluster import Cluster
+from harness.errors import HarnessError, NodeUnreachable
 from harness.supervisor import INJECTED_CRASH_EXIT
 from suites._helpers import Markers, heartbeats, measure, node_exits
 from suites._safety import status_or_none, unknown, valid
@@ -88,23 +89,48 @@ def test_draws_on_every_send_and_every_reply(make_cluster: Any, record_verdict: 
     valid(record_verdict, "crash-fraction-draws", f"{sends} sends, {replies} replies, one draw each")
 
 
-def _one_trial(cluster: Cluster, flag: str, critical: int, survived_so_far: int) -> tuple[str, int]:
+MAX_VOID_TRIALS = 3
+"""Trials cut short by a leadership change (under load) before a crash; more than this: unknown."""
+
+
+def _disarm(cluster: Cluster, node: str, flag: str) -> None:
+    """Clear ``flag`` on a node that is still up (a runtime flag dies with its process anyway)."""
+    if status_or_none(cluster, node) is not None:
+        try:
+            cluster.set_flag(node, flag, 0.0)
+        except (NodeUnreachable, HarnessError):
+            pass
+
+
+def _one_trial(cluster: Cluster, flag: str, critical: int, survived_so_far: int) -> tuple[str, int] | None:
     """Arm ``flag`` on the current leader, follow its counters until it exits with 85; return
-    (leader, opportunities it survived: the last look before it died, minus the first look)."""
+    (leader, opportunities it survived: the last look before it died, minus the first look).
+
+    None when the armed node was not, or stopped being, the leader of that term before it crashed
+    (an election under load): followers draw no leader-request fractions, so such a trial is
+    void, not evidence. Dropping it leaves out survived opportunities, which only makes the upper
+    bound check more lenient, never a false alarm."""
     timing = cluster.timing
     leader = cluster.wait_for_leader(timeout_s=timing.new_leader_within_s())
     cluster.wait_until(lambda: all(cluster.is_running(n) for n in cluster.nodes),
                        what="every node running", timeout_s=timing.new_leader_within_s())
     cluster.set_flag(leader, flag, FRACTION)
     first = status_or_none(cluster, leader)
-    assert first is not None and first["role"] == "LEADER", f"{leader} stopped leading before the trial"
+    if first is None or first["role"] != "LEADER":
+        print(f"{leader} stopped leading before its trial: void")
+        _disarm(cluster, leader, flag)
+        return None
     since = cluster.history.now()
     term, base = first["term"], _opportunities(first, flag)
     last = {"n": 0}
+    deposed = {"yes": False}
 
     def crashed() -> bool:
         st = status_or_none(cluster, leader)
-        if st is not None and st["role"] == "LEADER" and st["term"] == term:
+        if st is not None and (st["role"] != "LEADER" or st["term"] != term):
+            deposed["yes"] = True
+            return True
+        if st is not None:
             last["n"] = _opportunities(st, flag) - base
             assert survived_so_far + last["n"] < critical, (
                 f"{leader} survived {survived_so_far + last['n']} opportunities with {flag}={FRACTION} "
@@ -115,6 +141,10 @@ def _one_trial(cluster: Cluster, flag: str, critical: int, survived_so_far: int)
     bound = (critical + 1) * heartbeats(cluster, 1) + timing.new_leader_within_s()
     cluster.wait_until(crashed, what=f"{leader} to crash under {flag}={FRACTION}", timeout_s=bound, poll_s=0.01)
     exits = node_exits(cluster, INJECTED_CRASH_EXIT, since)
+    if not exits and deposed["yes"]:
+        print(f"{leader} lost leadership of term {term} after {last['n']} opportunities: void")
+        _disarm(cluster, leader, flag)
+        return None
     assert exits[0]["node"] == leader, f"not the armed leader crashed: {exits}"
     return leader, last["n"]
 
@@ -130,9 +160,18 @@ def test_idle_leader_crashes_after_geometric_opportunities(make_cluster: Any, re
     print(f"seed {raftchaos_seed}; {flag}={FRACTION}; {TRIALS} trials; critical survived total "
           f"{critical} (mean {TRIALS * (1 - FRACTION) / FRACTION:.0f})")
     Markers(cluster, "fractions").write(1)
-    survived, per_trial = 0, []
-    for _ in range(TRIALS):
-        leader, n = _one_trial(cluster, flag, critical, survived)
+    survived, voids = 0, 0
+    per_trial: list[tuple[str, int]] = []
+    while len(per_trial) < TRIALS:
+        trial = _one_trial(cluster, flag, critical, survived)
+        if trial is None:
+            voids += 1
+            if voids > MAX_VOID_TRIALS:
+                unknown(record_verdict, "crash-fraction-distribution", f"{voids} trials cut short by "
+                        "leadership changes before a crash", per_trial=per_trial)
+                return
+            continue
+        leader, n = trial
         survived += n
         per_trial.append((leader, n))
         cluster.wait_until(lambda: all(cluster.is_running(n) for n in cluster.nodes),

@@ -143,7 +143,23 @@ def test_destination_cut_behind_proxy(make_cluster: Any, workload: Any, mode: st
         wait_ok_ops(cluster, what="acknowledged writes after healing")
         target = cluster.status(leader)["commit_index"]
     d, entry = _destination_view(window, dest, proxy_before, proxy_after)
-    assert entry["status"] == expected_status, f"{mode} destination behind a proxy (B48): {entry}"
+    proxy_answered_first: list[dict[str, Any]] = []
+    if mode == "blackhole":
+        # Leader and proxy time out after the same consensus_rpc_timeout_ms, the proxy a little
+        # later; when the leader's loop runs late the proxy's own error answers first, a
+        # REMOTE_ERROR that does refresh the contact (kuduraft has the same race). B17 is about
+        # the leader-side timeouts, so it is asserted when every answer in the cut was one, and
+        # the peer's last status may be the proxy's REMOTE_ERROR only when such an answer came.
+        replies = traces(cluster, leader, "reply", peer=dest)
+        first_timeout = next((e["seq"] for e in replies if e["outcome"] == "timeout"), None)
+        assert first_timeout is not None, f"no leader-side timeout to {dest} behind the black hole (B48)"
+        proxy_answered_first = [e for e in replies if e["seq"] > first_timeout
+                                and e["outcome"] == "remote_error"]
+        if proxy_answered_first:
+            print(f"the proxy's own timeout answered {len(proxy_answered_first)} request(s) first: "
+                  f"{proxy_answered_first[:2]}")
+    allowed = {expected_status} | ({"REMOTE_ERROR"} if proxy_answered_first else set())
+    assert entry["status"] in allowed, f"{mode} destination behind a proxy (B48): {entry}"
     assert entry["failed_attempts"] > window.before.peer(dest)["failed_attempts"], entry
     assert entry["next_hop"] == PROXY and d["proxied_sends"] == d["requests_sent"] > 0, d
     assert d["requests_with_ops"] == 0 and d["status_only_requests"] == d["requests_sent"], d
@@ -159,17 +175,7 @@ def test_destination_cut_behind_proxy(make_cluster: Any, workload: Any, mode: st
     else:
         assert d["requests_sent"] <= window.outer_s / timing.rpc_timeout_s + 1, (
             f"requests to {dest} should each hang for the RPC timeout: {d}")
-        # Leader and proxy time out after the same consensus_rpc_timeout_ms, the proxy a little
-        # later; when the leader's loop runs late the proxy's own error answers first, a
-        # REMOTE_ERROR that does refresh the contact (kuduraft has the same race). B17 is about
-        # the leader-side timeouts, so it is asserted when every answer in the cut was one.
-        replies = traces(cluster, leader, "reply", peer=dest)
-        first_timeout = next((e["seq"] for e in replies if e["outcome"] == "timeout"), None)
-        assert first_timeout is not None, f"no leader-side timeout to {dest} behind the black hole (B48)"
-        answered = [e for e in replies if e["seq"] > first_timeout and e["outcome"] not in ("timeout", "rpc_error")]
-        if answered:
-            print(f"the proxy's own timeout answered {len(answered)} request(s) first: {answered[:2]}")
-        else:
+        if not proxy_answered_first:
             assert entry["last_contact_age_ms"] >= 1000 * (window.inner_s - timing.rpc_timeout_s), (
                 f"leader-side timeouts must not refresh the last contact (B17): {entry}")
     cluster.wait_caught_up(nodes=[dest], target_index=target,
