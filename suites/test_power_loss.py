@@ -51,7 +51,7 @@ from harness.fault import check_available
 from harness.history import OpFn
 from harness.nodeclient import Outcome
 from suites._helpers import Markers, recorded_op
-from suites._safety import node_flags, status_or_none, unknown, valid
+from suites._safety import node_flags, status_or_none, unknown, valid, wait_status
 
 pytestmark = [pytest.mark.chaos, pytest.mark.safety]
 
@@ -76,6 +76,7 @@ def _heal(cluster: Cluster, faults: list[Kill]) -> None:
 FSYNC_LATENCY_MS = 2500  # the hazard window: the victim's every WAL append waits this long
 RPC_TIMEOUT_MS = 5000  # longer than the window, so the leader waits for the slow follower's reply
 KV_OP_TIMEOUT_MS = 8000  # longer than the window, so a correct (slow) ack is not a timeout
+_POSITION = ("last_index", "last_term", "durable_index")  # a node's log, for the evidence
 WINDOW_KEYS = 1  # acknowledged while the victim's fsync is slowed (see the module docstring)
 
 
@@ -118,12 +119,15 @@ def test_acked_writes_survive_power_loss_of_a_minority(make_cluster: Any, record
         down.append(kill(cluster, y))
         evidence = {"victim": x, "acked_keys": keys, "ack_latency_s": round(acked - started, 3),
                     "ack_to_cut_s": round(gap_s, 3), "fsync_latency_ms": FSYNC_LATENCY_MS,
-                    "victim_before": {k: before[k] for k in ("last_index", "durable_index")},
+                    "victim_before": {k: before[k] for k in _POSITION},
                     "other_acker_at_cut": y_view, "cut": cut.cuts.get(x, {})}
         down.pop(1).heal(cluster)  # x back with what its disk kept
+        # alone (no majority), x's log is what the cut left: read it before a new leader adds to it
+        kept = wait_status(cluster, x, lambda st: True, what=f"{x} to answer after the power cut",
+                           timeout_s=cluster.timing.new_leader_within_s())
+        evidence["victim_after_cut"] = {k: kept[k] for k in _POSITION}
         down.pop(0).heal(cluster)  # the third node: a majority without y
         new = cluster.wait_for_leader(timeout_s=cluster.timing.new_leader_within_s())
-        evidence["victim_restarted"] = {k: cluster.status(x)[k] for k in ("last_index", "durable_index")}
         print(f"{len(keys)} writes acknowledged in {acked - started:.3f}s; cut {gap_s:.3f}s after the "
               f"last ack; evidence {json.dumps(evidence, sort_keys=True)}")
         read = {k: markers.read(k) for k in keys}
@@ -149,7 +153,7 @@ def test_acked_writes_survive_power_loss_of_a_minority(make_cluster: Any, record
 def _last_view(cluster: Cluster, node: str) -> dict[str, Any] | None:
     """``node``'s log and commit position (evidence of what was acknowledged), None if silent."""
     st = status_or_none(cluster, node)
-    return None if st is None else {k: st[k] for k in ("last_index", "commit_index", "durable_index")}
+    return None if st is None else {k: st[k] for k in (*_POSITION, "commit_index")}
 
 
 def _durable_meta(cluster: Cluster, node: str) -> dict[str, Any]:
