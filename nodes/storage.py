@@ -140,6 +140,6 @@ class WalWriter:
             await asyncio.sleep(delay_s)  # injected writer latency (a fault, not a wait)
 
     def _append_blocking(self, batch: list[LogEntry], delay_s: float) -> None:
-        if delay_s > 0:
-            time.sleep(delay_s)  # injected WAL sync latency, on the writer thread
-        self._wal.append(batch)
+        """Write the batch, sleep the injected sync latency (on the writer thread), then fsync:
+        kuduraft sleeps inside ``Log::Sync``, after the batch was written (see ``Wal.append``)."""
+        self._wal.append(batch, before_sync=(lambda: time.sleep(delay_s)) if delay_s > 0 else None)

@@ -8,7 +8,7 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,9 +263,13 @@ class Wal:
             os.close(fd)
         self.stats.torn_tails_repaired += 1
 
-    def append(self, entries: Sequence[LogEntry]) -> None:
+    def append(self, entries: Sequence[LogEntry], before_sync: Callable[[], None] | None = None) -> None:
         """Write ``entries`` (contiguous, following ``last_index``) and fsync once (group commit).
 
+        ``before_sync`` runs between the write and the fsync: the injected sync latency sits
+        there, as in kuduraft (log.cc, ``Log::Sync`` sleeps for ``log_inject_latency`` after
+        ``Log::AppendThread::HandleGroup`` wrote the batch), so during it the records are in the
+        page cache but not durable: a SIGKILL keeps them, a power cut does not.
         ValueError for a non-contiguous batch (nothing written); OSError from the disk
         propagates and makes the WAL unusable.
         """
@@ -277,7 +281,7 @@ class Wal:
             if entry.index != expected:
                 raise ValueError(f"wal append: entry index {entry.index}, expected {expected}")
             expected += 1
-        self._write(b"".join(encode_record(e.to_json()) for e in entries))
+        self._write(b"".join(encode_record(e.to_json()) for e in entries), before_sync)
         self._last_index = entries[-1].index
         self.stats.appends += 1
         self.stats.entries += len(entries)
@@ -316,7 +320,7 @@ class Wal:
         if self._state != "open":
             raise WalError(f"WAL in {self._dir} is {self._state}; call recover() before writing")
 
-    def _write(self, blob: bytes) -> None:
+    def _write(self, blob: bytes, before_sync: Callable[[], None] | None = None) -> None:
         try:
             if self._fd is None or self._segment_size >= self._segment_bytes:
                 self._roll()
@@ -324,6 +328,8 @@ class Wal:
             start = self._segment_size
             try:
                 write_all(self._fd, blob)
+                if before_sync is not None:
+                    before_sync()
                 if self._fsync:
                     fsync_file(self._fd, self._dir / segment_name(self._segment_no))
                     self.stats.fsyncs += 1

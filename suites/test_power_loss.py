@@ -15,17 +15,15 @@ the node's sync ledger does not show as fsynced (``faults/ledger.py``). kuduraft
   once the window is over; a node that acknowledges before its fsync does so at once and is cut
   inside the window, every run.
 
-  Where the latency lands decides what the cut has to drop. Our node sleeps *before* the batch
-  is written (``nodes/storage.py``, ``_append_blocking`` sleeps, then ``Wal.append`` writes and
-  fsyncs): during the window the entries are neither in the file nor in the page cache, so the
-  cut drops 0 bytes (its report says so) and the loss shows as the victim restarting with a
-  shorter log than the other acker held; a plain SIGKILL loses them just the same. kuduraft
-  sleeps *after* writing, before the fsync (log.cc, ``Log::AppendThread::HandleGroup`` calls
-  ``DoAppend`` for every batch, then ``Log::Sync``, which injects the latency before
-  ``active_segment_->Sync()``): there the acknowledged bytes sit in the page cache, only the
-  power cut drops them (its report names the bytes), and a SIGKILL does not catch the bug. One
-  key is written in the window so that, with kuduraft's placement, nothing queued behind it
-  is lost to a plain kill either;
+  The latency sits where kuduraft puts it: after the batch is written, before its fsync (log.cc,
+  ``Log::AppendThread::HandleGroup`` calls ``DoAppend`` for every batch, then ``Log::Sync``,
+  which injects the latency before ``active_segment_->Sync()``; ``nodes/wal.py``
+  ``Wal.append(before_sync=...)``). So the acknowledged bytes sit in the page cache: only the
+  power cut drops them (its report names the bytes), and a plain SIGKILL does not catch the bug
+  (checked by hand with a SIGKILL in place of the cut: 0 of 3 per bug). This replaced the
+  SIGKILL-based ``test_safety_durability.py``, which caught the bug only because the node used
+  to sleep before writing. One key is written in the window so that nothing queued behind it is
+  lost to a plain kill either;
 * a vote is granted only once term and vote are flushed (raft_consensus.cc,
   ``RaftConsensus::RequestVote``: the term advance skips its flush when the vote is yes, and
   ``RequestVoteRespondVoteGranted`` records the vote, flushing the consensus metadata, before it
