@@ -126,12 +126,16 @@ async def handle_update(c: RaftConsensus, body: dict[str, Any]) -> dict[str, Any
             return reply(c, ("INVALID_TERM", f"Refusing update from remote peer {req.caller_uuid}: "
                              f"caller term {req.caller_term} lower than current term {c.term}"))
         if req.caller_term > c.term:
-            # kuduraft flushes the new term under its lock before it goes on with the request
-            # (raft_consensus.cc, CheckLeaderRequestUnlocked -> HandleTermAdvanceUnlocked with
-            # FLUSH_TO_DISK), so no op of the new term is appended before the term is durable.
-            # The flush runs off the loop here and our own election may start meanwhile (kuduraft's
-            # lock would hold it off): then the request is from a lower term by the time we go on.
             c.adopt_term(req.caller_term, reason=f"update from {req.caller_uuid}")
+        if c.meta_writer.durable < c.meta_writer.requested:
+            # kuduraft flushes a new term under its lock before it goes on with the request
+            # (raft_consensus.cc, CheckLeaderRequestUnlocked -> HandleTermAdvanceUnlocked with
+            # FLUSH_TO_DISK), so no op of the new term is appended before the term is durable;
+            # any term change it made earlier (a reply or vote with a higher term) was flushed
+            # the same way. The flush runs off the loop here, so wait for every pending one, the
+            # term this request adopted or one another path adopted just before. Our own election
+            # may start meanwhile (kuduraft's lock would hold it off): then the request is from a
+            # lower term by the time we go on.
             await c.meta_durable()
             if req.caller_term < c.term:
                 c.counters.updates_rejected += 1

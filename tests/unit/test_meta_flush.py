@@ -116,6 +116,27 @@ def test_update_adopting_a_higher_term_replies_after_the_term_flush(tmp_path: Pa
     run_node(tmp_path, body)
 
 
+def test_update_in_a_term_adopted_elsewhere_waits_for_that_terms_flush(tmp_path: Path) -> None:
+    """A term adopted by another path (here a reply or vote carrying a higher term) whose flush
+    is still running: an Update of that same term appends nothing and names no leader until the
+    term is durable, as kuduraft's synchronous flush under its lock guarantees (review finding:
+    the Update used to wait only for a term it adopted itself)."""
+    async def body(n: Node) -> None:
+        gated = GatedSave(n.meta)
+        n.c.adopt_term(2, reason="a reply with a higher term")
+        await gated.wait_started()
+        upd = asyncio.get_running_loop().create_task(n.update(term=2, ops=[op(2, 1)]))
+        await spin()
+        assert not upd.done(), "update answered before the term flush completed"
+        assert n.c.log.last_index == 0 and n.c.leader_uuid is None, "acted on a term not yet durable"
+        assert n.meta.load() == (0, None)
+        gated.gate.set()
+        resp = await asyncio.wait_for(upd, GUARD_S)
+        assert status_error(resp) is None and resp["responder_term"] == 2
+        assert n.meta.load() == (2, None) and n.c.log.last_index == 1
+    run_node(tmp_path, body)
+
+
 def test_own_election_during_an_updates_term_flush_makes_the_update_stale(tmp_path: Path) -> None:
     """The await on the term flush lets other work run (kuduraft's lock would hold it off): if our
     own election raises the term meanwhile, the Update is answered INVALID_TERM in the new term,
