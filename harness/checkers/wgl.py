@@ -310,7 +310,8 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
                                 # p is unplaced and may take effect before the read: the read
                                 # then sees p's value, maybe grown by appends.
                                 v = arg[p] if kind[p] == WRITE else arg2[p]
-                                if ((v is None or v == "") if null else v == goal or (
+                                # (a null written, then grown by appends, is any appended string)
+                                if ((v is None or v == "") if null else v == goal or v is None or (
                                         type(v) is str and type(goal) is str and goal.startswith(v))):
                                     break
                         else:

@@ -445,3 +445,15 @@ def teardown_module() -> None:
         print(f"\nexamples per property: {EXAMPLES} (derandomized); outcomes:")
         for name, count in sorted(STATS.items()):
             print(f"  {name}: {count}")
+
+
+def test_a_write_of_null_grown_by_appends_is_a_rival_on_a_key_mixing_appends() -> None:
+    """Regression (found by test_linearizable's perturbed property, 2026-12-07): on a key with
+    appends and writes, write(a), then write(null) concurrent with append(b), then read -> "b" is
+    linearizable (a, null, b); the appends pruning did not count the write of null as a rival."""
+    events = [{"process": p, "f": f, "key": "y", "type": t, "value": v, "time": time_}
+              for p, f, v, t, time_ in [(1, "write", "a", "invoke", 1), (1, "write", "a", "ok", 2),
+                                        (0, "write", None, "invoke", 3), (1, "append", "b", "invoke", 3),
+                                        (0, "write", None, "ok", 4), (1, "append", "b", "ok", 4),
+                                        (0, "read", None, "invoke", 5), (0, "read", "b", "ok", 6)]]
+    assert check_linearizable(events, workers=1).validity is Validity.VALID
