@@ -1,7 +1,7 @@
 """The etcd adapter end to end: 3 real etcd members started from its LaunchSpecs behind real
 Toxiproxy ingress proxies; a leader observed, a write read back through the client proxies, the
 leader killed and a new leader observed in a higher term. Skipped when etcd is not installed.
-The kuduraft adapter gets the same smoke test (test_system_kuduraft.py).
+The kuduraft adapter gets the same smoke test (test_system_kuduraft_live.py).
 
 The leader is killed, not cut off: disabling only its ingress proxy does not depose an etcd leader
 (measured: still leader 20 s later with a 3 s election timeout), because etcd's rafthttp carries a
