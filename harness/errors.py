@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -81,6 +83,19 @@ class NodeUnreachable(HarnessError):
     def __init__(self, message: str, kind: str = "other") -> None:
         self.kind = kind
         super().__init__(message)
+
+    @classmethod
+    def from_reason(cls, message: str, reason: object) -> NodeUnreachable:
+        """Classify a transport failure (urllib's ``reason`` or the exception itself)."""
+        if isinstance(reason, TimeoutError | socket.timeout):
+            kind = "timeout"
+        elif isinstance(reason, ConnectionRefusedError):
+            kind = "refused"
+        elif isinstance(reason, ConnectionError | http.client.HTTPException):
+            kind = "reset"
+        else:
+            kind = "other"
+        return cls(f"{message}: {type(reason).__name__}: {reason}", kind)
 
 
 class ToxiproxyError(HarnessError):

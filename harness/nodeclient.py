@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -84,15 +83,7 @@ class NodeClient:
         return status, decoded
 
     def _unreachable(self, method: str, url: str, reason: object) -> NodeUnreachable:
-        if isinstance(reason, TimeoutError | socket.timeout):
-            kind = "timeout"
-        elif isinstance(reason, ConnectionRefusedError):
-            kind = "refused"
-        elif isinstance(reason, ConnectionError | http.client.HTTPException):
-            kind = "reset"
-        else:
-            kind = "other"
-        return NodeUnreachable(f"{self.node_id} {method} {url}: {type(reason).__name__}: {reason}", kind)
+        return NodeUnreachable.from_reason(f"{self.node_id} {method} {url}", reason)
 
     def _get_json(self, path: str) -> Any:
         status, doc = self._request(self.base_url + path, "GET", None, self.timeout_s)

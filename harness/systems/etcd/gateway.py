@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -83,15 +82,7 @@ class Gateway:
             return status, {"raw": raw.decode(errors="replace")[:200]}
 
     def _unreachable(self, path: str, reason: object) -> NodeUnreachable:
-        if isinstance(reason, TimeoutError | socket.timeout):
-            kind = "timeout"
-        elif isinstance(reason, ConnectionRefusedError):
-            kind = "refused"
-        elif isinstance(reason, ConnectionError | http.client.HTTPException):
-            kind = "reset"
-        else:
-            kind = "other"
-        return NodeUnreachable(f"{self.node_id} POST {path}: {type(reason).__name__}: {reason}", kind)
+        return NodeUnreachable.from_reason(f"{self.node_id} POST {path}", reason)
 
     def call(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """A control call that must succeed (status, member list): HarnessError otherwise."""
