@@ -58,12 +58,20 @@ def test_exception_leaves_nothing(runs_root: Path, seed: int) -> None:
     assert_nothing_left(c.run_id, api)
 
 
+def _default_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @contextmanager
 def child_cluster(runs_root: Path, seed: int) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
     """A child python process running a cluster; yields it once its leader is elected."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    # The child starts as from an interactive shell: default dispositions. Run from `nohup` or a
+    # background job, this process inherits SIGHUP/SIGINT ignored, and the harness rightly keeps
+    # an ignored signal ignored, so the child would never see the signal the test sends.
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(runs_root), str(seed)], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     try:
         assert proc.stdout is not None
         with selectors.DefaultSelector() as sel:
