@@ -270,3 +270,15 @@ async def pump(n: Node, followers: dict[str, ModelFollower], max_rounds: int = 5
         for s in pending:
             s.reply(followers[s.hop].answer(s.body))
     raise AssertionError("replication did not settle")
+
+
+async def rearm_in_term(n: Node, term: int) -> int:
+    """Put the node in ``term`` with its failure detector restarted from now, once the term is on
+    disk (flushes run off the loop); returns the metadata flush count at that point."""
+    n.c.fd.stop()
+    n.c.term = term
+    n.c.persist()
+    await n.c.meta_durable()
+    flushes = n.meta.flush_count
+    n.c.start_failure_detector()
+    return flushes

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 import pytest
-from consensus_fixture import Node, RpcCall, op, run_node, seeded, status_error
+from consensus_fixture import Node, RpcCall, op, rearm_in_term, run_node, seeded, status_error
 
 from nodes.log import OpId
 from nodes.rpc_errors import RpcTimeout
@@ -54,12 +54,7 @@ def test_b26_every_back_off_interval_follows_the_exp_backoff_formula(tmp_path: P
         elif draw == "bottom":
             n.c.rng.uniform = lambda a, b: a  # type: ignore[method-assign]
         delays = random.Random(n.seed)  # how long each refused/lost vote RPC takes, < MET
-        n.c.fd.stop()
-        n.c.term = 4
-        n.c.persist()
-        await n.c.meta_durable()
-        flushes = n.meta.flush_count
-        n.c.start_failure_detector()
+        flushes = await rearm_in_term(n, 4)
         waited: list[float] = []
         for _ in range(rounds):
             await expire_fd(n)
@@ -238,12 +233,7 @@ def test_b26_black_holed_node_times_every_attempt_from_the_last_snooze(tmp_path:
                     call.fail(RpcTimeout("vote timed out (test black hole)"))
             n.clock.call_later(call.timeout_s, expire)
         n.rpc.auto = black_hole
-        n.c.fd.stop()
-        n.c.term = 4
-        n.c.persist()
-        await n.c.meta_durable()
-        flushes = n.meta.flush_count
-        n.c.start_failure_detector()
+        flushes = await rearm_in_term(n, 4)
         await run_until(n, n.clock.now() + 200.0)
         trace = node_events(n, "pre_election_started", "pre_election_decided", "election_started")
         starts = [e for e in trace if e["event"] == "pre_election_started"]

@@ -15,6 +15,7 @@ from consensus_fixture import (
     RpcCall,
     follower_reply,
     op,
+    rearm_in_term,
     run_node,
     seeded,
     status_error,
@@ -97,12 +98,7 @@ def test_b26_isolated_node_keeps_term_and_backs_off_geometrically(tmp_path: Path
     async def body(n: Node) -> None:
         if exact_upper:  # make every draw the top of its window, so the bound itself is observed
             n.c.rng.uniform = lambda a, b: b  # type: ignore[method-assign]
-        n.c.fd.stop()
-        n.c.term = 4
-        n.c.persist()
-        await n.c.meta_durable()
-        flushes = n.meta.flush_count
-        n.c.start_failure_detector()
+        flushes = await rearm_in_term(n, 4)
         for k in range(9):
             await expire_fd(n)
             votes = n.vote_requests()
