@@ -67,8 +67,13 @@ def test_isolated_follower_backs_off_its_pre_elections(make_cluster: Any, worklo
         f"{victim} raised its term while isolated: {s0['term']} -> {s1['term']}")
     assert attempts <= ceiling, (
         f"{attempts} pre-elections in {window_s:.2f}s: more than one per MET ({met}s)")
-    # Every decided round counts toward the back-off; at most the round in flight is undecided.
-    assert s1["failed_elections"] >= attempts - 1, (
+    # Every decided round counts toward the back-off. At most two rounds are undecided when the
+    # snapshot is taken: the one in flight, and the one it superseded. kuduraft's StartElection
+    # (raft_consensus.cc) snoozes the failure detector by the same back-off delta it gives the
+    # round's LeaderElection as its vote deadline, so the next round can start just before the
+    # previous round's deadline is handled (stability run, seed 496853481: started at node time
+    # 23718.553, predecessor decided as superseded 7 ms later, the snapshot in between).
+    assert s1["failed_elections"] >= attempts - 2, (
         f"only {s1['failed_elections']} of {attempts} lost pre-elections counted toward the "
         f"back-off (B26)")
 
