@@ -23,12 +23,12 @@ def capabilities_of(args: Iterable[object]) -> list[Capability]:
     """The ``requires`` marker's arguments as capabilities (members or their names); ConfigError
     naming a value that is none, with the choices."""
     caps = []
+    known = {c.value: c for c in Capability}
     for arg in args:
-        try:
-            caps.append(Capability(arg))
-        except ValueError:
-            choices = ", ".join(c.value for c in Capability)
-            raise ConfigError(f"requires: {arg!r} is not a capability (choose from {choices})") from None
+        if not isinstance(arg, str) or arg not in known:  # a Capability is a str of its value
+            choices = ", ".join(known)
+            raise ConfigError(f"requires: {arg!r} is not a capability (choose from {choices})")
+        caps.append(known[arg])
     return caps
 
 
