@@ -11,15 +11,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from harness.backend import CLIENT, Backend, Capabilities, LinkId, links_of, log_tail
+from harness.backend import CLIENT, Backend, Capabilities, LinkId, log_tail
 from harness.control import NodeControl
-from harness.errors import ConfigError, HarnessError, NodeUnreachable, SetupError
+from harness.errors import ConfigError, FaultUnavailable, HarnessError, NodeUnreachable, SetupError
 from harness.exitguard import GUARD
 from harness.history import History
 from harness.link import Link
 from harness.nodeclient import NodeClient
 from harness.spec import BackendName, ClusterSpec
 from harness.store import RunDir, new_run_dir
+from harness.systems.base import Capability, NodeObservation, Observer, System, SystemUnavailable
+from harness.systems.registry import system_for
 from harness.timing import TimingProfile
 from harness.toxi import ToxiproxyClient
 from harness.versions import run_versions
@@ -37,12 +39,17 @@ T = TypeVar("T")
 LOG_TAIL_LINES = 20
 
 
-def make_backend(spec: ClusterSpec) -> Backend:
-    """The backend the spec names (the Docker backend is imported only when asked for)."""
+def make_backend(spec: ClusterSpec, system: System | None = None) -> Backend:
+    """The backend the spec names for ``system`` (default: the spec's); the Docker backend is
+    imported only when asked for, and runs only systems whose proxy shape it can build."""
+    system = system if system is not None else system_for(spec.system, spec)
     if spec.backend is BackendName.LOCAL:
         from harness.local import LocalBackend
 
-        return LocalBackend()
+        return LocalBackend(system=system)
+    system.proxy_shape(spec.backend.value)  # SystemUnavailable names what Docker lacks for it
+    if system.name != "kuduraft":
+        raise SystemUnavailable(f"{system.name} on the docker backend is not built yet (issue #13)")
     try:
         from harness.docker.backend import DockerBackend
     except ImportError as exc:
@@ -68,7 +75,9 @@ class Cluster(NodeControl):
     def __init__(self, spec: ClusterSpec, backend: Backend | None = None, *,
                  runs_root: Path | str | None = None, status_timeout_s: float = 1.0) -> None:
         self.spec = spec
-        self.backend: Backend = backend if backend is not None else make_backend(spec)
+        given = getattr(backend, "system", None)  # a backend built for a system (LocalBackend) says which
+        self.system: System = given if given is not None else system_for(spec.system, spec)
+        self.backend: Backend = backend if backend is not None else make_backend(spec, self.system)
         self._runs_root = runs_root
         self._status_timeout_s = status_timeout_s
         self._stack: ExitStack | None = None
@@ -76,6 +85,7 @@ class Cluster(NodeControl):
         self._up: set[str] = set()
         self._links: dict[str, Link] = {}
         self._clients: dict[str, NodeClient] = {}
+        self._observers: dict[str, Observer] = {}
         self._cleanup_errors: list[BaseException] = []
         self._rngs: dict[str, random.Random] = {}
         self._exit_listeners: list[Callable[[str, int], None]] = []
@@ -105,7 +115,7 @@ class Cluster(NodeControl):
         except BaseException as exc:
             tails = self.log_tails() if self._run is not None else {}
             self.close(primary=exc, reraise=False)
-            if isinstance(exc, HarnessError | KeyboardInterrupt | SystemExit):
+            if isinstance(exc, HarnessError | SystemUnavailable | KeyboardInterrupt | SystemExit):
                 raise
             raise SetupError(f"cluster start failed: {type(exc).__name__}: {exc}", tails) from exc
 
@@ -131,11 +141,12 @@ class Cluster(NodeControl):
         self._history.note("versions", versions=run_versions(self.backend.name, self._toxi))
         self._toxi.populate(self.backend.proxy_configs())
         self._on_close(self._delete_proxies)
-        self._links = {link.name: Link(link, self._toxi) for link in links_of(self.spec)}
+        self._links = {p.name: Link(LinkId.parse(p.name), self._toxi) for p in self.backend.proxy_configs()}
         for node_id in self.nodes:
-            self._clients[node_id] = NodeClient(node_id, self.backend.node_http_url(node_id),
-                                                self.backend.client_url(node_id),
-                                                timeout_s=self._status_timeout_s)
+            api = self.backend.node_http_url(node_id)
+            self._observers[node_id] = self.system.observer(node_id, api, timeout_s=self._status_timeout_s)
+            self._clients[node_id] = self.system.node_client(node_id, api, self.backend.client_url(node_id),
+                                                             timeout_s=self._status_timeout_s)
         self._on_close(self._stop_nodes)
         for node_id in self.nodes:
             self.start(node_id)
@@ -225,6 +236,10 @@ class Cluster(NodeControl):
     def capabilities(self) -> Capabilities:
         return self.backend.capabilities
 
+    def has(self, capability: Capability) -> bool:
+        """Whether the system under test has ``capability`` on this backend (harness.systems)."""
+        return capability in self.system.capabilities(self.backend.name)
+
     def rng(self, purpose: str) -> random.Random:
         """The run's random.Random for ``purpose``, seeded by the run seed and the purpose; the same
         object on every call, so a run's draws for one purpose form one reproducible sequence."""
@@ -239,7 +254,9 @@ class Cluster(NodeControl):
         return node_id
 
     def node(self, node_id: str) -> NodeClient:
-        """The node's HTTP client: status/flags go to the node directly, KV via ``client->id``."""
+        """The node's client (``System.node_client``): status (and kuduraft's flags) go to the node
+        directly, KV via ``client->id``. For a system other than kuduraft it is a
+        ``harness.systems.handle.NodeHandle``: KV, status and health only."""
         return self._need(self._clients.get(self._check(node_id)), f"client for {node_id}")
 
     def log_path(self, node_id: str) -> Path:
@@ -251,9 +268,15 @@ class Cluster(NodeControl):
 
     # ---- status -------------------------------------------------------------------------------
 
+    def observe(self, node_id: str) -> NodeObservation:
+        """One node's state through the System's observer; NodeUnreachable when it does not answer."""
+        return self._need(self._observers.get(self._check(node_id)), f"observer for {node_id}").observe()
+
     def status(self, node_id: str) -> dict[str, Any]:
-        """One node's ``/status``; NodeUnreachable when it does not answer."""
-        return self.node(node_id).status()
+        """One node's observation as a status document (kuduraft: its ``/status``; any system:
+        ``role``, ``term``, ``leader``, ``commit_index``, ``applied_index``); NodeUnreachable when
+        it does not answer."""
+        return self.observe(node_id).status_document()
 
     def _status_or_none(self, node_id: str) -> dict[str, Any] | None:
         if not self.backend.is_running(node_id) or self.backend.is_paused(node_id):
@@ -285,10 +308,18 @@ class Cluster(NodeControl):
     # ---- links --------------------------------------------------------------------------------
 
     def link(self, src: str, dst: str) -> Link:
-        """The proxy of ``src``'s outbound RPC connection to ``dst`` (``n1->n2``)."""
+        """The proxy of ``src``'s outbound RPC connection to ``dst`` (``n1->n2``). FaultUnavailable
+        (the test skips) when the system's proxy shape on this backend has no such proxy, e.g.
+        etcd's ingress proxies on the local backend (``harness.systems.topology``)."""
         if self._check(src) == self._check(dst):
             raise ConfigError(f"no link from {src} to itself")
-        return self._links[LinkId(src, dst).name]
+        link = self._links.get(LinkId(src, dst).name)
+        if link is None:
+            topology = getattr(self.backend, "topology", None)
+            reason = topology.cut([(src, dst)]).reason if topology is not None else None
+            raise FaultUnavailable(f"link {src}->{dst}", f"{self.system.name} on the {self.backend.name} "
+                                   f"backend: {reason or 'no proxy for this directed link'}")
+        return link
 
     def client_link(self, node_id: str) -> Link:
         """The proxy clients' KV operations to ``node_id`` go through (``client->n1``)."""

@@ -1,4 +1,8 @@
-"""LocalBackend: nodes as ``python -m nodes`` processes and one Toxiproxy server, all on 127.0.0.1."""
+"""LocalBackend: a System's nodes as local processes and one Toxiproxy server, all on 127.0.0.1.
+
+The backend knows no particular system: it allocates the addresses, lays the proxies out with
+``harness.systems.topology`` in the shape the system asks for, and starts each node from the
+system's ``LaunchSpec`` (kuduraft: ``python -m nodes`` exactly as before the seam)."""
 
 from __future__ import annotations
 
@@ -6,31 +10,27 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
-from harness.backend import (
-    Capabilities,
-    client_proxy_listen,
-    links_of,
-    node_args,
-    start_banner,
-    write_cluster_file,
-)
+from harness.backend import Capabilities, start_banner
 from harness.errors import ConfigError, SetupError
 from harness.ports import free_ports
 from harness.spec import ClusterSpec
 from harness.store import RunDir
 from harness.sweep import Registry, labelled_env, sweep_orphans
+from harness.systems.base import LaunchContext, System
+from harness.systems.registry import system_for
+from harness.systems.topology import MemberAddresses, Topology, plan_topology, proxy_names
 from harness.toxi import ProxyConfig
-from harness.toxiproxy_server import REPO_ROOT, ToxiproxyServer
+from harness.toxiproxy_server import ToxiproxyServer
 
 HOST = "127.0.0.1"
 
 
 class LocalBackend:
     """Node processes on loopback with free ports, data dirs under the run dir, logs appended.
+    ``system`` (default: the one the spec names, ``ClusterSpec.system``) says how to start them.
 
     Every process gets ``RAFTCHAOS_RUN=<run id>`` (plus its owner) in its environment and its
     own process group; ``prepare`` first sweeps what killed runs left behind. Thread-safe.
@@ -39,11 +39,11 @@ class LocalBackend:
     name = "local"
     capabilities = Capabilities(can_kill=True, can_terminate=True, can_pause=True, can_restart=True)
 
-    def __init__(self, python: str = sys.executable, repo_root: Path = REPO_ROOT,
-                 sweep: bool = True) -> None:
-        self.python = python
-        self.repo_root = repo_root
+    def __init__(self, sweep: bool = True, system: System | None = None) -> None:
         self.sweep = sweep
+        self._system = system
+        self._topology: Topology | None = None
+        self._listen: dict[str, MemberAddresses] = {}
         self._lock = threading.RLock()
         self._spec: ClusterSpec | None = None
         self._run: RunDir | None = None
@@ -52,9 +52,6 @@ class LocalBackend:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._paused: set[str] = set()
         self._incarnation: dict[str, int] = {}
-        self._rpc: dict[str, str] = {}
-        self._http: dict[str, str] = {}
-        self._proxies: list[ProxyConfig] = []
 
     # ---- setup --------------------------------------------------------------------------------
 
@@ -64,25 +61,37 @@ class LocalBackend:
                 raise ConfigError("LocalBackend.prepare called twice")
             if self.sweep:
                 sweep_orphans()
+            system = self._system if self._system is not None else system_for(spec.system, spec)
+            shape = system.proxy_shape(self.name)  # SystemUnavailable: this system cannot run here
+            self._system = system
             self._spec, self._run = spec, run.create()
             self._registry = Registry(run.run_id, run.path)
-            links = links_of(spec)
-            ports = iter(free_ports(2 * spec.node_count + len(links)))
-            for node_id in spec.nodes:
-                self._rpc[node_id] = f"{HOST}:{next(ports)}"
-                self._http[node_id] = f"{HOST}:{next(ports)}"
-            for link in links:
-                upstream = self._http[link.dst] if link.is_client else self._rpc[link.dst]
-                self._proxies.append(ProxyConfig(link.name, f"{HOST}:{next(ports)}", upstream))
-            write_cluster_file(self._run.cluster_file, spec, self._rpc, self._http, self._proxies)
+            names = proxy_names(spec.nodes, shape)
+            ports = iter(free_ports(2 * spec.node_count + len(names)))
+            for node_id in spec.nodes:  # peer then api port per node, then the proxies: as always
+                peer = f"{HOST}:{next(ports)}"
+                self._listen[node_id] = MemberAddresses(api=f"{HOST}:{next(ports)}", peer=peer)
+            self._topology = plan_topology(spec.nodes, shape, self._listen,
+                                           {name: f"{HOST}:{next(ports)}" for name in names})
             self._server = ToxiproxyServer(run.toxiproxy_log, seed=spec.seed,
                                            env=labelled_env(run.run_id))
             self._server.start()
             if self._server.pid is not None:
                 self._registry.add([self._server.pid])
 
+    @property
+    def system(self) -> System | None:
+        """The system this backend runs: the one given, else the spec's once prepared."""
+        return self._system
+
+    @property
+    def topology(self) -> Topology:
+        if self._topology is None:
+            raise SetupError("backend not prepared")
+        return self._topology
+
     def proxy_configs(self) -> list[ProxyConfig]:
-        return list(self._proxies)
+        return self._topology.proxy_configs() if self._topology is not None else []
 
     @property
     def toxiproxy_api_url(self) -> str:
@@ -91,16 +100,16 @@ class LocalBackend:
         return self._server.api_url
 
     def _known(self, node_id: str) -> None:
-        if node_id not in self._http:
+        if node_id not in self._listen:
             raise ConfigError(f"unknown node {node_id!r}")
 
     def node_http_url(self, node_id: str) -> str:
         self._known(node_id)
-        return f"http://{self._http[node_id]}"
+        return f"http://{self._listen[node_id].api}"
 
     def client_url(self, node_id: str) -> str:
         self._known(node_id)
-        return f"http://{client_proxy_listen(self._proxies, node_id)}"
+        return f"http://{self.topology.client[node_id]}"
 
     def log_path(self, node_id: str) -> Path:
         assert self._run is not None
@@ -111,24 +120,24 @@ class LocalBackend:
     def start(self, node_id: str) -> None:
         with self._lock:
             self._known(node_id)
-            assert self._spec is not None and self._run is not None and self._registry is not None
+            assert self._run is not None and self._registry is not None and self._system is not None
             if self.is_running(node_id):
                 raise SetupError(f"{node_id} is already running")
             incarnation = self._incarnation.get(node_id, 0) + 1
-            self._incarnation[node_id] = incarnation
             data = self._run.node_data(node_id)
             data.mkdir(parents=True, exist_ok=True)
-            argv = [self.python, "-m", "nodes",
-                    *node_args(self._spec, node_id, self._run.cluster_file, data, incarnation)]
-            env = labelled_env(self._run.run_id)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.repo_root), env.get("PYTHONPATH")]))
-            env["PYTHONUNBUFFERED"] = "1"
+            launch = self._system.launch_spec(LaunchContext(
+                self._run.run_id, node_id, incarnation, data, self._run.path, self._listen, self.topology))
+            self._incarnation[node_id] = incarnation
+            for path, text in launch.files.items():
+                path.write_text(text)
+            env = {**labelled_env(self._run.run_id), **launch.env}
             log = self.log_path(node_id)
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("ab") as fh:
                 fh.write(start_banner(node_id, incarnation))
                 fh.flush()
-                proc = subprocess.Popen(argv, cwd=self.repo_root, env=env, stdin=subprocess.DEVNULL,
+                proc = subprocess.Popen(list(launch.argv), cwd=launch.cwd, env=env, stdin=subprocess.DEVNULL,
                                         stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
             self._procs[node_id] = proc
             self._paused.discard(node_id)

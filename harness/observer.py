@@ -1,5 +1,9 @@
-"""Observer: background threads sampling every node's /status into the history at a fixed interval,
-and copying each node's own event trace (``GET /events``) into it as ``trace`` events."""
+"""Observer: background threads sampling every node's state into the history at a fixed interval,
+and copying each node's own event trace (``GET /events``) into it as ``trace`` events.
+
+A sample is the node's observation through the System seam (``Cluster.status``: kuduraft's
+``/status``, or the fields every system reports); the trace is copied only from a system with
+``Capability.NODE_TRACE`` (kuduraft's node)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any, Protocol
 
 from harness.errors import HarnessError, NodeUnreachable
 from harness.history import History
+from harness.systems.base import Capability
 
 DEFAULT_INTERVAL_S = 0.05
 
@@ -63,6 +68,8 @@ class Observer:
         self._cursors: dict[str, _TraceCursor] = {}
         self.samples = 0
         self.traced = 0
+        has = getattr(cluster, "has", None)  # a stand-in cluster without a System: kuduraft's node
+        self._tracing = has(Capability.NODE_TRACE) if has is not None else True
 
     def start(self) -> Observer:
         if self._threads:
@@ -102,7 +109,8 @@ class Observer:
                 history.sample(node_id, None, "paused")
             else:
                 history.sample(node_id, trim_status(self.cluster.status(node_id)))
-                self._trace(node_id, history)
+                if self._tracing:
+                    self._trace(node_id, history)
             self.samples += 1
         except NodeUnreachable as exc:
             history.sample(node_id, None, str(exc))

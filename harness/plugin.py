@@ -7,7 +7,9 @@ always kept), ``--run-dir DIR`` (where run directories go, default ``.raftchaos/
 directory or creatable), ``--raftchaos-strict`` (a test whose verdict is unknown fails),
 ``--raftchaos-summary FILE`` (the session summary, default ``<run-dir>/summary.json``),
 ``--timing fast|kuduraft`` (the default profile of ``make_cluster``; marker ``kuduraft_timing`` =
-the subset meant to run with ``kuduraft``). Bad
+the subset meant to run with ``kuduraft``), ``--system NAME`` (the system under test,
+``harness.systems.registry``: ``kuduraft`` (default) or ``etcd``; recorded in each run's spec and
+run.json, so ``raftchaos replay`` runs the same system). Bad
 values are one pytest usage error at configure time, naming the option.
 
 Verdicts: a test's verdict composes every verdict of its clusters and its ``record_verdict``
@@ -54,7 +56,10 @@ Fixtures:
 - ``record_verdict(verdict, cluster=None)``: add a suite's own Verdict (default: to the last
   cluster made) so it lands in verdicts.json and the report.
 
-Markers: ``docker``, ``slow``, ``chaos``. A FaultUnavailable raised by a test skips it, and so does
+Markers: ``docker``, ``slow``, ``chaos``, ``requires(Capability.X, ...)`` and ``kuduraft_only``
+(``harness.systems.requirements``: a test the system under test cannot serve is skipped at
+collection with the reason). A FaultUnavailable raised by a test skips it, and so do a system that
+cannot run here (``SystemUnavailable``: etcd not installed, or on Docker) and
 ``--backend docker`` when no Docker daemon answers and none can be started (with the reason). At
 the end of the session each kept run's HTML report (``report.html`` in its run directory) is
 rendered, a rich report (``reports.terminal``) shows one row per run, and one line per kept run
@@ -85,6 +90,10 @@ from harness.runinfo import RunRecord
 from harness.spec import BackendName, ClusterSpec
 from harness.store import RunDir, new_run_dir
 from harness.supervisor import CrashSupervisor
+from harness.systems.base import SystemUnavailable
+from harness.systems.registry import names as system_names
+from harness.systems.registry import system_for
+from harness.systems.requirements import KUDURAFT_ONLY, REQUIRES, capabilities_of, requirement_skip
 from harness.timing import FLAG_NAMES, TimingProfile
 from harness.workload import Workload, WorkloadSpec
 
@@ -166,6 +175,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="timing profile of every cluster a test does not give one: fast (kuduraft's "
                          "defaults / 5, every ratio kept) or kuduraft (kuduraft's real defaults); "
                          "run the kuduraft_timing subset with kuduraft")
+    group.addoption("--system", default="kuduraft", metavar="NAME",
+                    help=f"the system under test: {', '.join(system_names())} (default kuduraft)")
     group.addoption("--raftchaos-summary", default=None, metavar="FILE",
                     help="where the session summary goes (default: <run-dir>/summary.json)")
 
@@ -175,7 +186,11 @@ def pytest_configure(config: pytest.Config) -> None:
                          ("slow", "takes more than a few seconds"),
                          ("chaos", "a chaos suite (starts a cluster, injects faults)"),
                          ("kuduraft_timing", "nightly-sized subset that also runs in reasonable time with "
-                                             "--timing kuduraft (kuduraft's real timing defaults)")):
+                                             "--timing kuduraft (kuduraft's real timing defaults)"),
+                         (REQUIRES, "requires(Capability.X, ...): skipped with the reason when the system "
+                                    "under test (--system) lacks one on this backend"),
+                         (KUDURAFT_ONLY, "checks kuduraft's own behaviour: skipped with the reason under "
+                                         "another --system (optional reason=)")):
         config.addinivalue_line("markers", f"{marker}: {text}")
     config.stash[_SESSION_RUNS] = []
     config.stash[_SESSION_TESTS] = {}
@@ -184,6 +199,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_options(config: pytest.Config) -> None:
     """One usage error naming the option, before any test runs (not one failure per test)."""
+    system = config.getoption("--system", default="kuduraft")
+    if system not in system_names():
+        raise pytest.UsageError(f"--system {system}: unknown system (choose from {', '.join(system_names())})")
     seed = config.getoption("--seed", default=None)
     if seed is not None and not 0 <= seed < SEED_LIMIT:
         raise pytest.UsageError(f"--seed must be an integer in [0, 2**63), got {seed}")
@@ -223,6 +241,27 @@ def _state(item: pytest.Item) -> _TestState:
 def _runs_root(config: pytest.Config) -> Path:
     root = Path(config.getoption("--run-dir"))
     return root if root.is_absolute() else config.invocation_params.dir / root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip, with the reason, every test whose ``requires``/``kuduraft_only`` markers the system
+    under test cannot serve on this backend; a ``requires`` argument that is no capability is one
+    usage error naming the test."""
+    name = config.getoption("--system", default="kuduraft")
+    backend = config.getoption("--backend", default="local")
+    system = system_for(name, ClusterSpec())  # capabilities only: nothing is started
+    for item in items:
+        required = []
+        for mark in item.iter_markers(REQUIRES):
+            try:
+                required += capabilities_of(mark.args)
+            except HarnessError as exc:
+                raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+        only = item.get_closest_marker(KUDURAFT_ONLY)
+        reason = requirement_skip(system, backend, required, only is not None,
+                                  only.kwargs.get("reason") if only is not None else None)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 # ---- fixtures -----------------------------------------------------------------------------------
@@ -266,10 +305,13 @@ def make_cluster(request: pytest.FixtureRequest, raftchaos_seed: int) -> Iterato
         config.stash[_SESSION_RUNS].append((run, state))
         request.node.user_properties.append(("raftchaos_run_dir", str(run.path)))
         spec = ClusterSpec(node_count=nodes, flags=cluster_flags, node_flags=node_flags or {},
-                           topology=topology or {}, backend=backend,
-                           seed=raftchaos_seed, run_dir=run.path, test_name=test_name, timing=timing)
-        cluster = Cluster(spec)
-        cluster.start_cluster()
+                           topology=topology or {}, backend=backend, seed=raftchaos_seed, run_dir=run.path,
+                           test_name=test_name, timing=timing, system=config.getoption("--system"))
+        try:
+            cluster = Cluster(spec)
+            cluster.start_cluster()
+        except SystemUnavailable as exc:  # not installed, or not on this backend: cannot run, no finding
+            pytest.skip(f"{spec.system}: {exc}")
         managed = _Managed(cluster)
         state.clusters.append(managed)
         Observer(cluster).start()

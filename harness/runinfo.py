@@ -7,8 +7,9 @@ so a suite test that builds its workload or nemesis itself is recorded as it ran
 defaults. The entry point names the run and writes the file (``RunRecord.write``) when the
 cluster is started and again when the run's active phase ends.
 
-Schema (``raftchaos.run/2``): ``name``, ``seed``, ``cluster`` (the ``spec.json`` document without
-its ``run_dir``), ``workload`` (``enabled``, ``clients``, ``rate_hz``, ``keys``, ``mix``,
+Schema (``raftchaos.run/2``): ``name``, ``seed``, ``system`` (the system under test, as in the
+spec: ``kuduraft`` or ``etcd``; a replay rebuilds its cluster from the spec, so it runs the same
+one), ``cluster`` (the ``spec.json`` document without its ``run_dir``), ``workload`` (``enabled``, ``clients``, ``rate_hz``, ``keys``, ``mix``,
 ``op_timeout_s``), ``supervisor`` (``enabled``, ``restart_delay_s``, ``poll_s``), ``schedule``
 (``file``, ``steps``; null when no nemesis ran), ``duration_s``, ``timeline`` (seconds from the
 run's start, the first agreed leader: ``workload_start_s``, ``schedule_start_s``,
@@ -137,7 +138,8 @@ class RunRecord:
             if load is not None:
                 workload.update({k: load[k] for k in ("clients", "rate_hz", "keys", "mix", "op_timeout_s")})
             doc = {
-                "schema": SCHEMA, "name": self.name or spec["test_name"], "seed": spec["seed"], "cluster": spec,
+                "schema": SCHEMA, "name": self.name or spec["test_name"], "seed": spec["seed"],
+                "system": spec["system"], "cluster": spec,
                 "workload": workload, "workloads": len(self.workloads),
                 "supervisor": self.supervisor or {"enabled": False},
                 "schedule": {"file": schedule["file"], "steps": schedule["steps"], "schedules": len(self.schedules)}

@@ -21,6 +21,7 @@ FlagValue = bool | int | float | str
 MAX_NODES = 7
 _FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TEST_NAME = re.compile(r"^[A-Za-z0-9_.\-\[\]]+$")
+_SYSTEM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class BackendName(StrEnum):
@@ -56,7 +57,9 @@ class ClusterSpec:
     through ``flags`` but through ``timing`` so the derived bounds always match what nodes run
     (a per-node override is allowed and deliberately leaves the cluster-wide bounds alone).
     ``topology`` maps a peer to the proxy node that feeds it (``{"n3": "n2"}``). ``run_dir`` is
-    where the run's files go (``None``: a fresh directory under the run store's root).
+    where the run's files go (``None``: a fresh directory under the run store's root). ``system``
+    names the system under test (``harness.systems.registry``, which checks the name; default
+    ``kuduraft``, the node of ``nodes/``): recorded with the spec, so a replay runs the same system.
     """
 
     node_count: int = 3
@@ -68,6 +71,7 @@ class ClusterSpec:
     run_dir: Path | None = None
     test_name: str = "adhoc"
     timing: TimingProfile = field(default_factory=TimingProfile.fast)
+    system: str = "kuduraft"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -103,6 +107,8 @@ class ClusterSpec:
             set_(self, "run_dir", Path(self.run_dir))
         if not isinstance(self.test_name, str) or not _TEST_NAME.match(self.test_name):
             raise ConfigError(f"test_name must match {_TEST_NAME.pattern}, got {self.test_name!r}")
+        if not isinstance(self.system, str) or not _SYSTEM_NAME.match(self.system):
+            raise ConfigError(f"system must be a system name such as 'kuduraft', got {self.system!r}")
         if not isinstance(self.timing, TimingProfile):
             raise ConfigError(f"timing must be a TimingProfile, got {self.timing!r}")
 
@@ -163,6 +169,7 @@ class ClusterSpec:
             "run_dir": str(self.run_dir) if self.run_dir is not None else None,
             "test_name": self.test_name,
             "timing": self.timing.to_dict(),
+            "system": self.system,
         }
 
     def to_json(self) -> str:
@@ -171,7 +178,7 @@ class ClusterSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClusterSpec:
         known = {"node_count", "flags", "node_flags", "topology", "backend", "seed", "run_dir",
-                 "test_name", "timing"}
+                 "test_name", "timing", "system"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"cluster spec: unknown field(s) {', '.join(unknown)}")
@@ -201,6 +208,8 @@ class ClusterSpec:
     def __str__(self) -> str:
         parts = [f"{self.node_count} nodes", f"backend={self.backend.value}", f"seed={self.seed}",
                  f"P={self.timing.heartbeat_interval_ms}ms", f"rpc_timeout={self.timing.rpc_timeout_ms}ms"]
+        if self.system != "kuduraft":
+            parts.insert(1, f"system={self.system}")
         if self.flags:
             parts.append("flags=" + ",".join(f"{k}={v}" for k, v in sorted(self.flags.items())))
         for node_id, per_node in sorted(self.node_flags.items()):

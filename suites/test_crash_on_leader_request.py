@@ -28,7 +28,8 @@ from harness.errors import NodeUnreachable
 from harness.supervisor import INJECTED_CRASH_EXIT
 from suites._helpers import Markers, heartbeats, node_exits, wait_ok_ops
 
-pytestmark = [pytest.mark.chaos, pytest.mark.crash_on_leader_request]
+pytestmark = [pytest.mark.chaos, pytest.mark.crash_on_leader_request,
+              pytest.mark.kuduraft_only(reason="B21, B22: kuduraft's fault_crash_* runtime flags and its exit status 85")]
 
 FRACTION = 0.05  # kuduraft's raft_consensus-itest crashy-nodes value
 CRASHES = 5  # more than the node count: some node crashes again after a restart (re-armed)

@@ -35,7 +35,8 @@ from harness.supervisor import INJECTED_CRASH_EXIT
 from suites._helpers import Markers, heartbeats, measure, node_exits
 from suites._safety import status_or_none, unknown, valid
 
-pytestmark = [pytest.mark.chaos, pytest.mark.fault_fractions]
+pytestmark = [pytest.mark.chaos, pytest.mark.fault_fractions,
+              pytest.mark.kuduraft_only(reason="kuduraft's crash fractions, judged from its own per-peer draw counters")]
 
 ON = "fault_crash_on_leader_request_fraction"
 AFTER = "fault_crash_after_leader_request_fraction"

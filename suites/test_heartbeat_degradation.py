@@ -39,7 +39,8 @@ from suites._helpers import (
     wait_trace,
 )
 
-pytestmark = [pytest.mark.chaos, pytest.mark.heartbeat_degradation]
+pytestmark = [pytest.mark.chaos, pytest.mark.heartbeat_degradation,
+              pytest.mark.kuduraft_only(reason="B1-B8, B17, B18, B20: kuduraft's per-peer heartbeat degradation, from its per-peer evidence and trace")]
 
 # Load: every KV op (reads too) appends to the Raft log, so this is the rate of write signals.
 # Each client waits for its answer, so the rate is capped at clients / latency: 8 clients reach

@@ -21,7 +21,8 @@ import pytest
 from suites._helpers import Markers, heartbeats, measure
 from suites._safety import unknown, valid, wait_status
 
-pytestmark = [pytest.mark.chaos, pytest.mark.heartbeat_degradation]
+pytestmark = [pytest.mark.chaos, pytest.mark.heartbeat_degradation,
+              pytest.mark.kuduraft_only(reason="B3 and friends: kuduraft's Peer::SendNextRequest, from its per-peer request evidence")]
 
 WINDOW_HEARTBEATS = 20
 

@@ -51,7 +51,8 @@ from harness.nodeclient import Outcome
 from suites._helpers import Markers, recorded_op
 from suites._safety import node_flags, status_or_none, unknown, valid, wait_status
 
-pytestmark = [pytest.mark.chaos, pytest.mark.safety]
+pytestmark = [pytest.mark.chaos, pytest.mark.safety,
+              pytest.mark.kuduraft_only(reason="power loss replays kuduraft's sync ledger; corruption targets its WAL and metadata formats")]
 
 REFUSED_STORAGE_EXIT = 3
 

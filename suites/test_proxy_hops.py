@@ -40,7 +40,8 @@ from suites._helpers import (
     wait_trace,
 )
 
-pytestmark = [pytest.mark.chaos, pytest.mark.proxy_hops]
+pytestmark = [pytest.mark.chaos, pytest.mark.proxy_hops,
+              pytest.mark.kuduraft_only(reason="B43-B48: kuduraft's proxy-peer routing (DURABLE_ROUTING_POLICY)")]
 
 LEADER, PROXY, DEST = "n1", "n2", "n3"
 TOPOLOGY = {DEST: PROXY}

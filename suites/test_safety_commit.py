@@ -42,7 +42,8 @@ from suites._safety import (
     watch_until,
 )
 
-pytestmark = [pytest.mark.chaos, pytest.mark.safety]
+pytestmark = [pytest.mark.chaos, pytest.mark.safety,
+              pytest.mark.kuduraft_only(reason="B14 and the apply rule, staged with kuduraft's runtime flags and read from its trace")]
 
 FSYNC_LATENCY_MS = 1500  # the new leader's NO_OP stays non-durable this long: the hazard window
 # The followers' replies to e reach the old leader only after it is killed. Every request sent

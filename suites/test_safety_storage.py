@@ -34,7 +34,8 @@ from harness.ports import HOST, free_ports
 from suites._helpers import Markers
 from suites._safety import valid
 
-pytestmark = [pytest.mark.chaos, pytest.mark.safety]
+pytestmark = [pytest.mark.chaos, pytest.mark.safety,
+              pytest.mark.kuduraft_only(reason="kuduraft's WAL segment format and its refusal to start on corruption (exit 3)")]
 
 REFUSED_STORAGE_EXIT = 3
 _HEADER = struct.Struct(">III")  # payload length, crc32(payload), crc32(first 8 bytes): docs/node-api.md

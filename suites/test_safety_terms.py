@@ -31,7 +31,8 @@ from harness.cluster import Cluster
 from suites._helpers import Markers, heartbeats, measure
 from suites._safety import unknown, valid, wait_status
 
-pytestmark = [pytest.mark.chaos, pytest.mark.safety]
+pytestmark = [pytest.mark.chaos, pytest.mark.safety,
+              pytest.mark.kuduraft_only(reason="kuduraft's term, vote and pre-election rules, staged over per-link cuts and read from its status")]
 
 QUIET_HEARTBEATS = 40  # each window: many failure-detector periods (MET = 3 P)
 

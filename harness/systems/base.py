@@ -129,6 +129,21 @@ class NodeObservation:
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
 
+    def status_document(self) -> dict[str, Any]:
+        """The observation in the vocabulary of the history's samples and the waits (the fields
+        docs/node-api.md gives ``/status``: ``role``, ``term``, ``leader``, ``commit_index``,
+        ``applied_index``), over the system's own document: kuduraft's ``/status``
+        already is that document, and an etcd sample keeps etcd's fields beside them. A value the
+        node did not report is left out rather than written as null, so a wait reads "not yet"."""
+        doc = dict(self.raw)
+        doc.update({"role": self.role.value, "term": self.term, "leader": self.leader})
+        for name, value in (("commit_index", self.commit_index), ("applied_index", self.applied_index)):
+            if value is None:
+                doc.pop(name, None)
+            else:
+                doc[name] = value
+        return doc
+
 
 @runtime_checkable
 class Observer(Protocol):
@@ -186,6 +201,13 @@ class System(Protocol):
     def observer(self, node_id: str, api_url: str, timeout_s: float = 2.0) -> Observer: ...
 
     def kv_client(self, node_id: str, url: str, timeout_s: float = 2.0) -> KvClient: ...
+
+    def node_client(self, node_id: str, api_url: str, client_url: str, timeout_s: float = 1.0) -> Any:
+        """The one client a Cluster hands out for a node (``Cluster.node``): KV through
+        ``client_url`` (its ``client->n`` proxy), ``status()``/``health()`` from ``api_url``
+        directly, and whatever else the system offers (kuduraft: flags, ``/events``, step-down).
+        Systems without more return ``harness.systems.handle.NodeHandle``."""
+        ...
 
 
 def missing_capabilities(system: System, backend: str, needed: Iterable[Capability]) -> list[Capability]:

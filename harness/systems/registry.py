@@ -10,9 +10,15 @@ from harness.systems.base import System
 from harness.systems.etcd import EtcdSystem
 from harness.systems.kuduraft import KuduraftSystem
 
+# etcd's default election timeout is 10 heartbeat intervals (--heartbeat-interval 100,
+# --election-timeout 1000; it requires at least 5): the cluster's heartbeat from its timing profile
+# (100 ms under the fast profile: etcd's own defaults), the election timeout at etcd's ratio.
+ETCD_ELECTION_HEARTBEATS = 10
+
 
 def _etcd(spec: ClusterSpec) -> System:
-    return EtcdSystem()
+    heartbeat_ms = spec.timing.heartbeat_interval_ms
+    return EtcdSystem(heartbeat_ms=heartbeat_ms, election_ms=ETCD_ELECTION_HEARTBEATS * heartbeat_ms)
 
 
 FACTORIES: dict[str, Callable[[ClusterSpec], System]] = {

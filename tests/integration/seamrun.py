@@ -2,8 +2,8 @@
 system's nodes on loopback from their LaunchSpecs, behind a real Toxiproxy server laid out by
 ``harness.systems.topology``, and stops every process it started (on success and on failure).
 
-The real backends are not wired to the seam yet (issue #13, next step); this is the least code
-that exercises an adapter end to end: addresses from ``harness.ports``, processes labelled with
+The local backend is wired to the seam now (``harness.local``); this stays as the least code that
+exercises an adapter end to end without the Cluster around it: addresses from ``harness.ports``, processes labelled with
 the run id (``harness.sweep.labelled_env``) so a killed test's leftovers are swept like any run's.
 """
 

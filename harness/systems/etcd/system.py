@@ -17,11 +17,16 @@ from pathlib import Path
 from harness.errors import ConfigError
 from harness.systems.base import Capability, LaunchContext, LaunchSpec, SystemUnavailable
 from harness.systems.etcd.gateway import EtcdKv, EtcdObserver, Gateway
+from harness.systems.handle import NodeHandle
 from harness.systems.topology import PEERS, ProxyShape
 
 BINARY_CANDIDATES = ("/usr/bin/etcd", "/usr/local/bin/etcd")
 INSTALL_HINT = "etcd not found: install Debian's etcd-server (3.4), which puts it at /usr/bin/etcd"
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+
+# etcd's own request timeout is 5 s plus 2 x election timeout (v3.4 etcdserver/config.go ReqTimeout);
+# ops carry the harness's client timeout anyway, this only bounds an op that gives none.
+KV_TIMEOUT_S = 5.0
 
 LOCAL_CAPABILITIES = frozenset({Capability.INGRESS_PROXIES, Capability.PAUSE, Capability.KILL, Capability.KV_APPEND})
 
@@ -78,7 +83,13 @@ class EtcdSystem:
 
     def launch_spec(self, ctx: LaunchContext) -> LaunchSpec:
         """The member's flags. Restarts reuse the data directory, where etcd ignores the
-        ``--initial-*`` flags and rejoins with its stored membership."""
+        ``--initial-*`` flags and rejoins with its stored membership.
+
+        ``--pre-vote``: etcd 3.4 defaults it off (3.5 turns it on). Without it a restarted member
+        whose election timer fires before the leader's first heartbeat reaches it campaigns in a
+        higher term, and the leader steps down when that member answers its next heartbeat with
+        the higher term (raft.go Step, ``m.Term < r.Term`` with check-quorum on); with it, like
+        kuduraft's pre-elections, a member that cannot win changes no term."""
         if ctx.topology.shape is not ProxyShape.INGRESS_PER_DESTINATION:
             raise SystemUnavailable(f"etcd needs the ingress topology here, got {ctx.topology.shape.value}")
         ingress = {n: _proxy_listen(ctx, n) for n in ctx.topology.nodes}
@@ -92,6 +103,7 @@ class EtcdSystem:
             "--initial-cluster", initial, "--initial-cluster-state", "new",
             "--initial-cluster-token", cluster_token(ctx.run_id),
             "--heartbeat-interval", str(self.heartbeat_ms), "--election-timeout", str(self.election_ms),
+            "--pre-vote",
             "--logger", "zap", "--log-outputs", "stderr", "--log-level", self.log_level,
         )
         return LaunchSpec(argv=argv, env={}, data_dir=ctx.data_dir, listen=own)
@@ -101,6 +113,13 @@ class EtcdSystem:
 
     def kv_client(self, node_id: str, url: str, timeout_s: float = 2.0) -> EtcdKv:
         return EtcdKv(Gateway(node_id, url, timeout_s))
+
+    def node_client(self, node_id: str, api_url: str, client_url: str, timeout_s: float = 1.0) -> NodeHandle:
+        """Observation from the member's own client port, KV through its client proxy (the
+        workload's KV ops may take etcd's request timeout, so its gateway waits
+        ``KV_TIMEOUT_S`` unless an op gives its own)."""
+        return NodeHandle(node_id, self.name, self.observer(node_id, api_url, timeout_s),
+                          self.kv_client(node_id, client_url, max(timeout_s, KV_TIMEOUT_S)))
 
 
 def cluster_token(run_id: str) -> str:

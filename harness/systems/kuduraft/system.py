@@ -97,6 +97,11 @@ class KuduraftSystem:
         """The node's ``/kv/*`` through ``url`` (normally its ``client->n`` proxy)."""
         return NodeClient(node_id, url, kv_url=url, timeout_s=timeout_s)
 
+    def node_client(self, node_id: str, api_url: str, client_url: str, timeout_s: float = 1.0) -> NodeClient:
+        """The node's full client: control API (status, flags, ``/events``) at ``api_url``, KV
+        through ``client_url``: what the Cluster handed out before the seam, unchanged."""
+        return NodeClient(node_id, api_url, client_url, timeout_s=timeout_s)
+
 
 class KuduraftObserver:
     """``GET /status`` of one node, mapped to a NodeObservation."""
