@@ -272,6 +272,12 @@ async def pump(n: Node, followers: dict[str, ModelFollower], max_rounds: int = 5
     raise AssertionError("replication did not settle")
 
 
+async def expire_fd(n: Node) -> None:
+    """Move the node's clock to its failure detector's deadline and let what that starts run."""
+    n.clock.advance_to(n.c.fd.due_at or 0.0)
+    await n.settle()
+
+
 async def rearm_in_term(n: Node, term: int) -> int:
     """Put the node in ``term`` with its failure detector restarted from now, once the term is on
     disk (flushes run off the loop); returns the metadata flush count at that point."""

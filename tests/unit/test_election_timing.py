@@ -13,15 +13,10 @@ import random
 from pathlib import Path
 
 import pytest
-from consensus_fixture import Node, RpcCall, op, rearm_in_term, run_node, seeded, status_error
+from consensus_fixture import Node, RpcCall, expire_fd, op, rearm_in_term, run_node, seeded, status_error
 
 from nodes.log import OpId
 from nodes.rpc_errors import RpcTimeout
-
-
-async def expire_fd(n: Node) -> None:
-    n.clock.advance_to(n.c.fd.due_at or 0.0)
-    await n.settle()
 
 
 def node_events(n: Node, *names: str) -> list[dict]:

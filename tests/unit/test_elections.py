@@ -13,6 +13,7 @@ from consensus_fixture import (
     SINGLE,
     Node,
     RpcCall,
+    expire_fd,
     follower_reply,
     op,
     rearm_in_term,
@@ -39,10 +40,6 @@ def deny(call: RpcCall, term: int, code: str = "ALREADY_VOTED") -> dict:
 def grant(call: RpcCall) -> dict:
     return {"responder_uuid": call.uuid, "responder_term": call.body["candidate_term"], "vote_granted": True}
 
-
-async def expire_fd(n: Node) -> None:
-    n.clock.advance_to(n.c.fd.due_at or 0.0)
-    await n.settle()
 
 
 @pytest.mark.parametrize("seed", [21, 22, 23])
