@@ -45,6 +45,30 @@ class KvResult:
 _ERRORS = {"refused": "connection_refused", "timeout": "timeout", "reset": "connection_reset"}
 
 
+def json_over_http(what: str, url: str, method: str, body: Any, timeout_s: float) -> tuple[int, Any]:
+    """(status, decoded JSON) for any HTTP answer, NodeUnreachable (labelled ``what``) for a
+    transport failure: one transport for every system's HTTP control and KV calls, so a timeout or
+    refused connection is classified the same whichever system the harness talks to."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    except TimeoutError:
+        raise NodeUnreachable(f"{what}: timeout after {timeout_s:g} s", "timeout") from None
+    except urllib.error.URLError as exc:
+        raise NodeUnreachable.from_reason(what, exc.reason) from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise NodeUnreachable.from_reason(what, exc) from None
+    try:
+        decoded = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        decoded = {"raw": raw.decode(errors="replace")[:200]}
+    return status, decoded
+
+
 class NodeClient:
     """HTTP client of one node. ``base_url`` is where status/flags go (the node directly);
     ``kv_url`` is where KV operations go (by default the same; the cluster passes the node's
@@ -60,30 +84,7 @@ class NodeClient:
     # ---- transport ----------------------------------------------------------------------------
 
     def _request(self, url: str, method: str, body: Any, timeout_s: float) -> tuple[int, Any]:
-        """(status, decoded JSON) for any HTTP answer; NodeUnreachable for transport failures."""
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        except TimeoutError:
-            raise NodeUnreachable(f"{self.node_id} {method} {url}: timeout after {timeout_s:g} s",
-                                  "timeout") from None
-        except urllib.error.URLError as exc:
-            raise self._unreachable(method, url, exc.reason) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise self._unreachable(method, url, exc) from None
-        try:
-            decoded = json.loads(raw) if raw.strip() else {}
-        except json.JSONDecodeError:
-            decoded = {"raw": raw.decode(errors="replace")[:200]}
-        return status, decoded
-
-    def _unreachable(self, method: str, url: str, reason: object) -> NodeUnreachable:
-        return NodeUnreachable.from_reason(f"{self.node_id} {method} {url}", reason)
+        return json_over_http(f"{self.node_id} {method} {url}", url, method, body, timeout_s)
 
     def _get_json(self, path: str) -> Any:
         status, doc = self._request(self.base_url + path, "GET", None, self.timeout_s)

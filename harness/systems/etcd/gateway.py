@@ -10,16 +10,13 @@ proposal ("request timed out", "leader changed", "no leader") is INFO.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from harness.errors import HarnessError, NodeUnreachable
-from harness.nodeclient import KvResult, Outcome
+from harness.nodeclient import KvResult, Outcome, json_over_http
 from harness.systems.base import NodeObservation, Role
 
 # gRPC codes in the gateway's error body that prove the request was refused before any proposal
@@ -65,24 +62,7 @@ class Gateway:
 
     def post(self, path: str, body: Mapping[str, Any], timeout_s: float | None = None) -> tuple[int, Any]:
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        req = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        except urllib.error.URLError as exc:
-            raise self._unreachable(path, exc.reason) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise self._unreachable(path, exc) from None
-        try:
-            return status, json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            return status, {"raw": raw.decode(errors="replace")[:200]}
-
-    def _unreachable(self, path: str, reason: object) -> NodeUnreachable:
-        return NodeUnreachable.from_reason(f"{self.node_id} POST {path}", reason)
+        return json_over_http(f"{self.node_id} POST {path}", self.base_url + path, "POST", body, timeout)
 
     def call(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """A control call that must succeed (status, member list): HarnessError otherwise."""
