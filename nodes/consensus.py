@@ -258,12 +258,18 @@ class RaftConsensus:
             peer.signal_request(False)
 
     # ----- notifications (kuduraft's serial observer token) -----
-    def notify(self, fn: Callable[[], None], inject_latency: bool = True) -> None:
+    def notify(self, fn: Callable[[], None], inject_latency: bool = True,
+               inline_when_idle: bool = False) -> None:
         """Run ``fn`` later, in order, delayed by consensus_inject_latency_ms_in_notifications
-        (kuduraft's NotifyObserversTask; ``inject_latency=False`` for other tasks on the token)."""
+        (kuduraft's NotifyObserversTask; ``inject_latency=False`` for other tasks on the token).
+
+        ``inline_when_idle``: with no latency to inject and nothing queued on the token, run
+        ``fn`` now. kuduraft submits the task to its observers token, whose thread may run it at
+        once, while the submitter still holds its own locks; running it in the caller is that
+        interleaving, without a loop turn (and a timer) per commit (issue #14)."""
         max_ms = int(self.flags["consensus_inject_latency_ms_in_notifications"])
         delay = self.rng.uniform(0, max_ms) / 1000.0 if max_ms > 0 and inject_latency else 0.0
-        if not inject_latency and self._token_pending == 0:
+        if (not inject_latency or (inline_when_idle and max_ms <= 0)) and self._token_pending == 0:
             # Nothing queued ahead on the token: run now (the caller is already a callback of
             # its own, e.g. the WAL future's, so this stays off the writer's path).
             fn()
@@ -278,13 +284,17 @@ class RaftConsensus:
         self.clock.call_later(self._notify_at - now, run)
 
     def _on_queue_commit(self, index: int) -> None:
+        """The commit notification (consensus_queue.cc, NotifyObserversOfCommitIndexChange ->
+        RaftConsensus::NotifyCommitIndex): apply, then signal every peer. Run inline when the token
+        is idle and no latency is injected (see ``notify``); a higher-term notification stays
+        deferred, since stepping down inside ResponseFromPeer would close the replying Peer."""
         term = self.term
 
         def deliver() -> None:
             if self.role is Role.LEADER and self.term == term:
                 self.advance_commit(index)
                 self.signal_peers()
-        self.notify(deliver)
+        self.notify(deliver, inline_when_idle=True)
 
     def _on_queue_higher_term(self, term: int) -> None:
         self.notify(lambda: self.adopt_term(term, reason="a peer answered with a higher term"))
