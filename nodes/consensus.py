@@ -104,6 +104,8 @@ class RaftConsensus:
                                       self._on_queue_commit, self._on_queue_higher_term, logger,
                                       on_invariant_violation=faults.invariant_violation)
         self._waiters: dict[int, tuple[int, asyncio.Future[dict[str, Any]]]] = {}
+        # The WAL batch the leader's appends are joining: its future and [its last entry so far].
+        self._local_batch: tuple[asyncio.Future[None], list[LogEntry]] | None = None
         self._notify_at = 0.0
         self._token_pending = 0  # tasks queued on the serial notification token
         self.fd = PeriodicTimer(clock, flags.failure_timeout_s, self._on_fd_expired, rng)
@@ -220,11 +222,20 @@ class RaftConsensus:
 
     # ----- leader write path -----
     def _append_local(self, kind: str, payload: dict[str, Any] | None) -> LogEntry:
+        """Append to the log and queue the WAL write, merged with the other appends of this loop
+        turn (``WalWriter.append(merge=True)``): one completion per batch, whose local vote
+        counts the batch's last entry."""
         entry = LogEntry(term=self.term, index=self.log.last_index + 1, kind=kind, payload=payload)
         self.log.append(entry)
-        fut = self.writer.append([entry])
+        fut = self.writer.append([entry], merge=True)
+        batch = self._local_batch
+        if batch is not None and batch[0] is fut:
+            batch[1][0] = entry
+            return entry
+        last = [entry]
+        self._local_batch = (fut, last)
         term = self.term
-        fut.add_done_callback(lambda f: self._local_durable(entry, term, f))
+        fut.add_done_callback(lambda f: self._local_durable(last[0], term, f))
         return entry
 
     def _local_durable(self, entry: LogEntry, term: int, fut: asyncio.Future[None]) -> None:
@@ -232,7 +243,9 @@ class RaftConsensus:
         async_local_vote_count on by default) is counted on the serial observer token, behind
         notifications already queued there (each delayed by
         consensus_inject_latency_ms_in_notifications); the commit it may produce is then one
-        more delayed notification."""
+        more delayed notification. ``entry`` is the last of the batch the WAL made durable."""
+        if self._local_batch is not None and self._local_batch[0] is fut:
+            self._local_batch = None
         if fut.cancelled() or fut.exception() is not None:
             return
         self.durable_index = max(self.durable_index, entry.index)

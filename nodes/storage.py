@@ -37,6 +37,7 @@ class WalWriter:
         self._logger = logger
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._open: _Item | None = None  # a merge=True append still queued, open to more entries
         self.batches = 0
         self.entries_written = 0
 
@@ -52,28 +53,49 @@ class WalWriter:
                 pass
             self._task = None
 
-    def append(self, entries: Sequence[LogEntry]) -> asyncio.Future[None]:
-        """Queue entries; the returned future resolves once they are fsynced."""
+    def append(self, entries: Sequence[LogEntry], merge: bool = False) -> asyncio.Future[None]:
+        """Queue entries; the returned future resolves once they are fsynced.
+
+        ``merge=True`` (the leader's own appends): while the previous merge=True append is still
+        queued, nothing queued after it, the entries join it and its future is returned, so the
+        client writes that arrive in one loop turn become one append with one completion, as
+        kuduraft's RaftConsensus::ReplicateBatch appends a batch of rounds in one
+        PeerMessageQueue::AppendOperations (log.cc, Log::AppendThread then syncs each group
+        once). A caller that gets the same future again must not count on one completion per
+        call."""
+        item = self._open
+        if merge and item is not None and item.done is not None and not item.done.done():
+            item.entries.extend(entries)
+            return item.done
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(entries=list(entries), done=fut))
+        item = _Item(entries=list(entries), done=fut)
+        self._queue.put_nowait(item)
+        self._open = item if merge else None
         return fut
 
     def truncate_after(self, index: int) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(truncate_after=index, done=fut))
+        self._open = None
         return fut
+
+    def _take(self, item: _Item) -> _Item:
+        """The writer took ``item`` off the queue: no more entries may join it."""
+        if item is self._open:
+            self._open = None
+        return item
 
     async def _run(self) -> None:
         while True:
             if self._queue.empty():  # going idle, then woken by the next append
                 await self._pause(self._lifecycle_latency_s())
-                first = await self._queue.get()
+                first = self._take(await self._queue.get())
                 await self._pause(self._lifecycle_latency_s())
             else:
-                first = self._queue.get_nowait()
+                first = self._take(self._queue.get_nowait())
             items = [first]
             while not self._queue.empty() and first.truncate_after is None:
-                nxt = self._queue.get_nowait()
+                nxt = self._take(self._queue.get_nowait())
                 if nxt.truncate_after is not None:
                     await self._write(items)
                     items = [nxt]
