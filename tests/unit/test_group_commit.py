@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 from pathlib import Path
+from typing import NoReturn
 
 from consensus_fixture import ModelFollower, Node, pump, run_node
 
@@ -80,3 +82,80 @@ def test_writes_of_one_turn_make_one_wal_append_and_one_local_vote(tmp_path: Pat
         assert [f.result()["index"] for f in futs] == [2, 3, 4, 5, 6]
         assert n.c.commit_index == 6 and f2.log == [(1, i) for i in range(1, 7)]
     run_node(tmp_path, body)
+
+
+class _Exit(Exception):
+    pass
+
+
+def test_a_failed_write_on_the_append_thread_is_fatal_and_releases_no_waiter(tmp_path: Path) -> None:
+    """An OSError on the append thread comes back to the writer task: exit 74 with the record
+    ``wal_write_failed`` (as before, with asyncio.to_thread), and the batch's waiters are never
+    told it is durable."""
+    codes: list[int] = []
+
+    def exit_fn(code: int) -> NoReturn:
+        codes.append(code)
+        raise _Exit(code)
+
+    async def main() -> tuple[FaultPoints, asyncio.Future[None], BaseException | None]:
+        flags = Flags()
+        faults = FaultPoints(flags, random.Random(3), LOG, exit_fn=exit_fn, data_dir=tmp_path, uuid="n1")
+        wal = Wal(tmp_path / "wal", fsync=False)
+        wal.recover()
+        writer = WalWriter(wal, flags, faults, random.Random(3), LOG)
+
+        def failing(batch: list[LogEntry], delay_s: float) -> None:
+            raise OSError(5, "Input/output error")
+        setattr(writer, "_append_blocking", failing)  # noqa: B010 - the disk fails
+        writer.start()
+        fut = writer.append([noop(1)], merge=True)
+        task = writer._task
+        assert task is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 5)
+            error: BaseException | None = None
+        except _Exit as e:
+            error = e
+        wal.close()
+        return faults, fut, error
+
+    faults, fut, error = asyncio.run(main())
+    assert isinstance(error, _Exit) and codes == [74]
+    assert faults.fatal_record is not None and faults.fatal_record["what"] == "wal_write_failed"
+    assert not fut.done()
+
+
+def test_stop_waits_for_the_write_on_the_append_thread(tmp_path: Path) -> None:
+    """stop() returns only once a write already handed to the append thread has ended, so the
+    node can close the WAL right after (its fd is never closed under a write)."""
+    ended: list[str] = []
+
+    async def main() -> None:
+        flags = Flags()
+        wal = Wal(tmp_path / "wal", fsync=False)
+        wal.recover()
+        writer = WalWriter(wal, flags, FaultPoints(flags, random.Random(3), LOG), random.Random(3), LOG)
+        release = threading.Event()
+        started = threading.Event()
+        real = writer._append_blocking
+
+        def slow(batch: list[LogEntry], delay_s: float) -> None:
+            started.set()
+            release.wait(10)
+            real(batch, delay_s)
+            ended.append("write")
+        setattr(writer, "_append_blocking", slow)  # noqa: B010 - a slow disk
+        writer.start()
+        writer.append([noop(1)], merge=True)
+        assert await asyncio.to_thread(started.wait, 10)
+        stopping = asyncio.ensure_future(writer.stop())
+        early, _ = await asyncio.wait({stopping}, timeout=0.05)  # it must not return while writing
+        assert not early
+        release.set()
+        await asyncio.wait_for(stopping, 10)
+        ended.append("stopped")
+        wal.close()
+
+    asyncio.run(main())
+    assert ended == ["write", "stopped"]
