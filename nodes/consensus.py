@@ -21,6 +21,7 @@ from nodes.meta import MetadataStore, MetadataWriter
 from nodes.peer import Peer, PeerTransport
 from nodes.queue import PeerMessageQueue
 from nodes.routing import RoutingTable
+from nodes.slot import CallbackSlot
 from nodes.storage import WalWriter
 from nodes.timer import PeriodicTimer
 from nodes.wal import LogEntry
@@ -42,6 +43,10 @@ class NotLeader(Exception):
 
 class LeadershipLost(Exception):
     """Indeterminate: the op was appended but leadership changed before it committed here."""
+
+
+Waiter = asyncio.Future[dict[str, Any]] | CallbackSlot[dict[str, Any]]
+"""Who hears that a client op was applied (its result) or lost (LeadershipLost)."""
 
 
 class RpcCaller(Protocol):
@@ -103,7 +108,7 @@ class RaftConsensus:
         self.queue = PeerMessageQueue(uuid, log, clock, flags, self.routing_table,
                                       self._on_queue_commit, self._on_queue_higher_term, logger,
                                       on_invariant_violation=faults.invariant_violation)
-        self._waiters: dict[int, tuple[int, asyncio.Future[dict[str, Any]]]] = {}
+        self._waiters: dict[int, tuple[int, Waiter]] = {}
         # The WAL batch the leader's appends are joining: its future and [its last entry so far].
         self._local_batch: tuple[asyncio.Future[None], list[LogEntry]] | None = None
         self._notify_at = 0.0
@@ -258,13 +263,23 @@ class RaftConsensus:
 
     def replicate(self, op: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         """Append a client op; the future resolves with its result once applied."""
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replicate(op, fut)
+        return fut
+
+    def replicate_then(self, op: dict[str, Any],
+                       on_applied: Callable[[dict[str, Any] | Exception], None]) -> None:
+        """``replicate`` for a caller with one callback (the HTTP API): ``on_applied(result or
+        LeadershipLost)`` runs as the entry is applied or lost, in that call, not a loop turn
+        later through a future (issue #14). NotLeader is raised here, as by ``replicate``."""
+        self._replicate(op, CallbackSlot(on_applied))
+
+    def _replicate(self, op: dict[str, Any], waiter: Waiter) -> None:
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader_uuid)
         entry = self._append_local("WRITE", op)
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiters[entry.index] = (entry.term, fut)
+        self._waiters[entry.index] = (entry.term, waiter)
         self.signal_peers()
-        return fut
 
     def signal_peers(self) -> None:
         for peer in list(self.peers.values()):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodes.rpc_errors import RemoteRpcError, RpcLayerError, RpcTimeout
+from nodes.slot import CallbackSlot
 from nodes.wire import MAX_FRAME_BYTES, READ_CHUNK, FrameDecoder, FrameError, encode_frame
 
 
@@ -96,43 +97,7 @@ def _parse_response(frame: dict[str, Any]) -> tuple[int, dict[str, Any] | Remote
     return rid, body
 
 
-class _CallbackSlot:
-    """Stands in for a call's future in ``pending``: the answer (or failure) goes straight to
-    ``done``, in the turn that read it, instead of one loop turn later through a future's
-    callback (issue #14: one turn less between a follower's reply and the commit it makes)."""
-
-    __slots__ = ("_done", "_timer", "_finished", "_loop")
-
-    def __init__(self, done: Callable[[dict[str, Any] | Exception], None],
-                 loop: asyncio.AbstractEventLoop) -> None:
-        self._done = done
-        self._timer: asyncio.TimerHandle | None = None
-        self._finished = False
-        self._loop = loop
-
-    def done(self) -> bool:
-        return self._finished
-
-    def set_result(self, body: dict[str, Any]) -> None:
-        self._finish(body)
-
-    def set_exception(self, exc: Exception) -> None:
-        self._finish(exc)
-
-    def _finish(self, outcome: dict[str, Any] | Exception) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        if self._timer is not None:
-            self._timer.cancel()
-        try:
-            self._done(outcome)
-        except Exception as e:  # as a future's callback would: reported, the reader goes on
-            self._loop.call_exception_handler({"message": "RPC completion callback failed",
-                                               "exception": e})
-
-
-Pending = asyncio.Future[dict[str, Any]] | _CallbackSlot
+Pending = asyncio.Future[dict[str, Any]] | CallbackSlot[dict[str, Any]]
 
 
 def _deliver(fut: asyncio.Future[dict[str, Any]], done: Callable[[dict[str, Any] | Exception], None]) -> None:
@@ -263,7 +228,7 @@ class RpcClientPool:
             loop.call_soon(done, RpcLayerError(f"{rpc} to {uuid} not sent: {e}"))
             return
         self.stats.calls += 1
-        slot = _CallbackSlot(done, loop)
+        slot: CallbackSlot[dict[str, Any]] = CallbackSlot(done)
         conn.pending[rid] = slot
 
         def expire() -> None:
@@ -275,7 +240,7 @@ class RpcClientPool:
                 self._drop(conn, f"{rpc} timed out")
             slot.set_exception(RpcTimeout(f"{rpc} to {uuid} at {addr} timed out after {timeout_s:.3f}s"))
 
-        slot._timer = loop.call_later(timeout_s, expire)
+        slot.timer = loop.call_later(timeout_s, expire)
         conn.queue(data, loop)
 
     async def close(self) -> None:
