@@ -229,10 +229,18 @@ class RaftConsensus:
     def _append_local(self, kind: str, payload: dict[str, Any] | None) -> LogEntry:
         """Append to the log and queue the WAL write, merged with the other appends of this loop
         turn (``WalWriter.append(merge=True)``): one completion per batch, whose local vote
-        counts the batch's last entry."""
+        counts the batch's last entry, as kuduraft's PeerMessageQueue::AppendOperations
+        (consensus_queue.cc) counts one local vote for the last of the messages it appends.
+
+        kuduraft's leader appends one round per RaftConsensus::Replicate, so each round has its
+        own local-vote task and may make its own commit notification; one vote for the last
+        entry differs from that only in how many notifications a group makes, which shows when
+        consensus_inject_latency_ms_in_notifications delays each of them. With that flag set,
+        every write keeps its own completion and vote."""
         entry = LogEntry(term=self.term, index=self.log.last_index + 1, kind=kind, payload=payload)
         self.log.append(entry)
-        fut = self.writer.append([entry], merge=True)
+        merge = int(self.flags["consensus_inject_latency_ms_in_notifications"]) <= 0
+        fut = self.writer.append([entry], merge=merge)
         batch = self._local_batch
         if batch is not None and batch[0] is fut:
             batch[1][0] = entry

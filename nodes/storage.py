@@ -114,8 +114,8 @@ class WalWriter:
         ``merge=True`` (the leader's own appends): while the previous merge=True append is still
         queued, nothing queued after it, the entries join it and its future is returned, so the
         client writes that arrive in one loop turn become one append with one completion, as
-        kuduraft's RaftConsensus::ReplicateBatch appends a batch of rounds in one
-        PeerMessageQueue::AppendOperations (log.cc, Log::AppendThread then syncs each group
+        one PeerMessageQueue::AppendOperations of several messages is one log append with one
+        callback (consensus_queue.cc; log.cc, Log::AppendThread::HandleGroup syncs each group
         once). A caller that gets the same future again must not count on one completion per
         call."""
         item = self._open

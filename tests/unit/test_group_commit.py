@@ -1,6 +1,7 @@
 """Leader group commit (issue #14): client writes arriving in one loop turn become one WAL append
-with one completion, as kuduraft's RaftConsensus::ReplicateBatch appends a batch of rounds at
-once; the leader's own vote then counts the batch's last entry. The follower's appends and
+with one completion, as one kuduraft PeerMessageQueue::AppendOperations of several messages is;
+the leader's own vote then counts the batch's last entry (per write again when notification
+latency is injected, where kuduraft's per-round notifications are observable). The follower's appends and
 truncations are never merged into it, so WAL order stays the order of the calls."""
 
 from __future__ import annotations
@@ -159,3 +160,26 @@ def test_stop_waits_for_the_write_on_the_append_thread(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert ended == ["write", "stopped"]
+
+
+def test_with_notification_latency_every_write_keeps_its_own_vote(tmp_path: Path) -> None:
+    """consensus_inject_latency_ms_in_notifications > 0: kuduraft's leader counts a local vote
+    per Replicate (each may make its own delayed commit notification), so no merging then."""
+    async def body(n: Node) -> None:
+        await n.win_election()
+        f2 = ModelFollower("n2")
+        await pump(n, {"n2": f2})
+        n.flags.set("consensus_inject_latency_ms_in_notifications", 5)
+        votes: list[OpId] = []
+        count_vote = n.c.queue.local_peer_appended
+
+        def counting(opid: OpId) -> None:
+            votes.append(opid)
+            count_vote(opid)
+        setattr(n.c.queue, "local_peer_appended", counting)  # noqa: B010 - instance patch
+        for i in range(3):
+            n.c.replicate({"op": "put", "key": "k", "value": str(i)})
+        await n.drain()
+        n.clock.run_due()
+        assert votes == [OpId(1, 2), OpId(1, 3), OpId(1, 4)]
+    run_node(tmp_path, body)
