@@ -222,8 +222,9 @@ def _prepare(c: RaftConsensus, ops: list[LogEntry]) -> tuple[list[LogEntry], str
 
 async def _wait_durable(c: RaftConsensus, fut: asyncio.Future[None]) -> None:
     """Wait for the fsync, snoozing our own failure detector by MET every P meanwhile (spec 4.1
-    step 16; raft_consensus.cc, RaftConsensus::UpdateReplica waits on the log synchronizer with a
-    timeout and snoozes the failure detector each time it expires).
+    step 16; raft_consensus.cc, RaftConsensus::UpdateReplica snoozes the failure detector, then
+    waits on the log synchronizer for raft_heartbeat_interval_ms, in a loop while that times
+    out; the first snooze is the accepted update's, just before).
 
     The future is awaited directly and the snooze is a loop timer re-armed every P: the former
     ``wait_for(shield(fut))`` cost three loop turns between the WAL write and the reply (shield's
