@@ -113,17 +113,23 @@ class NodeApi:
             validate_op(op)
         except (ValueError, KvError) as e:
             return json_response(400, {"ok": False, "error": "bad_request", "message": str(e)})
+        loop = asyncio.get_running_loop()
+        out = PendingResponse()
+        timer: asyncio.TimerHandle | None = None
+
+        def applied(outcome: dict[str, Any] | Exception) -> None:
+            if timer is not None:
+                timer.cancel()
+            _answer_outcome(outcome, out)
+
         try:
-            fut = self.c.replicate(op)
+            # The result comes straight from the apply loop (no future callback turn, issue #14).
+            self.c.replicate_then(op, applied)
         except NotLeader as e:
             return self._not_leader(e)
-        timeout_s = float(self.c.flags["kv_op_timeout_ms"]) / 1000.0
-        loop = fut.get_loop()
-        out = PendingResponse()
-        # The consensus waiter is never cancelled from here (the op may still commit); a
-        # timeout only answers the client, indeterminate, as asyncio.shield did before.
-        timer = loop.call_later(timeout_s, _answer_timeout, out)
-        fut.add_done_callback(lambda f: _answer_applied(f, out, timer))
+        # The op is never withdrawn from consensus here (it may still commit); a timeout only
+        # answers the client, indeterminate.
+        timer = loop.call_later(float(self.c.flags["kv_op_timeout_ms"]) / 1000.0, _answer_timeout, out)
         return out
 
 
@@ -131,22 +137,16 @@ def _answer_timeout(out: PendingResponse) -> None:
     out.set(json_response(503, {"ok": False, "error": "timeout", "indeterminate": True}))
 
 
-def _answer_applied(fut: asyncio.Future[dict[str, Any]], out: PendingResponse,
-                    timer: asyncio.TimerHandle) -> None:
-    timer.cancel()
-    if fut.cancelled():
-        out.set(asyncio.CancelledError("the replication waiter was cancelled"))
-        return
-    exc = fut.exception()
+def _answer_outcome(outcome: dict[str, Any] | Exception, out: PendingResponse) -> None:
     if out.done():
         return  # answered "timeout" already
-    if isinstance(exc, LeadershipLost):
-        out.set(json_response(503, {"ok": False, "error": "leadership_lost", "message": str(exc),
+    if isinstance(outcome, LeadershipLost):
+        out.set(json_response(503, {"ok": False, "error": "leadership_lost", "message": str(outcome),
                                     "indeterminate": True}))
-    elif exc is not None:
-        out.set(exc)
+    elif isinstance(outcome, Exception):
+        out.set(outcome)
     else:
-        out.set(_applied_response(fut.result()))
+        out.set(_applied_response(outcome))
 
 
 def _applied_response(result: dict[str, Any]) -> HttpResponse:

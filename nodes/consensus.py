@@ -21,6 +21,7 @@ from nodes.meta import MetadataStore, MetadataWriter
 from nodes.peer import Peer, PeerTransport
 from nodes.queue import PeerMessageQueue
 from nodes.routing import RoutingTable
+from nodes.slot import CallbackSlot
 from nodes.storage import WalWriter
 from nodes.timer import PeriodicTimer
 from nodes.wal import LogEntry
@@ -42,6 +43,10 @@ class NotLeader(Exception):
 
 class LeadershipLost(Exception):
     """Indeterminate: the op was appended but leadership changed before it committed here."""
+
+
+Waiter = asyncio.Future[dict[str, Any]] | CallbackSlot[dict[str, Any]]
+"""Who hears that a client op was applied (its result) or lost (LeadershipLost)."""
 
 
 class RpcCaller(Protocol):
@@ -103,7 +108,9 @@ class RaftConsensus:
         self.queue = PeerMessageQueue(uuid, log, clock, flags, self.routing_table,
                                       self._on_queue_commit, self._on_queue_higher_term, logger,
                                       on_invariant_violation=faults.invariant_violation)
-        self._waiters: dict[int, tuple[int, asyncio.Future[dict[str, Any]]]] = {}
+        self._waiters: dict[int, tuple[int, Waiter]] = {}
+        # The WAL batch the leader's appends are joining: its future and [its last entry so far].
+        self._local_batch: tuple[asyncio.Future[None], list[LogEntry]] | None = None
         self._notify_at = 0.0
         self._token_pending = 0  # tasks queued on the serial notification token
         self.fd = PeriodicTimer(clock, flags.failure_timeout_s, self._on_fd_expired, rng)
@@ -220,11 +227,28 @@ class RaftConsensus:
 
     # ----- leader write path -----
     def _append_local(self, kind: str, payload: dict[str, Any] | None) -> LogEntry:
+        """Append to the log and queue the WAL write, merged with the other appends of this loop
+        turn (``WalWriter.append(merge=True)``): one completion per batch, whose local vote
+        counts the batch's last entry, as kuduraft's PeerMessageQueue::AppendOperations
+        (consensus_queue.cc) counts one local vote for the last of the messages it appends.
+
+        kuduraft's leader appends one round per RaftConsensus::Replicate, so each round has its
+        own local-vote task and may make its own commit notification; one vote for the last
+        entry differs from that only in how many notifications a group makes, which shows when
+        consensus_inject_latency_ms_in_notifications delays each of them. With that flag set,
+        every write keeps its own completion and vote."""
         entry = LogEntry(term=self.term, index=self.log.last_index + 1, kind=kind, payload=payload)
         self.log.append(entry)
-        fut = self.writer.append([entry])
+        merge = int(self.flags["consensus_inject_latency_ms_in_notifications"]) <= 0
+        fut = self.writer.append([entry], merge=merge)
+        batch = self._local_batch
+        if batch is not None and batch[0] is fut:
+            batch[1][0] = entry
+            return entry
+        last = [entry]
+        self._local_batch = (fut, last)
         term = self.term
-        fut.add_done_callback(lambda f: self._local_durable(entry, term, f))
+        fut.add_done_callback(lambda f: self._local_durable(last[0], term, f))
         return entry
 
     def _local_durable(self, entry: LogEntry, term: int, fut: asyncio.Future[None]) -> None:
@@ -232,7 +256,9 @@ class RaftConsensus:
         async_local_vote_count on by default) is counted on the serial observer token, behind
         notifications already queued there (each delayed by
         consensus_inject_latency_ms_in_notifications); the commit it may produce is then one
-        more delayed notification."""
+        more delayed notification. ``entry`` is the last of the batch the WAL made durable."""
+        if self._local_batch is not None and self._local_batch[0] is fut:
+            self._local_batch = None
         if fut.cancelled() or fut.exception() is not None:
             return
         self.durable_index = max(self.durable_index, entry.index)
@@ -245,25 +271,41 @@ class RaftConsensus:
 
     def replicate(self, op: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         """Append a client op; the future resolves with its result once applied."""
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replicate(op, fut)
+        return fut
+
+    def replicate_then(self, op: dict[str, Any],
+                       on_applied: Callable[[dict[str, Any] | Exception], None]) -> None:
+        """``replicate`` for a caller with one callback (the HTTP API): ``on_applied(result or
+        LeadershipLost)`` runs as the entry is applied or lost, in that call, not a loop turn
+        later through a future (issue #14). NotLeader is raised here, as by ``replicate``."""
+        self._replicate(op, CallbackSlot(on_applied))
+
+    def _replicate(self, op: dict[str, Any], waiter: Waiter) -> None:
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader_uuid)
         entry = self._append_local("WRITE", op)
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiters[entry.index] = (entry.term, fut)
+        self._waiters[entry.index] = (entry.term, waiter)
         self.signal_peers()
-        return fut
 
     def signal_peers(self) -> None:
         for peer in list(self.peers.values()):
             peer.signal_request(False)
 
     # ----- notifications (kuduraft's serial observer token) -----
-    def notify(self, fn: Callable[[], None], inject_latency: bool = True) -> None:
+    def notify(self, fn: Callable[[], None], inject_latency: bool = True,
+               inline_when_idle: bool = False) -> None:
         """Run ``fn`` later, in order, delayed by consensus_inject_latency_ms_in_notifications
-        (kuduraft's NotifyObserversTask; ``inject_latency=False`` for other tasks on the token)."""
+        (kuduraft's NotifyObserversTask; ``inject_latency=False`` for other tasks on the token).
+
+        ``inline_when_idle``: with no latency to inject and nothing queued on the token, run
+        ``fn`` now. kuduraft submits the task to its observers token, whose thread may run it at
+        once, while the submitter still holds its own locks; running it in the caller is that
+        interleaving, without a loop turn (and a timer) per commit (issue #14)."""
         max_ms = int(self.flags["consensus_inject_latency_ms_in_notifications"])
         delay = self.rng.uniform(0, max_ms) / 1000.0 if max_ms > 0 and inject_latency else 0.0
-        if not inject_latency and self._token_pending == 0:
+        if (not inject_latency or (inline_when_idle and max_ms <= 0)) and self._token_pending == 0:
             # Nothing queued ahead on the token: run now (the caller is already a callback of
             # its own, e.g. the WAL future's, so this stays off the writer's path).
             fn()
@@ -278,13 +320,17 @@ class RaftConsensus:
         self.clock.call_later(self._notify_at - now, run)
 
     def _on_queue_commit(self, index: int) -> None:
+        """The commit notification (consensus_queue.cc, NotifyObserversOfCommitIndexChange ->
+        RaftConsensus::NotifyCommitIndex): apply, then signal every peer. Run inline when the token
+        is idle and no latency is injected (see ``notify``); a higher-term notification stays
+        deferred, since stepping down inside ResponseFromPeer would close the replying Peer."""
         term = self.term
 
         def deliver() -> None:
             if self.role is Role.LEADER and self.term == term:
                 self.advance_commit(index)
                 self.signal_peers()
-        self.notify(deliver)
+        self.notify(deliver, inline_when_idle=True)
 
     def _on_queue_higher_term(self, term: int) -> None:
         self.notify(lambda: self.adopt_term(term, reason="a peer answered with a higher term"))

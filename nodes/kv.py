@@ -30,7 +30,7 @@ def validate_op(op: dict[str, Any]) -> dict[str, Any]:
     for field in ("key", "value", "from", "to"):
         # The WAL cannot encode NaN/Infinity or absurd nesting and a failed append is fatal:
         # such a value must be refused here, before it is replicated, never after.
-        if field in op:
+        if field in op and type(op[field]) is not str:  # a string is always encodable
             try:
                 check_value(op[field], what=f"'{field}'")
             except JsonInputError as e:

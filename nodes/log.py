@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -40,7 +39,7 @@ class LogReadAhead(LookupError):
 
 def entry_size(entry: LogEntry) -> int:
     """Serialized size used against consensus_max_batch_size_bytes."""
-    return len(json.dumps(entry.to_json(), separators=(",", ":")))
+    return len(entry.json_text())
 
 
 class RaftLog:

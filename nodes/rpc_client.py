@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodes.rpc_errors import RemoteRpcError, RpcLayerError, RpcTimeout
+from nodes.slot import CallbackSlot
 from nodes.wire import MAX_FRAME_BYTES, READ_CHUNK, FrameDecoder, FrameError, encode_frame
 
 
@@ -44,7 +45,7 @@ class _ClientConn:
         self.addr = addr
         self.reader = reader
         self.writer = writer
-        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.pending: dict[int, Pending] = {}
         self.lost: str | None = None
         self.reader_task: asyncio.Task[None] | None = None
         self._outbox: list[bytes] = []
@@ -94,6 +95,9 @@ def _parse_response(frame: dict[str, Any]) -> tuple[int, dict[str, Any] | Remote
     if not isinstance(body, dict):
         raise FrameError("not a response: neither an 'error' nor an object 'body'")
     return rid, body
+
+
+Pending = asyncio.Future[dict[str, Any]] | CallbackSlot[dict[str, Any]]
 
 
 def _deliver(fut: asyncio.Future[dict[str, Any]], done: Callable[[dict[str, Any] | Exception], None]) -> None:
@@ -198,7 +202,7 @@ class RpcClientPool:
         """``call`` without a task: ``done(response body or exception)`` runs on the loop later.
 
         Same outcomes as ``call`` (RpcLayerError incl. RpcTimeout, RemoteRpcError, KeyError). On an
-        open connection the frame is written at once and only a future and a timer are armed;
+        open connection the frame is queued at once and only a completion slot and a timer are armed;
         the leader's Peers send every UpdateConsensus this way (issue #14: a task and a timeout
         scope per request were a visible share of the leader's loop). Without a connection it
         falls back to a task running ``call``, which connects first.
@@ -224,26 +228,19 @@ class RpcClientPool:
             loop.call_soon(done, RpcLayerError(f"{rpc} to {uuid} not sent: {e}"))
             return
         self.stats.calls += 1
-        fut: asyncio.Future[dict[str, Any]] = loop.create_future()
-        conn.pending[rid] = fut
+        slot: CallbackSlot[dict[str, Any]] = CallbackSlot(done)
+        conn.pending[rid] = slot
 
         def expire() -> None:
-            if fut.done():
+            if slot.done():
                 return
             self.stats.timeouts += 1
             conn.pending.pop(rid, None)
             if self._drop_on_timeout:
                 self._drop(conn, f"{rpc} timed out")
-            fut.set_exception(RpcTimeout(f"{rpc} to {uuid} at {addr} timed out after {timeout_s:.3f}s"))
+            slot.set_exception(RpcTimeout(f"{rpc} to {uuid} at {addr} timed out after {timeout_s:.3f}s"))
 
-        timer = loop.call_later(timeout_s, expire)
-
-        def finished(f: asyncio.Future[dict[str, Any]]) -> None:
-            timer.cancel()
-            conn.pending.pop(rid, None)
-            _deliver(f, done)
-
-        fut.add_done_callback(finished)
+        slot.timer = loop.call_later(timeout_s, expire)
         conn.queue(data, loop)
 
     async def close(self) -> None:
@@ -324,7 +321,7 @@ class RpcClientPool:
             current = None
         if conn.reader_task is not None and conn.reader_task is not current:
             conn.reader_task.cancel()
-        for fut in conn.pending.values():
+        for fut in list(conn.pending.values()):
             if not fut.done():
                 fut.set_exception(RpcLayerError(
                     f"connection to {conn.uuid} at {conn.addr} lost: {conn.lost}"))

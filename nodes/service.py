@@ -24,8 +24,58 @@ def check_frame_body(body: dict[str, Any]) -> None:
 
     Frames decoded by ``nodes.wire`` are encodable already; this also covers bodies built in
     process and keeps a term like 10**300 (which no kuduraft peer could send) out of the
-    metadata file, where it would outlive the frame that carried it.
+    metadata file, where it would outlive the frame that carried it. The common shape (scalar
+    fields, flat ops and payloads) is accepted by ``_plainly_valid`` without building a path per
+    value; anything else takes the full walk, which names the offending field.
     """
+    if _plainly_valid(body):
+        return
+    _check_frame_body_walk(body)
+
+
+_PAYLOAD_SCALARS = (str, int, bool, type(None))
+
+
+def _plain_field(v: Any) -> bool:
+    """A body or op field that needs no walk: a scalar (an int within int64) or a flat list."""
+    t = type(v)
+    if t is int:
+        return INT64[0] <= v <= INT64[1]
+    if t is str or v is None or t is bool or t is float:
+        return True
+    if t is list:
+        return all(type(x) is int and INT64[0] <= x <= INT64[1] for x in v)
+    return False
+
+
+def _plainly_valid(body: dict[str, Any]) -> bool:
+    """True when the body is certainly valid (False: undecided, the full walk decides)."""
+    for k, v in body.items():
+        if k != "ops" and k != "payload" and not _plain_field(v):
+            return False
+    ops = body.get("ops")
+    if ops is None:
+        return "ops" not in body
+    if type(ops) is not list:
+        return False
+    for op in ops:
+        if type(op) is not dict:
+            return False
+        for k, v in op.items():
+            if k == "payload":
+                if v is None:
+                    continue
+                if type(v) is not dict:
+                    return False
+                for pk, pv in v.items():
+                    if type(pk) is not str or type(pv) not in _PAYLOAD_SCALARS:
+                        return False
+            elif not _plain_field(v):
+                return False
+    return True
+
+
+def _check_frame_body_walk(body: dict[str, Any]) -> None:
     stack: list[tuple[Any, str]] = [(body, "body")]
     while stack:
         v, where = stack.pop()

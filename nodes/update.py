@@ -221,10 +221,28 @@ def _prepare(c: RaftConsensus, ops: list[LogEntry]) -> tuple[list[LogEntry], str
 
 
 async def _wait_durable(c: RaftConsensus, fut: asyncio.Future[None]) -> None:
-    """Wait for the fsync, snoozing our own failure detector by MET every P meanwhile."""
-    while True:
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout=c.flags.heartbeat_s)
-            return
-        except TimeoutError:
-            c.fd.snooze(c.flags.failure_timeout_s)
+    """Wait for the fsync, snoozing our own failure detector by MET every P meanwhile (spec 4.1
+    step 16; raft_consensus.cc, RaftConsensus::UpdateReplica snoozes the failure detector, then
+    waits on the log synchronizer for raft_heartbeat_interval_ms, in a loop while that times
+    out; the first snooze is the accepted update's, just before).
+
+    The future is awaited directly and the snooze is a loop timer re-armed every P: the former
+    ``wait_for(shield(fut))`` cost three loop turns between the WAL write and the reply (shield's
+    callback, wait_for's waiter, the task) and a timeout scope per Update (issue #14). Nothing
+    else awaits ``fut``; if this task is cancelled the WAL writer still writes the entries."""
+    if fut.done():
+        fut.result()
+        return
+    loop = asyncio.get_running_loop()
+    timer: asyncio.TimerHandle | None = None
+
+    def snooze() -> None:
+        nonlocal timer
+        c.fd.snooze(c.flags.failure_timeout_s)
+        timer = loop.call_later(c.flags.heartbeat_s, snooze)
+
+    timer = loop.call_later(c.flags.heartbeat_s, snooze)
+    try:
+        await fut
+    finally:
+        timer.cancel()

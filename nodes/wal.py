@@ -40,6 +40,16 @@ class LogEntry:
             out["payload"] = self.payload
         return out
 
+    def json_text(self) -> str:
+        """``to_json()`` as compact ASCII JSON, encoded once per entry: the log cache's size
+        accounting and the WAL record both need it (issue #14: it was encoded twice per entry on
+        every node). The payload is never mutated once the entry exists."""
+        text: str | None = self.__dict__.get("_json_text")
+        if text is None:
+            text = json.dumps(self.to_json(), separators=(",", ":"), allow_nan=False)
+            self.__dict__["_json_text"] = text  # a cache beside the frozen fields, not a field
+        return text
+
     @classmethod
     def from_json(cls, raw: Any) -> LogEntry:
         """Inverse of ``to_json``; ValueError naming the bad field for anything malformed."""
@@ -81,6 +91,13 @@ class WalStats:
 def encode_record(obj: dict[str, Any]) -> bytes:
     """One record: header + compact JSON payload."""
     payload = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii")
+    head = struct.pack(">II", len(payload), zlib.crc32(payload))
+    return head + struct.pack(">I", zlib.crc32(head)) + payload
+
+
+def encode_entry(entry: LogEntry) -> bytes:
+    """``encode_record(entry.to_json())``, from the entry's cached JSON text."""
+    payload = entry.json_text().encode("ascii")
     head = struct.pack(">II", len(payload), zlib.crc32(payload))
     return head + struct.pack(">I", zlib.crc32(head)) + payload
 
@@ -281,7 +298,7 @@ class Wal:
             if entry.index != expected:
                 raise ValueError(f"wal append: entry index {entry.index}, expected {expected}")
             expected += 1
-        self._write(b"".join(encode_record(e.to_json()) for e in entries), before_sync)
+        self._write(b"".join(encode_entry(e) for e in entries), before_sync)
         self._last_index = entries[-1].index
         self.stats.appends += 1
         self.stats.entries += len(entries)

@@ -365,3 +365,31 @@ def test_call_soon_outstanding_calls_fail_when_the_server_goes_away() -> None:
             assert isinstance(err, RpcLayerError) and "timed out" not in str(err)
 
     run(scenario())
+
+
+def test_call_soon_callback_that_raises_is_only_reported() -> None:
+    """The answer goes straight to the callback from the reader (no future callback turn,
+    issue #14); a callback that raises is reported to the loop's exception handler, as a future's
+    callback would be, without dropping the connection or losing the other answers."""
+    async def scenario() -> None:
+        async with serving(Service()) as (_, pool):
+            assert await pool.call("s", "Echo", {}, 5) == {"echo": {}}  # connected
+            loop = asyncio.get_running_loop()
+            reported: list[dict[str, Any]] = []
+            loop.set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+            got: asyncio.Future[dict[str, Any] | Exception] = loop.create_future()
+
+            def boom(_: dict[str, Any] | Exception) -> None:
+                raise RuntimeError("callback failed")
+
+            def answered(result: dict[str, Any] | Exception) -> None:
+                got.set_result(result)
+
+            pool.call_soon("s", "Echo", {"i": 1}, 5, boom)
+            pool.call_soon("s", "Echo", {"i": 2}, 5, answered)
+            assert await asyncio.wait_for(got, 5) == {"echo": {"i": 2}}
+            assert [c["exception"].args for c in reported] == [("callback failed",)]
+            assert pool.connected("s") and pool.stats.connections_opened == 1
+            assert await call_soon(pool, "s", "Echo", {"i": 3}, 5) == {"echo": {"i": 3}}
+
+    run(scenario())

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from nodes.meta import META_FILE, MetadataError, MetadataStore
-from nodes.wal import HEADER_BYTES, LogEntry, Wal, WalCorruption, WalError, encode_record, segment_name
+from nodes.wal import (
+    HEADER_BYTES,
+    LogEntry,
+    Wal,
+    WalCorruption,
+    WalError,
+    encode_entry,
+    encode_record,
+    segment_name,
+)
 
 
 def entries(first: int, last: int, term: int = 1) -> list[LogEntry]:
@@ -258,3 +267,15 @@ def test_metadata_rejects_bad_values(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         store.save(-1, None)
     assert store.flush_count == 0 and store.load() == (0, None)
+
+
+def test_entry_record_from_cached_text_is_the_record_of_its_json() -> None:
+    """encode_entry (the WAL's path, issue #14) writes byte for byte what encode_record writes
+    for the entry's JSON, and the entry's text is encoded once."""
+    e = LogEntry(3, 7, "WRITE", {"op": "put", "key": "k\u00e9", "value": "v"})
+    assert encode_entry(e) == encode_record(e.to_json())
+    assert e.json_text() is e.json_text()
+    assert LogEntry(3, 7, "NO_OP") == LogEntry(3, 7, "NO_OP")  # the cache is not a field
+    n = LogEntry(3, 7, "NO_OP")
+    n.json_text()
+    assert n == LogEntry(3, 7, "NO_OP") and hash(n) == hash(LogEntry(3, 7, "NO_OP"))

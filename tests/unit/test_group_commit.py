@@ -1,0 +1,185 @@
+"""Leader group commit (issue #14): client writes arriving in one loop turn become one WAL append
+with one completion, as one kuduraft PeerMessageQueue::AppendOperations of several messages is;
+the leader's own vote then counts the batch's last entry (per write again when notification
+latency is injected, where kuduraft's per-round notifications are observable). The follower's appends and
+truncations are never merged into it, so WAL order stays the order of the calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from pathlib import Path
+from typing import NoReturn
+
+from consensus_fixture import ModelFollower, Node, pump, run_node
+
+from nodes.faultpoints import FaultPoints
+from nodes.flags import Flags
+from nodes.log import OpId
+from nodes.storage import WalWriter
+from nodes.wal import LogEntry, Wal
+
+LOG = logging.getLogger("test.group_commit")
+
+
+def noop(i: int) -> LogEntry:
+    return LogEntry(1, i, "NO_OP", None)
+
+
+def test_merge_joins_appends_still_queued_and_nothing_else(tmp_path: Path) -> None:
+    async def main() -> tuple[list[bool], int, list[int]]:
+        flags = Flags()
+        wal = Wal(tmp_path / "wal", fsync=False)
+        wal.recover()
+        writer = WalWriter(wal, flags, FaultPoints(flags, random.Random(3), LOG), random.Random(3), LOG)
+        writer.start()
+        try:
+            a = writer.append([noop(1)], merge=True)
+            b = writer.append([noop(2)], merge=True)  # joins a: still queued
+            c = writer.append([noop(3)])               # not a merge: its own item
+            d = writer.append([noop(4)], merge=True)   # cannot join a (c is queued after it)
+            t = writer.truncate_after(4)
+            e = writer.append([noop(5)], merge=True)   # never joins anything before a truncation
+            await asyncio.wait_for(asyncio.gather(a, b, c, d, t, e), 5)
+            f = writer.append([noop(6)], merge=True)   # e was written already: a new item
+            await asyncio.wait_for(f, 5)
+            same = [a is b, c is not a, d is not a, e is not d, f is not e]
+            return same, wal.stats.entries, [x.index for x in Wal(tmp_path / "wal", fsync=False).recover()]
+        finally:
+            await writer.stop()
+            wal.close()
+
+    same, entries, recovered = asyncio.run(main())
+    assert same == [True] * 5
+    assert entries == 6 and recovered == [1, 2, 3, 4, 5, 6]
+
+
+def test_writes_of_one_turn_make_one_wal_append_and_one_local_vote(tmp_path: Path) -> None:
+    """Five client writes in one turn: one WAL append (group commit), the leader's own ack covers
+    the last of them, and after a majority they all commit and resolve in order."""
+    async def body(n: Node) -> None:
+        await n.win_election()
+        f2 = ModelFollower("n2")
+        await pump(n, {"n2": f2})
+        assert n.c.commit_index == 1
+        appends_before = n.wal.stats.appends
+        votes: list[OpId] = []
+        count_vote = n.c.queue.local_peer_appended
+
+        def counting(opid: OpId) -> None:
+            votes.append(opid)
+            count_vote(opid)
+        setattr(n.c.queue, "local_peer_appended", counting)  # noqa: B010 - instance patch
+        futs = [n.c.replicate({"op": "put", "key": "k", "value": str(i)}) for i in range(5)]
+        await n.drain()
+        n.clock.run_due()
+        assert n.wal.stats.appends == appends_before + 1 and n.c.durable_index == 6
+        assert votes == [OpId(1, 6)]  # one local vote for the batch, not one per write
+        local = n.c.queue.peers["n1"]
+        assert tuple(local.last_received) == (1, 6)
+        await pump(n, {"n2": f2})
+        assert [f.result()["index"] for f in futs] == [2, 3, 4, 5, 6]
+        assert n.c.commit_index == 6 and f2.log == [(1, i) for i in range(1, 7)]
+    run_node(tmp_path, body)
+
+
+class _Exit(Exception):
+    pass
+
+
+def test_a_failed_write_on_the_append_thread_is_fatal_and_releases_no_waiter(tmp_path: Path) -> None:
+    """An OSError on the append thread comes back to the writer task: exit 74 with the record
+    ``wal_write_failed`` (as before, with asyncio.to_thread), and the batch's waiters are never
+    told it is durable."""
+    codes: list[int] = []
+
+    def exit_fn(code: int) -> NoReturn:
+        codes.append(code)
+        raise _Exit(code)
+
+    async def main() -> tuple[FaultPoints, asyncio.Future[None], BaseException | None]:
+        flags = Flags()
+        faults = FaultPoints(flags, random.Random(3), LOG, exit_fn=exit_fn, data_dir=tmp_path, uuid="n1")
+        wal = Wal(tmp_path / "wal", fsync=False)
+        wal.recover()
+        writer = WalWriter(wal, flags, faults, random.Random(3), LOG)
+
+        def failing(batch: list[LogEntry], delay_s: float) -> None:
+            raise OSError(5, "Input/output error")
+        setattr(writer, "_append_blocking", failing)  # noqa: B010 - the disk fails
+        writer.start()
+        fut = writer.append([noop(1)], merge=True)
+        task = writer._task
+        assert task is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 5)
+            error: BaseException | None = None
+        except _Exit as e:
+            error = e
+        wal.close()
+        return faults, fut, error
+
+    faults, fut, error = asyncio.run(main())
+    assert isinstance(error, _Exit) and codes == [74]
+    assert faults.fatal_record is not None and faults.fatal_record["what"] == "wal_write_failed"
+    assert not fut.done()
+
+
+def test_stop_waits_for_the_write_on_the_append_thread(tmp_path: Path) -> None:
+    """stop() returns only once a write already handed to the append thread has ended, so the
+    node can close the WAL right after (its fd is never closed under a write)."""
+    ended: list[str] = []
+
+    async def main() -> None:
+        flags = Flags()
+        wal = Wal(tmp_path / "wal", fsync=False)
+        wal.recover()
+        writer = WalWriter(wal, flags, FaultPoints(flags, random.Random(3), LOG), random.Random(3), LOG)
+        release = threading.Event()
+        started = threading.Event()
+        real = writer._append_blocking
+
+        def slow(batch: list[LogEntry], delay_s: float) -> None:
+            started.set()
+            release.wait(10)
+            real(batch, delay_s)
+            ended.append("write")
+        setattr(writer, "_append_blocking", slow)  # noqa: B010 - a slow disk
+        writer.start()
+        writer.append([noop(1)], merge=True)
+        assert await asyncio.to_thread(started.wait, 10)
+        stopping = asyncio.ensure_future(writer.stop())
+        early, _ = await asyncio.wait({stopping}, timeout=0.05)  # it must not return while writing
+        assert not early
+        release.set()
+        await asyncio.wait_for(stopping, 10)
+        ended.append("stopped")
+        wal.close()
+
+    asyncio.run(main())
+    assert ended == ["write", "stopped"]
+
+
+def test_with_notification_latency_every_write_keeps_its_own_vote(tmp_path: Path) -> None:
+    """consensus_inject_latency_ms_in_notifications > 0: kuduraft's leader counts a local vote
+    per Replicate (each may make its own delayed commit notification), so no merging then."""
+    async def body(n: Node) -> None:
+        await n.win_election()
+        f2 = ModelFollower("n2")
+        await pump(n, {"n2": f2})
+        n.flags.set("consensus_inject_latency_ms_in_notifications", 5)
+        votes: list[OpId] = []
+        count_vote = n.c.queue.local_peer_appended
+
+        def counting(opid: OpId) -> None:
+            votes.append(opid)
+            count_vote(opid)
+        setattr(n.c.queue, "local_peer_appended", counting)  # noqa: B010 - instance patch
+        for i in range(3):
+            n.c.replicate({"op": "put", "key": "k", "value": str(i)})
+        await n.drain()
+        n.clock.run_due()
+        assert votes == [OpId(1, 2), OpId(1, 3), OpId(1, 4)]
+    run_node(tmp_path, body)
