@@ -11,6 +11,8 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
+from operator import le, lt
 from typing import Any
 
 from harness.checkers.history_ops import Op, OpStatus
@@ -115,65 +117,82 @@ class KeyModel:
     compiled: bool = True
 
 
-def _code(op: Op) -> tuple[int, Any, Any]:
-    if op.f == "read":
-        return (READ_NULL, None, None) if op.value is None or op.value == "" else (READ_EQ, freeze(op.value), None)
-    if op.f == "write":
-        return WRITE, freeze(op.value), None
-    if op.f == "append":
-        return APPEND, op.value, None
-    frm, to = freeze(op.value[0]), freeze(op.value[1])
-    return (CAS_FAILED, frm, None) if op.status is OpStatus.FAILED_CAS else (CAS, frm, to)
+def compile_key(key: str, ops: Sequence[Op]) -> KeyModel:
+    """Code one key's operations for the search, after sound pruning and abstraction (below);
+    append-only keys are coded over ``Prefixes``.
 
-
-def _matters(op: Op, code: tuple[int, Any, Any], observed: set[Any] | None) -> bool:
-    """False for operations that can be dropped without changing the answer.
+    Pruning: an op is dropped when leaving it out cannot change the answer.
 
     - a failed op (error or not a cas) had no effect, and an info read neither changed the state nor
       returned anything;
     - an info cas with from == to leaves the state as it was whenever it can apply, so leaving it out
       is always at least as good;
-    - an info write whose value nothing ever observes, on a key without appends and failed cas
-      (``observed`` is None otherwise). In any linearization, the op right after such a write w cannot
-      be a read (it would read w's value), nor a cas (its from would be w's value); so it is a write,
-      which overwrites w's value, or w is last. Removing w therefore keeps every linearization valid,
-      and the converse is trivial because w may be left out anyway. Appends (which extend w's value)
-      and failed cas (which only need current != from) could depend on w, hence the restriction.
+    - an info write whose value nothing ever observes, on a key without appends and failed cas. In
+      any linearization, the op right after such a write w cannot be a read (it would read w's
+      value), nor a cas (its from would be w's value); so it is a write, which overwrites w's value,
+      or w is last. Removing w therefore keeps every linearization valid, and the converse is
+      trivial because w may be left out anyway. Appends (which extend w's value) and failed cas
+      (which only need current != from) could depend on w, hence the restriction.
+
+    Abstraction, on a key without appends: every written value that no kept op compares with (no
+    read returned it, no cas names it as ``from``) becomes one symbol, UNREAD. The model then
+    behaves identically: every comparison with such a value comes out as with UNREAD. But states
+    merge in the memo, and info ops writing different unread values become interchangeable.
+
+    One pass codes every op into flat lists (this runs once per op of histories of a million ops:
+    no call or tuple per op), a second keeps the ops that matter.
     """
-    if op.status is OpStatus.FAILED or (op.status is OpStatus.INFO and op.f == "read"):
-        return False
-    if op.status is not OpStatus.INFO:
-        return True
-    kind, a, b = code
-    if kind == CAS and a == b:
-        return False
-    if kind == WRITE and observed is not None:
-        return a in observed  # a read of null or "" puts both in observed
-    return True
-
-
-def compile_key(key: str, ops: Sequence[Op]) -> KeyModel:
-    """Code one key's operations for the search, after sound pruning (see ``_matters``) and
-    abstraction (see ``_abstract_unread``); append-only keys are coded over ``Prefixes``."""
-    codes = dict(enumerate(_code(op) for op in ops))
-    seen: set[Any] = set()
+    n = len(ops)
+    kinds = [0] * n
+    args: list[Any] = [None] * n
+    args2: list[Any] = [None] * n
+    seen: set[Any] = set()  # values some read or cas observes (over every op with an effect)
     blind = True  # no appends and no failed cas: unobserved info writes can be dropped
-    for op, (kind, a, _b) in zip(ops, codes.values(), strict=True):
-        if op.status is OpStatus.FAILED:
+    failed, failed_cas, info_status = OpStatus.FAILED, OpStatus.FAILED_CAS, OpStatus.INFO
+    for i, op in enumerate(ops):
+        f, v = op.f, op.value
+        if f == "read":
+            if v is None or v == "":
+                kinds[i] = READ_NULL
+                if op.status is not failed:
+                    seen.add(None)
+                    seen.add("")
+                continue
+            a = v if type(v) is int or type(v) is str else freeze(v)
+            kinds[i], args[i] = READ_EQ, a
+            if op.status is not failed:
+                seen.add(a)
+        elif f == "write":
+            kinds[i], args[i] = WRITE, v if type(v) is int or type(v) is str or v is None else freeze(v)
+        elif f == "append":
+            kinds[i], args[i] = APPEND, v
+            if op.status is not failed:
+                blind = False
+        else:
+            frm, to = freeze(v[0]), freeze(v[1])
+            if op.status is failed_cas:
+                kinds[i], args[i] = CAS_FAILED, frm
+                blind = False
+            else:
+                kinds[i], args[i], args2[i] = CAS, frm, to
+                if op.status is not failed:
+                    seen.add(frm)
+    kept: list[int] = []
+    for i, op in enumerate(ops):
+        status = op.status
+        if status is failed:
             continue
-        if kind in (APPEND, CAS_FAILED):
-            blind = False
-        elif kind == READ_NULL:
-            seen.update((None, ""))
-        elif kind in (READ_EQ, CAS):
-            seen.add(a)
-    observed = seen if blind else None
-    kept = [i for i, op in enumerate(ops) if _matters(op, codes[i], observed)]
+        if status is info_status:
+            k = kinds[i]
+            if k <= READ_NULL or (k == CAS and args[i] == args2[i]) or (k == WRITE and blind and args[i] not in seen):
+                continue
+        kept.append(i)
     prefixes = None
-    kinds = {codes[i][0] for i in kept}
-    if kinds <= {READ_EQ, READ_NULL, APPEND}:
-        prefixes, coded = _code_prefixes([codes[i] for i in kept])
-        codes.update(zip(kept, coded, strict=True))
+    used = {kinds[i] for i in kept}
+    if used <= {READ_EQ, READ_NULL, APPEND}:
+        prefixes, coded = _code_prefixes([(kinds[i], args[i], args2[i]) for i in kept])
+        for i, (k, a, b) in zip(kept, coded, strict=True):
+            kinds[i], args[i], args2[i] = k, a, b
         # An info append whose token no read value contains can only be placed after the last read
         # (the value only grows, so every later read would contain the token), where nothing can
         # tell whether it happened: leave it out. Every read value is a prefix of a maximal one;
@@ -181,55 +200,62 @@ def compile_key(key: str, ops: Sequence[Op]) -> KeyModel:
         # scan is skipped when it would be long (many diverging reads): keeping ops is sound.
         maximal = "\x00".join(v for j, v in enumerate(prefixes.values)
                                if j + 1 == len(prefixes.values) or not prefixes.values[j + 1].startswith(v))
-        infos = [i for i in kept if ops[i].status is OpStatus.INFO and codes[i][1]]
+        infos = [i for i in kept if ops[i].status is info_status and args[i]]
         if len(infos) * len(maximal) <= _SCAN_LIMIT:
-            unseen = {i for i in infos if codes[i][1] not in maximal}
+            unseen = {i for i in infos if args[i] not in maximal}
             kept = [i for i in kept if i not in unseen]
-    elif APPEND not in kinds:
-        codes.update(_abstract_unread(codes, kept))
-    kept.sort(key=lambda i: (ops[i].call_time, ops[i].index))
-    checked = [ops[i] for i in kept]
-    final = [codes[i] for i in kept]
-    info = [op.status is OpStatus.INFO for op in checked]
-    twin: list[int] = []
+    elif APPEND not in used:
+        _abstract_unread(kinds, args, args2, kept)
+    calls = [ops[i].call_time for i in kept]
+    in_order = (all(map(le, calls, islice(calls, 1, None)))
+                and all(map(lt, (ops[i].index for i in kept), (ops[i].index for i in islice(kept, 1, None)))))
+    if not in_order:  # ops not given in call order
+        kept.sort(key=lambda i: (ops[i].call_time, ops[i].index))
+        calls = [ops[i].call_time for i in kept]
+    if in_order and len(kept) == n:  # nothing pruned nor moved: the lists are final as they are
+        checked, kind, arg, arg2 = list(ops), kinds, args, args2
+    else:
+        checked = [ops[i] for i in kept]
+        kind, arg, arg2 = [kinds[i] for i in kept], [args[i] for i in kept], [args2[i] for i in kept]
+    m = len(checked)
+    info = [op.status is info_status for op in checked]
+    twin = [-1] * m
     last_of_class: dict[tuple[int, Any, Any], int] = {}
-    for i, code in enumerate(final):
+    for i in range(m):
         if info[i]:
-            twin.append(last_of_class.get(code, -1))
+            code = (kind[i], arg[i], arg2[i])
+            twin[i] = last_of_class.get(code, -1)
             last_of_class[code] = i
-        else:
-            twin.append(-1)
-    timed = [(op.call_time, 0, 2 * i) for i, op in enumerate(checked)]
-    timed += [(op.return_time, 1, 2 * i + 1) for i, op in enumerate(checked) if op.return_time is not None]
-    # At equal times calls sort before returns: touching intervals count as concurrent, the reading
-    # that never reports a violation the timestamps cannot prove.
-    timed.sort()
-    return KeyModel(key, checked, [c[0] for c in final], [c[1] for c in final], [c[2] for c in final],
-                    info, twin, [e for _, _, e in timed], len(ops) - len(checked), prefixes,
+    # Entries in time order; at equal times calls before returns (touching intervals count as
+    # concurrent, the reading that never reports a violation the timestamps cannot prove), calls
+    # and returns each in op order: a stable sort by time of all calls, then all returns.
+    times: list[Any] = [None] * (2 * m)
+    times[0::2] = calls
+    times[1::2] = [op.return_time for op in checked]
+    entries = [*range(0, 2 * m, 2), *(e for e in range(1, 2 * m, 2) if times[e] is not None)]
+    entries.sort(key=times.__getitem__)
+    return KeyModel(key, checked, kind, arg, arg2, info, twin, entries, n - m, prefixes,
                     None if prefixes is None else 0)
 
 
-def _abstract_unread(codes: dict[int, tuple[int, Any, Any]], kept: list[int]) -> dict[int, tuple[int, Any, Any]]:
-    """Replace every written value that no op of the key ever compares with (no read returned it, no
-    cas names it as ``from``) by one symbol, UNREAD. On a key without appends the model then
-    behaves identically: every comparison with such a value comes out as with UNREAD. But states
-    merge in the memo, and info ops writing different unread values become interchangeable."""
+def _abstract_unread(kinds: list[int], args: list[Any], args2: list[Any], kept: list[int]) -> None:
+    """Replace, in place over ``kept``, every written value that no kept op compares with by UNREAD
+    (see ``compile_key``)."""
     compared: set[Any] = set()
     for i in kept:
-        kind, a, _b = codes[i]
-        if kind == READ_NULL:
-            compared.update((None, ""))
-        elif kind in (READ_EQ, CAS, CAS_FAILED):
-            compared.add(a)
-    out: dict[int, tuple[int, Any, Any]] = {}
+        k = kinds[i]
+        if k == READ_NULL:
+            compared.add(None)
+            compared.add("")
+        elif k == READ_EQ or k == CAS or k == CAS_FAILED:
+            compared.add(args[i])
     for i in kept:
-        kind, a, b = codes[i]
-        if kind == WRITE and a not in compared:
-            a = UNREAD
-        elif kind == CAS and b not in compared:
-            b = UNREAD
-        out[i] = (kind, a, b)
-    return out
+        k = kinds[i]
+        if k == WRITE:
+            if args[i] not in compared:
+                args[i] = UNREAD
+        elif k == CAS and args2[i] not in compared:
+            args2[i] = UNREAD
 
 
 def replay(ops: Iterable[Op]) -> Any:

@@ -8,10 +8,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.checkers.history_ops import HistoryError, Op, OpStatus, gc_paused, parse_history, read_history
+from harness.checkers.history_ops import HistoryError, Op, OpStatus, gc_paused, parse_history
 from harness.checkers.key_pool import Budget, search_all, settled_reason, worker_count
 from harness.checkers.key_result import KeyResult, unknown
 from harness.checkers.kv_model import KeyModel, compile_keys, find_stale_read, replay
+from harness.checkers.op_reader import read_ops
 from harness.checkers.verdict import Validity, Verdict
 from harness.checkers.wgl import MEMO_BUDGET_BYTES
 
@@ -184,7 +185,7 @@ def check_linearizable(events: Iterable[Mapping[str, Any]] | str | Path, *,
     """
     started = time.monotonic() if started is None else started
     if isinstance(events, str | Path):
-        _, ops = read_history(events)
+        ops = read_ops(events)
     else:
         ops = parse_history(list(events))
     return check_ops(ops, time_limit_s=time_limit_s, max_states=max_states, memory_limit_mb=memory_limit_mb,
@@ -199,7 +200,7 @@ def main_check(path: str | Path, time_limit_s: float = DEFAULT_TIME_LIMIT_S, mem
     ``time_limit_s`` bounds reading and checking together (the answer is unknown past it)."""
     started = time.monotonic()
     try:
-        _, ops = read_history(Path(path))
+        ops = read_ops(Path(path))
         verdict = check_ops(ops, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
                             workers=workers, explain_all=explain_all, started=started)
     except (HistoryError, OSError) as exc:
