@@ -286,16 +286,25 @@ def _code_prefixes(codes: list[tuple[int, Any, Any]]) -> tuple[Prefixes, list[tu
     return prefixes, out
 
 
-def compile_keys(ops: Iterable[Op], deadline: float | None = None) -> list[KeyModel]:
-    """Split a history by key (each key is an independent register, so linearizability of the whole
-    is linearizability of every key) and compile each. Past ``deadline`` (a ``time.monotonic``
-    value) the keys left are not compiled: their models hold the ops alone (``compiled`` False),
-    for a verdict that reports them unknown."""
+def group_keys(ops: Iterable[Op]) -> list[tuple[str, list[Op]]]:
+    """Split a history by key, keys in order of first appearance: each key is an independent
+    register, so linearizability of the whole is linearizability of every key."""
     by_key: dict[str, list[Op]] = {}
     for op in ops:
-        by_key.setdefault(op.key, []).append(op)
+        key_ops = by_key.get(op.key)
+        if key_ops is None:
+            by_key[op.key] = [op]
+        else:
+            key_ops.append(op)
+    return list(by_key.items())
+
+
+def compile_keys(ops: Iterable[Op], deadline: float | None = None) -> list[KeyModel]:
+    """Split a history by key (see ``group_keys``) and compile each. Past ``deadline`` (a
+    ``time.monotonic`` value) the keys left are not compiled: their models hold the ops alone
+    (``compiled`` False), for a verdict that reports them unknown."""
     models: list[KeyModel] = []
-    for key, key_ops in by_key.items():
+    for key, key_ops in group_keys(ops):
         if deadline is not None and time.monotonic() > deadline:
             models.append(KeyModel(key, key_ops, [], [], [], [], [], [], 0, compiled=False))
         else:
