@@ -326,10 +326,6 @@ class StaleRead:
     last_write: int | None
 
 
-def _norm(value: Any) -> Any:
-    return None if value == "" else value  # a read of "" is a read of null
-
-
 def find_stale_read(m: KeyModel) -> StaleRead | None:
     """A read whose value is provably overwritten (or never written), found in O(n log n).
 
@@ -338,59 +334,96 @@ def find_stale_read(m: KeyModel) -> StaleRead | None:
     before R ended) returned before W began, then every order puts W after the last such write and
     before R, so R cannot see its value. This catches the common anomalies (stale reads, lost
     writes, values never written) at once; everything else is left to the search.
+
+    It reads the model's codes (a read of "" is a read of null, and a write of "" writes null).
+    Values abstracted to UNREAD are no read's value, so merging them changes no answer: a setter
+    of UNREAD is of another value than any read's, as each of the values it stands for was.
     """
-    ops = m.ops
-    if any(op.f == "append" for op in ops):
+    kind, arg, arg2, info, ops = m.kind, m.arg, m.arg2, m.info, m.ops
+    if m.prefixes is not None:  # reads and appends only, values coded (0 is null or "")
+        if APPEND_CODED in kind:
+            return None
+        never = next((r for r, a in enumerate(arg) if a != 0), None)  # nothing writes: only null is read
+        return None if never is None else StaleRead(never, None, None)
+    if APPEND in kind:
         return None
     inf = float("inf")
-    by_value: dict[Any, list[tuple[Any, Any, int]]] = {}
-    ok_setters: list[tuple[Any, Any, Any, int]] = []
-    for i, op in enumerate(ops):
-        if op.f == "write" or (op.f == "cas" and op.status is not OpStatus.FAILED_CAS):
-            value = _norm(freeze(op.value if op.f == "write" else op.value[1]))
-            ret = op.return_time if op.status is OpStatus.OK else inf
-            by_value.setdefault(value, []).append((op.call_time, ret, i))
-            if op.status is OpStatus.OK:
-                ok_setters.append((op.return_time, op.call_time, value, i))
-    # Per value: setters by call time, with the running latest return among them.
-    # (``ops`` are in call order, so each value's setters already are; ids only grow, so a tie on
-    # the return keeps the later id, as a max over (return, id) would.)
-    latest: dict[Any, tuple[list[Any], list[tuple[float, int]]]] = {}
-    for value, setters in by_value.items():
-        running: list[tuple[float, int]] = []
-        best = (-inf, -1)
-        for _call, ret, i in setters:
-            if ret >= best[0]:
-                best = (ret, i)
-            running.append(best)
-        latest[value] = ([s[0] for s in setters], running)
-    # Ok setters by return time, with the running two latest-starting ones of different values.
-    ok_setters.sort(key=lambda s: s[0])
-    rets = [s[0] for s in ok_setters]
-    top2: list[tuple[Any, Any]] = []
-    first = second = None
-    for _ret, call, value, i in ok_setters:
-        cand = (call, value, i)
-        if first is None or call > first[0]:
-            if first is not None and value != first[1]:
-                second = first
-            first = cand
-        elif value != first[1] and (second is None or call > second[0]):
-            second = cand
-        top2.append((first, second))
-    for r, op in enumerate(ops):
-        if op.f != "read":
+    n = len(ops)
+    calls = [op.call_time for op in ops]
+    rets: list[Any] = [inf if info[i] else op.return_time for i, op in enumerate(ops)]
+    value_of: list[Any] = [None] * n
+    by_value: dict[Any, Any] = {}  # value -> its setter (an id), or a list of them (in call order)
+    ok_ids: list[int] = []
+    for i in range(n):
+        k = kind[i]
+        if k == WRITE:
+            v = arg[i]
+        elif k == CAS:
+            v = arg2[i]
+        else:
             continue
-        value = _norm(freeze(op.value))
-        calls, running = latest.get(value, ([], []))
-        k = bisect_right(calls, op.return_time)  # setters that began before the read ended
-        last_ret, last_i = running[k - 1] if k else (-inf, -1)
-        if k == 0 and value is not None:
+        if v == "":
+            v = None
+        value_of[i] = v
+        held = by_value.get(v)
+        if held is None:
+            by_value[v] = i
+        elif type(held) is int:
+            by_value[v] = [held, i]
+        else:
+            held.append(i)
+        if not info[i]:
+            ok_ids.append(i)
+    # Ok setters by return time (op order among equal returns), with the running two
+    # latest-starting ones of different values.
+    ok_ids.sort(key=rets.__getitem__)
+    ok_rets = [rets[i] for i in ok_ids]
+    top2: list[tuple[int, int]] = []  # (first, second): op ids, -1 for none
+    first = second = -1
+    for i in ok_ids:
+        call, value = calls[i], value_of[i]
+        if first < 0 or call > calls[first]:
+            if first >= 0 and value != value_of[first]:
+                second = first
+            first = i
+        elif value != value_of[first] and (second < 0 or call > calls[second]):
+            second = i
+        top2.append((first, second))
+    running: dict[Any, tuple[list[Any], list[tuple[Any, int]]]] = {}  # built for values set several times
+    for r in range(n):
+        k = kind[r]
+        if k == READ_EQ:
+            value = arg[r]
+        elif k == READ_NULL:
+            value = None
+        else:
+            continue
+        held = by_value.get(value)
+        end = ops[r].return_time  # reads left in a model are ok reads: they returned
+        assert end is not None
+        # The setters of the value that began before the read ended: the latest return among them.
+        if held is None:
+            last_ret, last_i = -inf, -1
+        elif type(held) is int:
+            last_ret, last_i = (rets[held], held) if calls[held] <= end else (-inf, -1)
+        else:
+            lists = running.get(value)
+            if lists is None:
+                best: tuple[Any, int] = (-inf, -1)
+                maxima = []
+                for i in held:
+                    if rets[i] >= best[0]:  # ids only grow: a tie keeps the later one
+                        best = (rets[i], i)
+                    maxima.append(best)
+                lists = running[value] = ([calls[i] for i in held], maxima)
+            h = bisect_right(lists[0], end)
+            last_ret, last_i = lists[1][h - 1] if h else (-inf, -1)
+        if last_i < 0 and value is not None:
             return StaleRead(r, None, None)
-        j = bisect_left(rets, op.call_time) - 1  # ok setters that returned before the read began
+        j = bisect_left(ok_rets, calls[r]) - 1  # ok setters that returned before the read began
         if j < 0:
             continue
         for cand in top2[j]:
-            if cand is not None and cand[1] != value and cand[0] > last_ret:
-                return StaleRead(r, cand[2], last_i if last_i >= 0 else None)
+            if cand >= 0 and value_of[cand] != value and calls[cand] > last_ret:
+                return StaleRead(r, cand, last_i if last_i >= 0 else None)
     return None
