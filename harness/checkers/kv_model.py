@@ -149,6 +149,7 @@ def compile_key(key: str, ops: Sequence[Op]) -> KeyModel:
     args2: list[Any] = [None] * n
     seen: set[Any] = set()  # values some read or cas observes (over every op with an effect)
     blind = True  # no appends and no failed cas: unobserved info writes can be dropped
+    null_seen = False  # a read of null (or "") observes both
     failed, failed_cas, info_status = OpStatus.FAILED, OpStatus.FAILED_CAS, OpStatus.INFO
     for i, op in enumerate(ops):
         f, v = op.f, op.value
@@ -156,8 +157,7 @@ def compile_key(key: str, ops: Sequence[Op]) -> KeyModel:
             if v is None or v == "":
                 kinds[i] = READ_NULL
                 if op.status is not failed:
-                    seen.add(None)
-                    seen.add("")
+                    null_seen = True
                 continue
             a = v if type(v) is int or type(v) is str else freeze(v)
             kinds[i], args[i] = READ_EQ, a
@@ -178,6 +178,8 @@ def compile_key(key: str, ops: Sequence[Op]) -> KeyModel:
                 kinds[i], args[i], args2[i] = CAS, frm, to
                 if op.status is not failed:
                     seen.add(frm)
+    if null_seen:
+        seen.update((None, ""))
     kept: list[int] = []
     for i, op in enumerate(ops):
         status = op.status
@@ -243,13 +245,15 @@ def _abstract_unread(kinds: list[int], args: list[Any], args2: list[Any], kept: 
     """Replace, in place over ``kept``, every written value that no kept op compares with by UNREAD
     (see ``compile_key``)."""
     compared: set[Any] = set()
+    null_read = False
     for i in kept:
         k = kinds[i]
-        if k == READ_NULL:
-            compared.add(None)
-            compared.add("")
-        elif k == READ_EQ or k == CAS or k == CAS_FAILED:
+        if k == READ_EQ or k == CAS or k == CAS_FAILED:
             compared.add(args[i])
+        elif k == READ_NULL:
+            null_read = True
+    if null_read:
+        compared.update((None, ""))
     for i in kept:
         k = kinds[i]
         if k == WRITE:
