@@ -96,8 +96,11 @@ def _check_ops(ops: list[Op], time_limit_s: float, max_states: int | None, memor
                workers: int | None, explain_all: bool, started: float) -> Verdict:
     deadline = started + time_limit_s
     memory = MEMO_BUDGET_BYTES if memory_limit_mb is None else int(memory_limit_mb * 2**20)
-    failed = sum(op.status is OpStatus.FAILED for op in ops)  # no effect, nothing to check
-    groups = group_keys(op for op in ops if op.status is not OpStatus.FAILED)
+    failed_status = OpStatus.FAILED
+    effective = [op for op in ops if op.status is not failed_status]
+    failed = len(ops) - len(effective)  # no effect, nothing to check
+    groups = group_keys(effective)
+    del effective
     budget = Budget(deadline, memory, max_states, stop_at_invalid=not explain_all)
     results, compiled = check_keys(groups, budget, workers)
     n = len(groups)
