@@ -102,13 +102,13 @@ def normalise_event(raw: Any, pos: int, line: int, unit: str = "line") -> _Event
         raise HistoryError(line, "not a JSON object", unit)
     if "type" in raw:
         kind = raw["type"]
-        if kind not in CLIENT_KINDS:
+        if not isinstance(kind, str) or kind not in CLIENT_KINDS:
             raise HistoryError(line, f"unknown type {kind!r}; expected invoke, ok, fail or info", unit)
     elif "kind" in raw:
         kind = raw["kind"]
-        if kind in _OTHER_KINDS:
+        if isinstance(kind, str) and kind in _OTHER_KINDS:
             return None
-        if kind not in CLIENT_KINDS:
+        if not isinstance(kind, str) or kind not in CLIENT_KINDS:
             raise HistoryError(line, f"unknown kind {kind!r}", unit)
     else:
         raise HistoryError(line, "missing 'type' (or 'kind')", unit)
@@ -121,7 +121,7 @@ def normalise_event(raw: Any, pos: int, line: int, unit: str = "line") -> _Event
         if not isinstance(process, int) or isinstance(process, bool):
             raise HistoryError(line, f"process must be an integer, got {process!r}", unit)
     f = raw.get("f")
-    if f not in FUNCTIONS:
+    if not isinstance(f, str) or f not in FUNCTIONS:
         raise HistoryError(line, f"unknown f {f!r}; expected read, write, cas or append", unit)
     key = raw.get("key", "")
     if type(key) is not str:
@@ -169,10 +169,10 @@ def parse_history(events: Iterable[Any], line_numbers: Sequence[int] | None = No
             kind = raw.get("type")
             if kind is None and "type" not in raw:
                 kind = raw.get("kind")
-            if kind in CLIENT_KINDS:
+            if type(kind) is str and kind in CLIENT_KINDS:
                 process, f, key = raw.get("process"), raw.get("f"), raw.get("key", "")
                 t = raw["time"] if "time" in raw else raw.get("t")
-                if (type(process) is int and f in FUNCTIONS and type(key) is str
+                if (type(process) is int and type(f) is str and f in FUNCTIONS and type(key) is str
                         and (t is None or type(t) is float or type(t) is int)):
                     ev = new(_Event, (pos, line, kind, process, f, key, raw.get("value"), t, raw.get("error")))
         if ev is None:

@@ -1,11 +1,12 @@
-"""Searching many keys under one deadline and one memory budget: interleaved in a worker, dealt over processes.
+"""Checking many keys under one deadline and one memory budget: compiled, proved and searched in this process or dealt over worker processes.
 
-Keys are independent registers, so their searches can run in any order and in parallel. Within a
-worker the searches advance in slices, round robin: a key that would search for minutes cannot
+Keys are independent registers, so they can be checked in any order and in parallel. Within a
+process the searches advance in slices, round robin: a key that would search for minutes cannot
 starve a key that fails in milliseconds, and once one key is found not linearizable the verdict is
 settled, so (unless every key must be explained) the rest stop at once. Porcupine does the same
-with one goroutine per partition and a kill channel (``checker.go``, ``checkParallel``).
-"""
+with one goroutine per partition and a kill channel (``checker.go``, ``checkParallel``). A long
+history is dealt over the workers whole, each compiling, proving and searching its own keys: its
+compilation and proofs cost as much as its search, and the workers start in milliseconds."""
 
 from __future__ import annotations
 
@@ -13,17 +14,21 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.checkers.history_ops import Op
 from harness.checkers.key_result import KeyResult, budget_reason, unknown
-from harness.checkers.kv_model import KeyModel
+from harness.checkers.kv_model import KeyModel, compile_key, find_stale_read
 from harness.checkers.verdict import Validity
 from harness.checkers.wgl import search_steps
 
 # Below this many ops left to search, starting processes costs more than it saves.
 PARALLEL_MIN_OPS = 1000
+# From this many ops on, keys are dealt over workers before they are compiled: compiling and
+# proving cost about 5 us an op each, so the workers' start (milliseconds) is soon paid back.
+PARALLEL_COMPILE_MIN_OPS = 20_000
 # Before dealing keys over processes, search them all here this long: most histories (and most
 # violations) are decided by then, and starting workers would cost more than the whole check.
 HEAD_START_S = 0.05
@@ -46,6 +51,89 @@ class Budget:
 
 def settled_reason(key: str) -> str:
     return f"not checked further: key {key!r} already settled the verdict (not linearizable)"
+
+
+Group = tuple[str, list[Op]]  # one key and its ops (in invoke order)
+
+
+def check_keys(groups: Sequence[Group], budget: Budget, workers: int | None = None,
+               ) -> tuple[dict[int, KeyResult], list[KeyModel | None]]:
+    """Check every key: results by position in ``groups``, and the compiled models (None for a key
+    compiled in a worker: ``compile_key`` rebuilds the same model). A long history is dealt over
+    the workers whole (see the module docstring); otherwise this process compiles and proves, and
+    the search goes to workers when it is still running after a head start."""
+    n_workers = min(worker_count(workers), len(groups))
+    if n_workers > 1 and sum(len(ops) for _key, ops in groups) >= PARALLEL_COMPILE_MIN_OPS:
+        sizes = [len(ops) for _key, ops in groups]
+        results = _in_workers(groups, sizes, _check_hand, budget, n_workers,
+                              lambda j: uncompiled(*groups[j]))
+        return results, [None] * len(groups)
+    return check_hand(groups, budget, workers)
+
+
+def uncompiled(key: str, ops: list[Op]) -> KeyModel:
+    """A key not compiled (yet): its ops alone, for an unknown verdict."""
+    return KeyModel(key, ops, [], [], [], [], [], [], 0, compiled=False)
+
+
+def prove(m: KeyModel) -> KeyResult | None:
+    """The cheap proof of a stale read on one key (see ``find_stale_read``), or None."""
+    started = time.monotonic()
+    stale = find_stale_read(m)
+    if stale is None:
+        return None
+    witness = [i for i in (stale.overwrite, stale.last_write) if i is not None]
+    return KeyResult(m.key, Validity.INVALID, len(m.ops), m.pruned, elapsed_s=time.monotonic() - started,
+                     stuck=stale.read, witness=witness, proved=True)
+
+
+def check_hand(groups: Sequence[Group], budget: Budget, workers: int | None = None, stop: Any = None,
+               ) -> tuple[dict[int, KeyResult], list[KeyModel | None]]:
+    """Compile, prove and search ``groups`` from this process (the search may still go to
+    ``workers``); ``stop`` is a worker's shared event (see ``run_keys``). Keys past the deadline
+    end unknown without being compiled or searched."""
+    models: list[KeyModel] = []
+    for key, ops in groups:
+        if time.monotonic() > budget.deadline:
+            models.append(uncompiled(key, ops))
+        else:
+            models.append(compile_key(key, ops))
+    results: dict[int, KeyResult] = {}
+    settled: str | None = None
+    # The stale-read proofs first: O(n log n) a key, and they settle most invalid histories.
+    for j, m in enumerate(models):
+        if time.monotonic() > budget.deadline:
+            break  # the keys left end unknown below, without a search
+        if stop is not None and stop.is_set():
+            settled = _SETTLED_ELSEWHERE
+            break
+        proof = prove(m)
+        if proof is not None:
+            results[j] = proof
+            if budget.stop_at_invalid:
+                settled = settled_reason(m.key)
+                if stop is not None:
+                    stop.set()
+                break
+    todo = [j for j in range(len(models)) if j not in results]
+    if settled is not None:
+        results.update({j: unknown(models[j], settled) for j in todo})
+    elif todo and time.monotonic() > budget.deadline:
+        results.update({j: unknown(models[j], f"time limit reached before key {models[j].key!r} was "
+                                              f"{'searched' if models[j].compiled else 'compiled'}")
+                        for j in todo})
+    elif todo:
+        got = search_all([models[j] for j in todo], budget, workers, stop)
+        results.update({todo[k]: res for k, res in got.items()})
+    return results, list(models)
+
+
+def _check_hand(groups: Sequence[Group], budget: Budget, stop: Any) -> dict[int, KeyResult]:
+    """A worker's share of ``check_keys``: its keys checked in the worker alone."""
+    return check_hand(groups, budget, 1, stop)[0]
+
+
+_SETTLED_ELSEWHERE = "not checked further: a key searched in another worker settled the verdict"
 
 
 def run_keys(models: Sequence[KeyModel], budget: Budget, stop: Any = None, pause_at: float | None = None,
@@ -100,7 +188,7 @@ def run_keys(models: Sequence[KeyModel], budget: Budget, stop: Any = None, pause
                     break
         turn = min(2 * turn, MAX_TURN)
         if settled is None and stop is not None and stop.is_set():
-            settled = "not checked further: a key searched in another worker settled the verdict"
+            settled = _SETTLED_ELSEWHERE
         if settled is not None:
             for j in list(live):
                 drop(j, settled)
@@ -132,33 +220,39 @@ def worker_count(requested: int | None) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def deal(models: Sequence[KeyModel], workers: int) -> list[list[int]]:
+def deal(sizes: Sequence[int], workers: int) -> list[list[int]]:
     """Keys over workers, largest first to the least loaded (ops as the proxy for work)."""
     loads = [0] * workers
     hands: list[list[int]] = [[] for _ in range(workers)]
-    for j in sorted(range(len(models)), key=lambda j: -len(models[j].ops)):
+    for j in sorted(range(len(sizes)), key=lambda j: -sizes[j]):
         w = loads.index(min(loads))
         hands[w].append(j)
-        loads[w] += len(models[j].ops)
-    return [sorted(hand, key=lambda j: len(models[j].ops)) for hand in hands if hand]
+        loads[w] += sizes[j]
+    return [sorted(hand, key=lambda j: sizes[j]) for hand in hands if hand]
 
 
-def _worker(models: list[KeyModel], budget: Budget, stop: Any, conn: Any) -> None:
+def _worker(work: Callable[[list[Any], Budget, Any], dict[int, KeyResult]], items: list[Any], budget: Budget,
+            stop: Any, conn: Any) -> None:
     try:
-        conn.send(run_keys(models, budget, stop))
+        conn.send(work(items, budget, stop))
     finally:
         conn.close()
 
 
-def search_all(models: Sequence[KeyModel], budget: Budget, workers: int | None = None) -> dict[int, KeyResult]:
+def _search_hand(models: list[KeyModel], budget: Budget, stop: Any) -> dict[int, KeyResult]:
+    return run_keys(models, budget, stop)
+
+
+def search_all(models: Sequence[KeyModel], budget: Budget, workers: int | None = None,
+               stop: Any = None) -> dict[int, KeyResult]:
     """Search every key, in parallel when there are several cores and enough work; results by
     position in ``models``. Each of W workers gets 1/W of the memory budget. A worker that dies
-    leaves its keys unknown, saying so."""
+    leaves its keys unknown, saying so. ``stop``: see ``run_keys`` (in a worker, searching alone)."""
     n_workers = min(worker_count(workers), len(models))
     order = sorted(range(len(models)), key=lambda j: len(models[j].ops))
     parallel = n_workers > 1 and sum(len(m.ops) for m in models) >= PARALLEL_MIN_OPS
     paused: dict[int, float] = {}
-    head = run_keys([models[j] for j in order], budget,
+    head = run_keys([models[j] for j in order], budget, stop,
                     pause_at=time.monotonic() + HEAD_START_S if parallel else None, paused=paused)
     results = {order[k]: res for k, res in head.items()}
     if len(results) == len(models):
@@ -178,16 +272,26 @@ def _search_parallel(models: Sequence[KeyModel], budget: Budget, n_workers: int)
     """Keys dealt over ``n_workers`` processes (a single worker searches here)."""
     if n_workers <= 1:
         return run_keys(models, budget)
-    # fork is the fast way to hand the models over; with other threads running it is unsafe, so
-    # then a fork server starts the workers (the models are pickled).
+    return _in_workers(models, [len(m.ops) for m in models], _search_hand, budget, n_workers,
+                       lambda j: models[j])
+
+
+def _in_workers(items: Sequence[Any], sizes: Sequence[int],
+                work: Callable[[list[Any], Budget, Any], dict[int, KeyResult]], budget: Budget, n_workers: int,
+                model_of: Callable[[int], KeyModel]) -> dict[int, KeyResult]:
+    """``work`` on ``items`` (keys, ``sizes`` their ops) dealt over ``n_workers`` processes sharing
+    one stop event; results by position in ``items``. ``model_of(j)`` names item j's key for the
+    unknown verdict of a worker that died or was stopped."""
+    # fork is the fast way to hand the keys over; with other threads running it is unsafe, so
+    # then a fork server starts the workers (the keys are pickled).
     ctx: Any = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
     stop = ctx.Event()
     share = Budget(budget.deadline, budget.memory_bytes // n_workers, budget.max_states, budget.stop_at_invalid)
     running = []
     forked = time.monotonic()
-    for hand in deal(models, n_workers):
+    for hand in deal(sizes, n_workers):
         parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_worker, args=([models[j] for j in hand], share, stop, child), daemon=True)
+        proc = ctx.Process(target=_worker, args=(work, [items[j] for j in hand], share, stop, child), daemon=True)
         proc.start()
         child.close()
         running.append((hand, parent, proc))
@@ -200,7 +304,7 @@ def _search_parallel(models: Sequence[KeyModel], budget: Budget, n_workers: int)
                 got = parent.recv()
             except EOFError:
                 got = None
-        late = got is None and proc.exitcode is None  # still searching past the deadline: stop it
+        late = got is None and proc.exitcode is None  # still working past the deadline: stop it
         if got is None:
             proc.kill()
         proc.join()
@@ -208,11 +312,13 @@ def _search_parallel(models: Sequence[KeyModel], budget: Budget, n_workers: int)
         for k, j in enumerate(hand):
             if got is not None:
                 results[j] = got[k]
-            elif late:
+                continue
+            m = model_of(j)
+            if late:
                 # Its keys shared the worker's time; each is charged all of it (an upper bound).
-                results[j] = unknown(models[j], f"time limit reached on key {models[j].key!r} (its worker "
-                                                f"was stopped at the deadline)", elapsed_s=spent)
+                results[j] = unknown(m, f"time limit reached on key {m.key!r} (its worker "
+                                        f"was stopped at the deadline)", elapsed_s=spent)
             else:
-                results[j] = unknown(models[j], f"worker searching key {models[j].key!r} died "
-                                                f"(exit {proc.exitcode})", elapsed_s=spent)
+                results[j] = unknown(m, f"worker checking key {m.key!r} died (exit {proc.exitcode})",
+                                     elapsed_s=spent)
     return results

@@ -11,11 +11,14 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
+from operator import itemgetter, le, lt
 from typing import Any
 
 from harness.checkers.history_ops import Op, OpStatus
 
 READ_EQ, READ_NULL, WRITE, CAS, CAS_FAILED, APPEND, APPEND_CODED = range(7)
+_INDEX, _CALL_TIME = itemgetter(0), itemgetter(8)  # Op fields, read at C speed over a whole key
 _SCAN_LIMIT = 200_000_000  # characters scanned (at C speed) to prune info appends: ~0.1 s
 
 
@@ -115,65 +118,84 @@ class KeyModel:
     compiled: bool = True
 
 
-def _code(op: Op) -> tuple[int, Any, Any]:
-    if op.f == "read":
-        return (READ_NULL, None, None) if op.value is None or op.value == "" else (READ_EQ, freeze(op.value), None)
-    if op.f == "write":
-        return WRITE, freeze(op.value), None
-    if op.f == "append":
-        return APPEND, op.value, None
-    frm, to = freeze(op.value[0]), freeze(op.value[1])
-    return (CAS_FAILED, frm, None) if op.status is OpStatus.FAILED_CAS else (CAS, frm, to)
+def compile_key(key: str, ops: Sequence[Op]) -> KeyModel:
+    """Code one key's operations for the search, after sound pruning and abstraction (below);
+    append-only keys are coded over ``Prefixes``.
 
-
-def _matters(op: Op, code: tuple[int, Any, Any], observed: set[Any] | None) -> bool:
-    """False for operations that can be dropped without changing the answer.
+    Pruning: an op is dropped when leaving it out cannot change the answer.
 
     - a failed op (error or not a cas) had no effect, and an info read neither changed the state nor
       returned anything;
     - an info cas with from == to leaves the state as it was whenever it can apply, so leaving it out
       is always at least as good;
-    - an info write whose value nothing ever observes, on a key without appends and failed cas
-      (``observed`` is None otherwise). In any linearization, the op right after such a write w cannot
-      be a read (it would read w's value), nor a cas (its from would be w's value); so it is a write,
-      which overwrites w's value, or w is last. Removing w therefore keeps every linearization valid,
-      and the converse is trivial because w may be left out anyway. Appends (which extend w's value)
-      and failed cas (which only need current != from) could depend on w, hence the restriction.
+    - an info write whose value nothing ever observes, on a key without appends and failed cas. In
+      any linearization, the op right after such a write w cannot be a read (it would read w's
+      value), nor a cas (its from would be w's value); so it is a write, which overwrites w's value,
+      or w is last. Removing w therefore keeps every linearization valid, and the converse is
+      trivial because w may be left out anyway. Appends (which extend w's value) and failed cas
+      (which only need current != from) could depend on w, hence the restriction.
+
+    Abstraction, on a key without appends: every written value that no kept op compares with (no
+    read returned it, no cas names it as ``from``) becomes one symbol, UNREAD. The model then
+    behaves identically: every comparison with such a value comes out as with UNREAD. But states
+    merge in the memo, and info ops writing different unread values become interchangeable.
+
+    One pass codes every op into flat lists (this runs once per op of histories of a million ops:
+    no call or tuple per op), a second keeps the ops that matter.
     """
-    if op.status is OpStatus.FAILED or (op.status is OpStatus.INFO and op.f == "read"):
-        return False
-    if op.status is not OpStatus.INFO:
-        return True
-    kind, a, b = code
-    if kind == CAS and a == b:
-        return False
-    if kind == WRITE and observed is not None:
-        return a in observed  # a read of null or "" puts both in observed
-    return True
-
-
-def compile_key(key: str, ops: Sequence[Op]) -> KeyModel:
-    """Code one key's operations for the search, after sound pruning (see ``_matters``) and
-    abstraction (see ``_abstract_unread``); append-only keys are coded over ``Prefixes``."""
-    codes = dict(enumerate(_code(op) for op in ops))
-    seen: set[Any] = set()
+    n = len(ops)
+    kinds = [0] * n
+    args: list[Any] = [None] * n
+    args2: list[Any] = [None] * n
+    seen: set[Any] = set()  # values some read or cas observes (over every op with an effect)
     blind = True  # no appends and no failed cas: unobserved info writes can be dropped
-    for op, (kind, a, _b) in zip(ops, codes.values(), strict=True):
-        if op.status is OpStatus.FAILED:
+    null_seen = False  # a read of null (or "") observes both
+    failed, failed_cas, info_status = OpStatus.FAILED, OpStatus.FAILED_CAS, OpStatus.INFO
+    for i, op in enumerate(ops):
+        f, v = op.f, op.value
+        if f == "read":
+            if v is None or v == "":
+                kinds[i] = READ_NULL
+                if op.status is not failed:
+                    null_seen = True
+                continue
+            a = v if type(v) is int or type(v) is str else freeze(v)
+            kinds[i], args[i] = READ_EQ, a
+            if op.status is not failed:
+                seen.add(a)
+        elif f == "write":
+            kinds[i], args[i] = WRITE, v if type(v) is int or type(v) is str or v is None else freeze(v)
+        elif f == "append":
+            kinds[i], args[i] = APPEND, v
+            if op.status is not failed:
+                blind = False
+        else:
+            frm, to = freeze(v[0]), freeze(v[1])
+            if op.status is failed_cas:
+                kinds[i], args[i] = CAS_FAILED, frm
+                blind = False
+            else:
+                kinds[i], args[i], args2[i] = CAS, frm, to
+                if op.status is not failed:
+                    seen.add(frm)
+    if null_seen:
+        seen.update((None, ""))
+    kept: list[int] = []
+    for i, op in enumerate(ops):
+        status = op.status
+        if status is failed:
             continue
-        if kind in (APPEND, CAS_FAILED):
-            blind = False
-        elif kind == READ_NULL:
-            seen.update((None, ""))
-        elif kind in (READ_EQ, CAS):
-            seen.add(a)
-    observed = seen if blind else None
-    kept = [i for i, op in enumerate(ops) if _matters(op, codes[i], observed)]
+        if status is info_status:
+            k = kinds[i]
+            if k <= READ_NULL or (k == CAS and args[i] == args2[i]) or (k == WRITE and blind and args[i] not in seen):
+                continue
+        kept.append(i)
     prefixes = None
-    kinds = {codes[i][0] for i in kept}
-    if kinds <= {READ_EQ, READ_NULL, APPEND}:
-        prefixes, coded = _code_prefixes([codes[i] for i in kept])
-        codes.update(zip(kept, coded, strict=True))
+    used = {kinds[i] for i in kept}
+    if used <= {READ_EQ, READ_NULL, APPEND}:
+        prefixes, coded = _code_prefixes([(kinds[i], args[i], args2[i]) for i in kept])
+        for i, (k, a, b) in zip(kept, coded, strict=True):
+            kinds[i], args[i], args2[i] = k, a, b
         # An info append whose token no read value contains can only be placed after the last read
         # (the value only grows, so every later read would contain the token), where nothing can
         # tell whether it happened: leave it out. Every read value is a prefix of a maximal one;
@@ -181,55 +203,64 @@ def compile_key(key: str, ops: Sequence[Op]) -> KeyModel:
         # scan is skipped when it would be long (many diverging reads): keeping ops is sound.
         maximal = "\x00".join(v for j, v in enumerate(prefixes.values)
                                if j + 1 == len(prefixes.values) or not prefixes.values[j + 1].startswith(v))
-        infos = [i for i in kept if ops[i].status is OpStatus.INFO and codes[i][1]]
+        infos = [i for i in kept if ops[i].status is info_status and args[i]]
         if len(infos) * len(maximal) <= _SCAN_LIMIT:
-            unseen = {i for i in infos if codes[i][1] not in maximal}
+            unseen = {i for i in infos if args[i] not in maximal}
             kept = [i for i in kept if i not in unseen]
-    elif APPEND not in kinds:
-        codes.update(_abstract_unread(codes, kept))
-    kept.sort(key=lambda i: (ops[i].call_time, ops[i].index))
-    checked = [ops[i] for i in kept]
-    final = [codes[i] for i in kept]
-    info = [op.status is OpStatus.INFO for op in checked]
-    twin: list[int] = []
+    elif APPEND not in used:
+        _abstract_unread(kinds, args, args2, kept)
+    all_calls, indexes = list(map(_CALL_TIME, ops)), list(map(_INDEX, ops))
+    in_order = (all(map(le, all_calls, islice(all_calls, 1, None)))
+                and all(map(lt, indexes, islice(indexes, 1, None))))  # then so is any subsequence
+    if not in_order:  # ops not given in call order
+        kept.sort(key=lambda i: (ops[i].call_time, ops[i].index))
+    calls = all_calls if in_order and len(kept) == n else [all_calls[i] for i in kept]
+    if in_order and len(kept) == n:  # nothing pruned nor moved: the lists are final as they are
+        checked, kind, arg, arg2 = list(ops), kinds, args, args2
+    else:
+        checked = [ops[i] for i in kept]
+        kind, arg, arg2 = [kinds[i] for i in kept], [args[i] for i in kept], [args2[i] for i in kept]
+    m = len(checked)
+    info = [op.status is info_status for op in checked]
+    twin = [-1] * m
     last_of_class: dict[tuple[int, Any, Any], int] = {}
-    for i, code in enumerate(final):
+    for i in range(m):
         if info[i]:
-            twin.append(last_of_class.get(code, -1))
+            code = (kind[i], arg[i], arg2[i])
+            twin[i] = last_of_class.get(code, -1)
             last_of_class[code] = i
-        else:
-            twin.append(-1)
-    timed = [(op.call_time, 0, 2 * i) for i, op in enumerate(checked)]
-    timed += [(op.return_time, 1, 2 * i + 1) for i, op in enumerate(checked) if op.return_time is not None]
-    # At equal times calls sort before returns: touching intervals count as concurrent, the reading
-    # that never reports a violation the timestamps cannot prove.
-    timed.sort()
-    return KeyModel(key, checked, [c[0] for c in final], [c[1] for c in final], [c[2] for c in final],
-                    info, twin, [e for _, _, e in timed], len(ops) - len(checked), prefixes,
+    # Entries in time order; at equal times calls before returns (touching intervals count as
+    # concurrent, the reading that never reports a violation the timestamps cannot prove), calls
+    # and returns each in op order: a stable sort by time of all calls, then all returns.
+    times: list[Any] = [None] * (2 * m)
+    times[0::2] = calls
+    times[1::2] = [op.return_time for op in checked]
+    entries = [*range(0, 2 * m, 2), *(e for e in range(1, 2 * m, 2) if times[e] is not None)]
+    entries.sort(key=times.__getitem__)
+    return KeyModel(key, checked, kind, arg, arg2, info, twin, entries, n - m, prefixes,
                     None if prefixes is None else 0)
 
 
-def _abstract_unread(codes: dict[int, tuple[int, Any, Any]], kept: list[int]) -> dict[int, tuple[int, Any, Any]]:
-    """Replace every written value that no op of the key ever compares with (no read returned it, no
-    cas names it as ``from``) by one symbol, UNREAD. On a key without appends the model then
-    behaves identically: every comparison with such a value comes out as with UNREAD. But states
-    merge in the memo, and info ops writing different unread values become interchangeable."""
+def _abstract_unread(kinds: list[int], args: list[Any], args2: list[Any], kept: list[int]) -> None:
+    """Replace, in place over ``kept``, every written value that no kept op compares with by UNREAD
+    (see ``compile_key``)."""
     compared: set[Any] = set()
+    null_read = False
     for i in kept:
-        kind, a, _b = codes[i]
-        if kind == READ_NULL:
-            compared.update((None, ""))
-        elif kind in (READ_EQ, CAS, CAS_FAILED):
-            compared.add(a)
-    out: dict[int, tuple[int, Any, Any]] = {}
+        k = kinds[i]
+        if k == READ_EQ or k == CAS or k == CAS_FAILED:
+            compared.add(args[i])
+        elif k == READ_NULL:
+            null_read = True
+    if null_read:
+        compared.update((None, ""))
     for i in kept:
-        kind, a, b = codes[i]
-        if kind == WRITE and a not in compared:
-            a = UNREAD
-        elif kind == CAS and b not in compared:
-            b = UNREAD
-        out[i] = (kind, a, b)
-    return out
+        k = kinds[i]
+        if k == WRITE:
+            if args[i] not in compared:
+                args[i] = UNREAD
+        elif k == CAS and args2[i] not in compared:
+            args2[i] = UNREAD
 
 
 def replay(ops: Iterable[Op]) -> Any:
@@ -260,16 +291,25 @@ def _code_prefixes(codes: list[tuple[int, Any, Any]]) -> tuple[Prefixes, list[tu
     return prefixes, out
 
 
-def compile_keys(ops: Iterable[Op], deadline: float | None = None) -> list[KeyModel]:
-    """Split a history by key (each key is an independent register, so linearizability of the whole
-    is linearizability of every key) and compile each. Past ``deadline`` (a ``time.monotonic``
-    value) the keys left are not compiled: their models hold the ops alone (``compiled`` False),
-    for a verdict that reports them unknown."""
+def group_keys(ops: Iterable[Op]) -> list[tuple[str, list[Op]]]:
+    """Split a history by key, keys in order of first appearance: each key is an independent
+    register, so linearizability of the whole is linearizability of every key."""
     by_key: dict[str, list[Op]] = {}
     for op in ops:
-        by_key.setdefault(op.key, []).append(op)
+        key_ops = by_key.get(op.key)
+        if key_ops is None:
+            by_key[op.key] = [op]
+        else:
+            key_ops.append(op)
+    return list(by_key.items())
+
+
+def compile_keys(ops: Iterable[Op], deadline: float | None = None) -> list[KeyModel]:
+    """Split a history by key (see ``group_keys``) and compile each. Past ``deadline`` (a
+    ``time.monotonic`` value) the keys left are not compiled: their models hold the ops alone
+    (``compiled`` False), for a verdict that reports them unknown."""
     models: list[KeyModel] = []
-    for key, key_ops in by_key.items():
+    for key, key_ops in group_keys(ops):
         if deadline is not None and time.monotonic() > deadline:
             models.append(KeyModel(key, key_ops, [], [], [], [], [], [], 0, compiled=False))
         else:
@@ -291,10 +331,6 @@ class StaleRead:
     last_write: int | None
 
 
-def _norm(value: Any) -> Any:
-    return None if value == "" else value  # a read of "" is a read of null
-
-
 def find_stale_read(m: KeyModel) -> StaleRead | None:
     """A read whose value is provably overwritten (or never written), found in O(n log n).
 
@@ -303,59 +339,96 @@ def find_stale_read(m: KeyModel) -> StaleRead | None:
     before R ended) returned before W began, then every order puts W after the last such write and
     before R, so R cannot see its value. This catches the common anomalies (stale reads, lost
     writes, values never written) at once; everything else is left to the search.
+
+    It reads the model's codes (a read of "" is a read of null, and a write of "" writes null).
+    Values abstracted to UNREAD are no read's value, so merging them changes no answer: a setter
+    of UNREAD is of another value than any read's, as each of the values it stands for was.
     """
-    ops = m.ops
-    if any(op.f == "append" for op in ops):
+    kind, arg, arg2, info, ops = m.kind, m.arg, m.arg2, m.info, m.ops
+    if m.prefixes is not None:  # reads and appends only, values coded (0 is null or "")
+        if APPEND_CODED in kind:
+            return None
+        never = next((r for r, a in enumerate(arg) if a != 0), None)  # nothing writes: only null is read
+        return None if never is None else StaleRead(never, None, None)
+    if APPEND in kind:
         return None
     inf = float("inf")
-    by_value: dict[Any, list[tuple[Any, Any, int]]] = {}
-    ok_setters: list[tuple[Any, Any, Any, int]] = []
-    for i, op in enumerate(ops):
-        if op.f == "write" or (op.f == "cas" and op.status is not OpStatus.FAILED_CAS):
-            value = _norm(freeze(op.value if op.f == "write" else op.value[1]))
-            ret = op.return_time if op.status is OpStatus.OK else inf
-            by_value.setdefault(value, []).append((op.call_time, ret, i))
-            if op.status is OpStatus.OK:
-                ok_setters.append((op.return_time, op.call_time, value, i))
-    # Per value: setters by call time, with the running latest return among them.
-    # (``ops`` are in call order, so each value's setters already are; ids only grow, so a tie on
-    # the return keeps the later id, as a max over (return, id) would.)
-    latest: dict[Any, tuple[list[Any], list[tuple[float, int]]]] = {}
-    for value, setters in by_value.items():
-        running: list[tuple[float, int]] = []
-        best = (-inf, -1)
-        for _call, ret, i in setters:
-            if ret >= best[0]:
-                best = (ret, i)
-            running.append(best)
-        latest[value] = ([s[0] for s in setters], running)
-    # Ok setters by return time, with the running two latest-starting ones of different values.
-    ok_setters.sort(key=lambda s: s[0])
-    rets = [s[0] for s in ok_setters]
-    top2: list[tuple[Any, Any]] = []
-    first = second = None
-    for _ret, call, value, i in ok_setters:
-        cand = (call, value, i)
-        if first is None or call > first[0]:
-            if first is not None and value != first[1]:
-                second = first
-            first = cand
-        elif value != first[1] and (second is None or call > second[0]):
-            second = cand
-        top2.append((first, second))
-    for r, op in enumerate(ops):
-        if op.f != "read":
+    n = len(ops)
+    calls = [op.call_time for op in ops]
+    rets: list[Any] = [inf if info[i] else op.return_time for i, op in enumerate(ops)]
+    value_of: list[Any] = [None] * n
+    by_value: dict[Any, Any] = {}  # value -> its setter (an id), or a list of them (in call order)
+    ok_ids: list[int] = []
+    for i in range(n):
+        k = kind[i]
+        if k == WRITE:
+            v = arg[i]
+        elif k == CAS:
+            v = arg2[i]
+        else:
             continue
-        value = _norm(freeze(op.value))
-        calls, running = latest.get(value, ([], []))
-        k = bisect_right(calls, op.return_time)  # setters that began before the read ended
-        last_ret, last_i = running[k - 1] if k else (-inf, -1)
-        if k == 0 and value is not None:
+        if v == "":
+            v = None
+        value_of[i] = v
+        held = by_value.get(v)
+        if held is None:
+            by_value[v] = i
+        elif type(held) is int:
+            by_value[v] = [held, i]
+        else:
+            held.append(i)
+        if not info[i]:
+            ok_ids.append(i)
+    # Ok setters by return time (op order among equal returns), with the running two
+    # latest-starting ones of different values.
+    ok_ids.sort(key=rets.__getitem__)
+    ok_rets = [rets[i] for i in ok_ids]
+    top2: list[tuple[int, int]] = []  # (first, second): op ids, -1 for none
+    first = second = -1
+    for i in ok_ids:
+        call, value = calls[i], value_of[i]
+        if first < 0 or call > calls[first]:
+            if first >= 0 and value != value_of[first]:
+                second = first
+            first = i
+        elif value != value_of[first] and (second < 0 or call > calls[second]):
+            second = i
+        top2.append((first, second))
+    running: dict[Any, tuple[list[Any], list[tuple[Any, int]]]] = {}  # built for values set several times
+    for r in range(n):
+        k = kind[r]
+        if k == READ_EQ:
+            value = arg[r]
+        elif k == READ_NULL:
+            value = None
+        else:
+            continue
+        held = by_value.get(value)
+        end = ops[r].return_time  # reads left in a model are ok reads: they returned
+        assert end is not None
+        # The setters of the value that began before the read ended: the latest return among them.
+        if held is None:
+            last_ret, last_i = -inf, -1
+        elif type(held) is int:
+            last_ret, last_i = (rets[held], held) if calls[held] <= end else (-inf, -1)
+        else:
+            lists = running.get(value)
+            if lists is None:
+                best: tuple[Any, int] = (-inf, -1)
+                maxima = []
+                for i in held:
+                    if rets[i] >= best[0]:  # ids only grow: a tie keeps the later one
+                        best = (rets[i], i)
+                    maxima.append(best)
+                lists = running[value] = ([calls[i] for i in held], maxima)
+            h = bisect_right(lists[0], end)
+            last_ret, last_i = lists[1][h - 1] if h else (-inf, -1)
+        if last_i < 0 and value is not None:
             return StaleRead(r, None, None)
-        j = bisect_left(rets, op.call_time) - 1  # ok setters that returned before the read began
+        j = bisect_left(ok_rets, calls[r]) - 1  # ok setters that returned before the read began
         if j < 0:
             continue
         for cand in top2[j]:
-            if cand is not None and cand[1] != value and cand[0] > last_ret:
-                return StaleRead(r, cand[2], last_i if last_i >= 0 else None)
+            if cand >= 0 and value_of[cand] != value and calls[cand] > last_ret:
+                return StaleRead(r, cand, last_i if last_i >= 0 else None)
     return None

@@ -8,10 +8,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.checkers.history_ops import HistoryError, Op, OpStatus, gc_paused, parse_history, read_history
-from harness.checkers.key_pool import Budget, search_all, settled_reason, worker_count
-from harness.checkers.key_result import KeyResult, unknown
-from harness.checkers.kv_model import KeyModel, compile_keys, find_stale_read, replay
+from harness.checkers.history_ops import HistoryError, Op, OpStatus, gc_paused, parse_history
+from harness.checkers.key_pool import Budget, check_keys, uncompiled, worker_count
+from harness.checkers.key_result import KeyResult
+from harness.checkers.kv_model import KeyModel, compile_key, group_keys, replay
+from harness.checkers.op_reader import read_ops
 from harness.checkers.verdict import Validity, Verdict
 from harness.checkers.wgl import MEMO_BUDGET_BYTES
 
@@ -77,17 +78,6 @@ def _key_summary(res: KeyResult) -> dict[str, Any]:
     return out
 
 
-def _proved(m: KeyModel) -> KeyResult | None:
-    """The cheap proof of a stale read on one key (see ``find_stale_read``), or None."""
-    started = time.monotonic()
-    stale = find_stale_read(m)
-    if stale is None:
-        return None
-    witness = [i for i in (stale.overwrite, stale.last_write) if i is not None]
-    return KeyResult(m.key, Validity.INVALID, len(m.ops), m.pruned, elapsed_s=time.monotonic() - started,
-                     stuck=stale.read, witness=witness, proved=True)
-
-
 def check_ops(ops: list[Op], *, time_limit_s: float = DEFAULT_TIME_LIMIT_S, max_states: int | None = None,
               memory_limit_mb: float | None = None, workers: int | None = None,
               explain_all: bool = False, started: float | None = None) -> Verdict:
@@ -106,38 +96,26 @@ def _check_ops(ops: list[Op], time_limit_s: float, max_states: int | None, memor
                workers: int | None, explain_all: bool, started: float) -> Verdict:
     deadline = started + time_limit_s
     memory = MEMO_BUDGET_BYTES if memory_limit_mb is None else int(memory_limit_mb * 2**20)
-    failed = sum(op.status is OpStatus.FAILED for op in ops)  # no effect, nothing to check
-    models = compile_keys((op for op in ops if op.status is not OpStatus.FAILED), deadline)
-    results: dict[int, KeyResult] = {}
-    # The stale-read proofs first: O(n log n) a key, and they settle most invalid histories.
-    for j, m in enumerate(models):
-        if time.monotonic() > deadline:
-            break  # the keys left end unknown below, without a search
-        proof = _proved(m)
-        if proof is not None:
-            results[j] = proof
-            if not explain_all:
-                break
-    todo = [j for j in range(len(models)) if j not in results]
-    if results and not explain_all:
-        reason = settled_reason(next(iter(results.values())).key)
-        results.update({j: unknown(models[j], reason) for j in todo})
-    elif todo and time.monotonic() > deadline:
-        results.update({j: unknown(models[j], f"time limit reached before key {models[j].key!r} was "
-                                              f"{'searched' if models[j].compiled else 'compiled'}")
-                        for j in todo})
-    elif todo:
-        budget = Budget(deadline, memory, max_states, stop_at_invalid=not explain_all)
-        got = search_all([models[j] for j in todo], budget, workers)
-        results.update({todo[k]: res for k, res in got.items()})
+    failed_status = OpStatus.FAILED
+    effective = [op for op in ops if op.status is not failed_status]
+    failed = len(ops) - len(effective)  # no effect, nothing to check
+    groups = group_keys(effective)
+    del effective
+    budget = Budget(deadline, memory, max_states, stop_at_invalid=not explain_all)
+    results, compiled = check_keys(groups, budget, workers)
+    n = len(groups)
+    models = [m if m is not None else uncompiled(*groups[j]) for j, m in enumerate(compiled)]
+    for j in range(n):  # an invalid key compiled in a worker: the same model again, for its anomaly
+        if results[j].validity is Validity.INVALID and not models[j].compiled:
+            models[j] = compile_key(*groups[j])
     keys = {models[j].key: _key_summary(results[j]) for j in range(len(models))}
     anomalies = [_anomaly(m, results[j]) for j, m in enumerate(models) if results[j].validity is Validity.INVALID]
     undecided = [results[j] for j in range(len(models)) if results[j].validity is Validity.UNKNOWN]
     details: dict[str, Any] = {
         "ops": len(ops),
         "failed_ops": failed,
-        "checked_ops": sum(len(m.ops) for m in models),
-        "pruned_ops": sum(m.pruned for m in models),
+        "checked_ops": sum(results[j].ops for j in range(n)),
+        "pruned_ops": sum(results[j].pruned for j in range(n)),
         "keys": keys,
         "elapsed_s": round(time.monotonic() - started, 6),
         "time_limit_s": time_limit_s,
@@ -184,7 +162,7 @@ def check_linearizable(events: Iterable[Mapping[str, Any]] | str | Path, *,
     """
     started = time.monotonic() if started is None else started
     if isinstance(events, str | Path):
-        _, ops = read_history(events)
+        ops = read_ops(events)
     else:
         ops = parse_history(list(events))
     return check_ops(ops, time_limit_s=time_limit_s, max_states=max_states, memory_limit_mb=memory_limit_mb,
@@ -199,7 +177,7 @@ def main_check(path: str | Path, time_limit_s: float = DEFAULT_TIME_LIMIT_S, mem
     ``time_limit_s`` bounds reading and checking together (the answer is unknown past it)."""
     started = time.monotonic()
     try:
-        _, ops = read_history(Path(path))
+        ops = read_ops(Path(path))
         verdict = check_ops(ops, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
                             workers=workers, explain_all=explain_all, started=started)
     except (HistoryError, OSError) as exc:

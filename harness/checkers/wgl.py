@@ -12,6 +12,7 @@ from typing import Any
 from harness.checkers.key_result import KeyResult, budget_reason, unknown
 from harness.checkers.kv_model import (
     APPEND,
+    APPEND_CODED,
     CAS,
     CAS_FAILED,
     READ_EQ,
@@ -156,6 +157,7 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
     # On a key mixing appends with writes (or cas), the value grows between writes: see the
     # docstring's last reduction. ``setters`` are the ops that can replace the value.
     grows = APPEND in kind
+    writes_only = not grows and APPEND_CODED not in kind  # the info pool of writes and appends has writes alone
     setters = [i for i in range(n) if kind[i] == WRITE or kind[i] == CAS] if grows else []
     # On a register, the same by the value set (values are mostly distinct, so the lists are short).
     # Each list is in call order (op ids are), with the calls' ranks alongside for a bisection.
@@ -227,7 +229,9 @@ def search_steps(m: KeyModel, max_states: int | None = None) -> Generator[Progre
                 continue
             else:
                 front, frontier = e, rank[e] if e >= 0 else never
-                phase, j = 2, inx[any_head]
+                # Right after an info op changed the state no write may come (see above), and on
+                # a key without appends the pool holds writes alone: nothing in it to try.
+                phase, j = 2, (-1 if fresh and writes_only else inx[any_head])
                 continue
         elif j >= 0:
             i = j

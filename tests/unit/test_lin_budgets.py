@@ -145,20 +145,49 @@ def _store_history(seed: int, keys: int, ops: int, corrupt: bool) -> list[dict[s
     return out
 
 
+@pytest.fixture(params=["search", "whole"])
+def parallel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Take a process path even on a small history: only the search in workers (after a head
+    start here), or whole keys dealt over workers, each compiling, proving and searching its own."""
+    if request.param == "search":
+        monkeypatch.setattr(key_pool, "PARALLEL_MIN_OPS", 0)
+    else:
+        monkeypatch.setattr(key_pool, "PARALLEL_COMPILE_MIN_OPS", 0)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("corrupt", [False, True])
-def test_one_and_two_workers_give_the_same_verdicts(monkeypatch: pytest.MonkeyPatch, corrupt: bool) -> None:
-    monkeypatch.setattr(key_pool, "PARALLEL_MIN_OPS", 0)  # take the process path even on a small history
+def test_one_and_two_workers_give_the_same_verdicts(parallel: str, corrupt: bool) -> None:
     events = _store_history(7, keys=5, ops=400, corrupt=corrupt)
     one = check_linearizable(events, workers=1, explain_all=True)
     two = check_linearizable(events, workers=2, explain_all=True)
     assert one.validity is two.validity is (Validity.INVALID if corrupt else Validity.VALID)
     assert {k: r["validity"] for k, r in one.details["keys"].items()} == \
         {k: r["validity"] for k, r in two.details["keys"].items()}
-    assert check_linearizable(events, workers=2).validity is one.validity
+    # The anomaly of a key checked in a worker is drawn from the same model, rebuilt here.
+    assert one.details.get("anomalies") == two.details.get("anomalies")
+    settled = check_linearizable(events, workers=2)
+    assert settled.validity is one.validity
+    if corrupt:
+        assert settled.details["anomaly"] == one.details["anomaly"]
+        assert all("settled the verdict" in why for why in settled.details["unchecked_keys"].values())
 
 
-def test_workers_start_by_fork_server_when_other_threads_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(key_pool, "PARALLEL_MIN_OPS", 0)
+def test_a_search_in_one_worker_stops_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole keys in workers: the order anomaly found in one worker settles the verdict, and the
+    hard key in the other stops there, long before the time limit."""
+    monkeypatch.setattr(key_pool, "PARALLEL_COMPILE_MIN_OPS", 0)
+    events: list[dict[str, Any]] = []
+    _hard(events, "hard", n=16)
+    _order_anomaly(events, "bad")
+    verdict = check_linearizable(events, time_limit_s=60, workers=2)
+    assert verdict.validity is Validity.INVALID and verdict.details["anomaly"]["key"] == "bad"
+    assert verdict.details["anomaly"]["kind"] == "no linearization"
+    assert "another worker settled" in verdict.details["unchecked_keys"]["hard"]
+    assert verdict.details["keys"]["hard"]["elapsed_s"] > 0
+
+
+def test_workers_start_by_fork_server_when_other_threads_run(parallel: str) -> None:
     events = _store_history(8, keys=3, ops=60, corrupt=True)
     done = threading.Event()
     thread = threading.Thread(target=done.wait, daemon=True)
@@ -172,11 +201,10 @@ def test_workers_start_by_fork_server_when_other_threads_run(monkeypatch: pytest
     assert verdict.details["keys"]["k0"]["validity"] == "invalid"
 
 
-def test_parallel_workers_share_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_workers_share_the_deadline(parallel: str) -> None:
     events: list[dict[str, Any]] = []
     for key in ("x", "y", "z"):
         _hard(events, key)
-    monkeypatch.setattr(key_pool, "PARALLEL_MIN_OPS", 0)
     verdict = check_linearizable(events, time_limit_s=0.5, workers=2)
     assert 0.5 <= verdict.details["elapsed_s"] < 0.5 + 2.0
     assert verdict.validity is Validity.UNKNOWN

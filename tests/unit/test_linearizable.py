@@ -658,3 +658,17 @@ def test_parse_keeps_every_op_in_invoke_order() -> None:
     ops = parse_history(h.events)
     assert [(op.index, op.complete_index, op.status.value) for op in ops] == [
         (0, 3, "ok"), (1, 2, "ok"), (4, None, "info")]
+
+
+def test_a_read_of_null_keeps_writes_of_null_and_empty_concrete() -> None:
+    """Abstraction to UNREAD spares every value some op compares with: a read of null compares
+    with null and "" alike, also when a cas from null came first (a compile_key shortcut once
+    dropped "" there: the write of "" became UNREAD and the read below could not see it)."""
+    events: list[dict[str, Any]] = []
+    for p, f, value, result in ((1, "cas", [None, 1], None), (2, "write", "", None), (3, "read", None, "")):
+        events.append({"process": p, "type": "invoke", "f": f, "key": "k", "value": value, "time": len(events)})
+        events.append({"process": p, "type": "ok", "f": f, "key": "k", "value": result if f == "read" else value,
+                       "time": len(events)})
+    (m,) = compile_keys(parse_history(events))
+    assert m.arg[1] == ""  # the write of "", as written
+    assert check_linearizable(events, workers=1).validity is Validity.VALID
