@@ -184,7 +184,9 @@ def test_a_search_in_one_worker_stops_the_other(monkeypatch: pytest.MonkeyPatch)
     assert verdict.validity is Validity.INVALID and verdict.details["anomaly"]["key"] == "bad"
     assert verdict.details["anomaly"]["kind"] == "no linearization"
     assert "another worker settled" in verdict.details["unchecked_keys"]["hard"]
-    assert verdict.details["keys"]["hard"]["elapsed_s"] > 0
+    # Whether the other worker had started on "hard" when the stop came depends on scheduling (a
+    # loaded full unit run stopped it before its first step); its figures are recorded either way.
+    assert verdict.details["keys"]["hard"]["elapsed_s"] >= 0
 
 
 def test_workers_start_by_fork_server_when_other_threads_run(parallel: str) -> None:
@@ -210,7 +212,12 @@ def test_parallel_workers_share_the_deadline(parallel: str) -> None:
     # `raftchaos check --time-limit 2`); an upper bound here failed under a loaded full unit run.
     assert verdict.details["elapsed_s"] >= 0.5
     assert verdict.validity is Validity.UNKNOWN
-    assert all(r["elapsed_s"] > 0 and r["states"] > 0 for r in verdict.details["keys"].values())
+    keys = verdict.details["keys"]
+    assert set(keys) == {"x", "y", "z"} and all(r["validity"] == "unknown" for r in keys.values())
+    # Every key carries its own figures; how many a loaded machine reached before the shared
+    # deadline varies (a worker holding two keys may not start the second), at least one did.
+    assert all(r["elapsed_s"] >= 0 and r["states"] >= 0 for r in keys.values())
+    assert any(r["elapsed_s"] > 0 and r["states"] > 0 for r in keys.values())
 
 
 def _write(path: Path, events: list[dict[str, Any]]) -> Path:
@@ -281,7 +288,10 @@ def test_cli_check_answers_within_its_time_limit_counted_from_the_process_start(
                           env={**os.environ, "PYTHONPATH": str(root)})
     print(proc.stdout, proc.stderr)
     assert proc.returncode == 2
-    assert proc.stdout.startswith("UNKNOWN") and "time limit reached on key 'x'" in proc.stdout
+    # On a loaded machine the 2 s can be spent before the key was compiled (seen with four unit
+    # runs beside a CPU hog); that answer is as right, and also unknown at the limit.
+    assert proc.stdout.startswith("UNKNOWN")
+    assert re.search(r"time limit reached (on|before) key 'x'", proc.stdout), proc.stdout
     reported = re.search(r"elapsed ([0-9.]+) s since the command started", proc.stdout)
     assert reported is not None
     assert float(reported.group(1)) >= 2.0
