@@ -28,6 +28,18 @@ def noop(i: int) -> LogEntry:
     return LogEntry(1, i, "NO_OP", None)
 
 
+
+def record_local_votes(n: Node) -> list[OpId]:
+    """The OpIds the leader counts its own vote for, in order (the queue's method, wrapped)."""
+    votes: list[OpId] = []
+    count_vote = n.c.queue.local_peer_appended
+
+    def counting(opid: OpId) -> None:
+        votes.append(opid)
+        count_vote(opid)
+    setattr(n.c.queue, "local_peer_appended", counting)  # noqa: B010 - instance patch
+    return votes
+
 def test_merge_joins_appends_still_queued_and_nothing_else(tmp_path: Path) -> None:
     async def main() -> tuple[list[bool], int, list[int]]:
         flags = Flags()
@@ -65,13 +77,7 @@ def test_writes_of_one_turn_make_one_wal_append_and_one_local_vote(tmp_path: Pat
         await pump(n, {"n2": f2})
         assert n.c.commit_index == 1
         appends_before = n.wal.stats.appends
-        votes: list[OpId] = []
-        count_vote = n.c.queue.local_peer_appended
-
-        def counting(opid: OpId) -> None:
-            votes.append(opid)
-            count_vote(opid)
-        setattr(n.c.queue, "local_peer_appended", counting)  # noqa: B010 - instance patch
+        votes = record_local_votes(n)
         futs = [n.c.replicate({"op": "put", "key": "k", "value": str(i)}) for i in range(5)]
         await n.drain()
         n.clock.run_due()
@@ -170,13 +176,7 @@ def test_with_notification_latency_every_write_keeps_its_own_vote(tmp_path: Path
         f2 = ModelFollower("n2")
         await pump(n, {"n2": f2})
         n.flags.set("consensus_inject_latency_ms_in_notifications", 5)
-        votes: list[OpId] = []
-        count_vote = n.c.queue.local_peer_appended
-
-        def counting(opid: OpId) -> None:
-            votes.append(opid)
-            count_vote(opid)
-        setattr(n.c.queue, "local_peer_appended", counting)  # noqa: B010 - instance patch
+        votes = record_local_votes(n)
         for i in range(3):
             n.c.replicate({"op": "put", "key": "k", "value": str(i)})
         await n.drain()
