@@ -54,6 +54,14 @@ def test_hold():
 '''
 
 
+
+def _default_signals() -> None:
+    """The child starts with default dispositions, as from an interactive shell: run as a background
+    job (or under nohup) this test process inherits SIGINT/SIGHUP ignored, and the child would keep
+    an ignored signal ignored and never see the one the test sends (as tests/integration/test_leaks.py)."""
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
 class HeldRun:
     """A child ``pytest`` process that holds a 3-node Docker cluster until signalled."""
 
@@ -66,6 +74,7 @@ class HeldRun:
             [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--rootdir",
              str(test_file.parent), str(test_file)],
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=_default_signals,
         )  # fmt: skip
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
