@@ -5,6 +5,7 @@ must still name the field the walk names."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,20 +19,21 @@ from nodes.service import _check_frame_body_walk, _plainly_valid, check_frame_bo
 INT64_MAX = 2**63 - 1
 
 
-def walk_verdict(body: dict[str, Any]) -> str | None:
+def verdict(check: Callable[[dict[str, Any]], None], body: dict[str, Any]) -> str | None:
+    """The check's error message for ``body``, or None when it accepts it."""
     try:
-        _check_frame_body_walk(body)
+        check(body)
     except JsonInputError as e:
         return str(e)
     return None
+
+
+def walk_verdict(body: dict[str, Any]) -> str | None:
+    return verdict(_check_frame_body_walk, body)
 
 
 def fast_verdict(body: dict[str, Any]) -> str | None:
-    try:
-        check_frame_body(body)
-    except JsonInputError as e:
-        return str(e)
-    return None
+    return verdict(check_frame_body, body)
 
 
 def nested(depth: int) -> Any:
