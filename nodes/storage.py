@@ -195,12 +195,14 @@ class WalWriter:
             await written
         except Exception as e:  # OSError from the disk, WalError/ValueError from a refused write
             self._faults.storage_fatal("wal_write_failed", f"WAL write failed: {e!r}")
+            # settle released the waiters on success; after a failure that did not end the
+            # process (a test's fault stub), they are released here as before.
+            for it in items:
+                if it.done is not None and not it.done.done():
+                    it.done.set_result(None)
         if truncate is None:
             self.batches += 1
             self.entries_written += len(batch)
-        for it in items:
-            if it.done is not None and not it.done.done():
-                it.done.set_result(None)
 
     def _new_segment_faults(self) -> None:
         """The fault points of starting a segment, drawn on the loop before the write.
