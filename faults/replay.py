@@ -1,6 +1,9 @@
-"""Replaying a recorded run: its schedule.jsonl re-executed on a fresh cluster of its spec, then compared.
+"""Replaying a recorded run, its faults' side: reading and checking what a replay needs, the steps that
+re-execute a recorded schedule, and what a faithful replay must reproduce.
 
-The replay injects at the recorded offsets with the recorded *resolutions* (partition groups,
+The run itself (a fresh cluster of the recorded spec around the recorded plan) is driven by the
+entry layer, ``harness.cli.runs.replay_run``: ``faults`` does not own run orchestration. The
+replay injects at the recorded offsets with the recorded *resolutions* (partition groups,
 link ends and jitter draws, the node ids a ``leader`` target resolved to), so the replayed
 schedule equals the recorded one step for step; what may differ is how the system reacted. That
 is reported as the first divergence of the observed Raft events (agreed leaders and terms, nodes
@@ -17,18 +20,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from faults.catalog import replay_params
-from faults.runner import RunOutcome, execute, plan_from_info, read_run_info
-from harness.divergence import Divergence, first_divergence, raft_events
 from harness.errors import ConfigError, HarnessError, read_utf8
 from harness.history import load_history
+from harness.runplan import read_run_info
 from harness.schedule import FaultSpec, Step, StepOp, read_executed
-from harness.spec import BackendName, ClusterSpec
-from harness.store import RunDir, new_run_dir, open_run_dir
+from harness.spec import ClusterSpec
+from harness.store import RunDir, open_run_dir
 
 # The fields of an executed step that must match between a run and its replay.
 COMPARED = ("step", "op", "slot", "fault", "targets", "skipped")
@@ -69,17 +71,6 @@ def schedule_differences(original: Sequence[Mapping[str, Any]], replay: Sequence
         if a != b:
             out.append(f"step {i}: original {a}, replay {b}")
     return out
-
-
-@dataclass
-class ReplayOutcome:
-    original: Path
-    outcome: RunOutcome
-    schedule_differences: list[str]
-    divergence: Divergence | None
-    original_events: int
-    replay_events: int
-
 
 
 def recorded_spec(run_dir: Path | str) -> ClusterSpec:
@@ -145,26 +136,3 @@ def check_replayable(run_dir: Path | str) -> Recorded:
     except HarnessError as exc:
         raise ConfigError(str(exc)) from None
     return Recorded(original, spec, info, executed, steps)
-
-
-def replay_run(run_dir: Path | str, runs_root: Path | None = None,
-               backend: BackendName | None = None, recorded: Recorded | None = None) -> ReplayOutcome:
-    """Re-execute ``run_dir``'s schedule on a fresh cluster of its spec (same seed) and compare;
-    ``backend`` (when given) replaces the recorded spec's backend. ``recorded``: the directory
-    already checked by ``check_replayable`` (else it is checked here)."""
-    recorded = recorded or check_replayable(run_dir)
-    original = recorded.run
-    spec_doc = recorded.spec.to_dict()
-    # The same spec (test name included, so run.json compares equal); only the directory says replay.
-    replay_dir = new_run_dir(f"replay-{spec_doc['test_name']}"[:80], recorded.spec.seed, runs_root)
-    spec = ClusterSpec.from_dict({**spec_doc, "run_dir": str(replay_dir.path),
-                                  "backend": backend if backend is not None else spec_doc["backend"]})
-    name = recorded.info.get("name")
-    name = name if isinstance(name, str) else spec.test_name
-    run_plan = replace(plan_from_info(recorded.info, recorded.steps, name), replay_of=str(original.path))
-    outcome = execute(spec, run_plan, runs_root)
-    replayed = read_executed(outcome.run.schedule_path) if outcome.run.schedule_path.exists() else []
-    a = raft_events(load_history(original.events_path))
-    b = raft_events(load_history(outcome.run.events_path))
-    return ReplayOutcome(original.path, outcome, schedule_differences(recorded.executed, replayed),
-                         first_divergence(a, b), len(a), len(b))

@@ -53,6 +53,7 @@ from typing import Any
 from faults.catalog import build_fault
 from harness.errors import ConfigError, FaultError, read_utf8
 from harness.fault import Target
+from harness.runplan import MAX_SECONDS, WorkloadConfig
 from harness.schedule import Duration, FaultSpec, Schedule, hold, timeline
 from harness.spec import BackendName, ClusterSpec, node_ids
 from harness.symptoms import check_symptom
@@ -65,7 +66,6 @@ _WORKLOAD = {"enabled", "clients", "rate_hz", "keys"}
 _ENTRY = {"at_s", "for_s", "fault", "params"}
 # Ranges a scenario must stay within (past them it is a typo, not a test): any time (duration_s,
 # at_s, for_s) within a day, the cluster sizes ClusterSpec accepts, a workload a laptop can drive.
-MAX_SECONDS = 86400.0
 MAX_NODES = 7
 MAX_SEED = 2**63 - 1
 MAX_CLIENTS = 64
@@ -82,17 +82,6 @@ class TimelineEntry:
     at_s: float
     for_s: Duration
     fault: FaultSpec
-
-
-@dataclass(frozen=True)
-class WorkloadConfig:
-    enabled: bool = True
-    clients: int = 2
-    rate_hz: float = 20.0
-    keys: int = 4
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "clients": self.clients, "rate_hz": self.rate_hz, "keys": self.keys}
 
 
 @dataclass(frozen=True)

@@ -83,13 +83,10 @@ import pytest
 from harness.checkers.verdict import Validity, Verdict, compose
 from harness.cluster import Cluster
 from harness.errors import FaultUnavailable, HarnessError
-from harness.finish import final_heal, final_reads, standard_verdicts, verdicts_doc, write_verdicts
-from harness.history import load_history
-from harness.observer import Observer
-from harness.runinfo import RunRecord
+from harness.finish import write_verdicts
+from harness.run import Run
 from harness.spec import BackendName, ClusterSpec
-from harness.store import RunDir, new_run_dir
-from harness.supervisor import CrashSupervisor
+from harness.store import RunDir
 from harness.systems.base import SystemUnavailable
 from harness.systems.registry import names as system_names
 from harness.systems.registry import system_for
@@ -102,19 +99,12 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-\[\]]+")
 
 
 @dataclass
-class _Managed:
-    cluster: Cluster
-    verdicts: list[Verdict] = field(default_factory=list)
-    workloads: list[Workload] = field(default_factory=list)
-
-
-@dataclass
 class _TestState:
     """What the plugin knows about one test: its seed, clusters and phase reports."""
 
     nodeid: str
     seed: int | None = None
-    clusters: list[_Managed] = field(default_factory=list)
+    clusters: list[Run] = field(default_factory=list)  # started runs, in order
     runs: list[RunDir] = field(default_factory=list)
     orphan_verdicts: list[Verdict] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)  # of finished clusters
@@ -300,30 +290,23 @@ def make_cluster(request: pytest.FixtureRequest, raftchaos_seed: int) -> Iterato
         if backend is BackendName.DOCKER and (reason := _docker_unavailable(config)) is not None:
             pytest.skip(reason)
         timing, cluster_flags = _timing(profile or config.getoption("--timing"), dict(flags or {}))
-        run = new_run_dir(test_name, raftchaos_seed, _runs_root(config))
-        state.runs.append(run)
-        config.stash[_SESSION_RUNS].append((run, state))
-        request.node.user_properties.append(("raftchaos_run_dir", str(run.path)))
         spec = ClusterSpec(node_count=nodes, flags=cluster_flags, node_flags=node_flags or {},
-                           topology=topology or {}, backend=backend, seed=raftchaos_seed, run_dir=run.path,
+                           topology=topology or {}, backend=backend, seed=raftchaos_seed,
                            test_name=test_name, timing=timing, system=config.getoption("--system"))
+        run = Run(spec, state.nodeid, runs_root=_runs_root(config), supervisor=supervisor)
+        state.runs.append(run.run_dir)
+        config.stash[_SESSION_RUNS].append((run.run_dir, state))
+        request.node.user_properties.append(("raftchaos_run_dir", str(run.run_dir.path)))
         try:
-            cluster = Cluster(spec)
-            cluster.start_cluster()
+            run.start_cluster()
         except SystemUnavailable as exc:  # not installed, or not on this backend: cannot run, no finding
             pytest.skip(f"{spec.system}: {exc}")
-        managed = _Managed(cluster)
-        state.clusters.append(managed)
-        Observer(cluster).start()
-        if supervisor:
-            CrashSupervisor(cluster).start()
-        cluster.wait_for_leader()
-        RunRecord.of(cluster).begin(state.nodeid)  # run.json, so `raftchaos replay` rebuilds this run
-        RunRecord.of(cluster).write(cluster)
-        return cluster
+        state.clusters.append(run)  # judged at teardown even if the leader never comes
+        run.begin()  # observer, supervisor, leader, run.json (so `raftchaos replay` rebuilds this run)
+        return run.cluster
 
     yield make
-    problems = [p for managed in reversed(state.clusters) if (p := _finish(managed, state))]
+    problems = [p for run in reversed(state.clusters) if (p := _finish(run, state))]
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
@@ -341,33 +324,15 @@ def _docker_unavailable(config: pytest.Config) -> str | None:
     return config.stash[_DOCKER_UNAVAILABLE]
 
 
-def _finish(managed: _Managed, state: _TestState) -> str | None:
-    """Tear one cluster down; returns what fails the test (an invalid verdict, a cleanup error)."""
-    cluster = managed.cluster
-    errors: list[str] = []
-    record = RunRecord.of(cluster)
-    record.end()  # the test body is over: run.json's duration, with what the test actually started
-    for step in [*(w.stop for w in managed.workloads), lambda: record.write(cluster),
-                 lambda: final_heal(cluster), lambda: final_reads(cluster)]:
-        try:
-            step()
-        except Exception as exc:  # noqa: BLE001 - every step runs; the checkers judge what is left
-            errors.append(f"{type(exc).__name__}: {exc}")
-    try:
-        cluster.close()
-    except Exception as exc:  # noqa: BLE001
-        errors.append(f"{type(exc).__name__}: {exc}")
-    run = cluster.run
-    events = load_history(run.events_path)
-    verdicts = standard_verdicts(events, run_dir=run.path) + managed.verdicts
-    doc = verdicts_doc(run, verdicts, {"test": state.nodeid, "seed": cluster.spec.seed,
-                                       "outcome": state.outcome, "teardown_errors": errors})
-    write_verdicts(run, doc)
-    state.verdicts.extend(verdicts)
-    invalid = [v for v in verdicts if v.validity is Validity.INVALID]
+def _finish(run: Run, state: _TestState) -> str | None:
+    """Tear one run down (``Run.finish``); returns what fails the test (an invalid verdict, a
+    teardown error). verdicts.json's outcome is the test's, rewritten once teardown is known."""
+    result = run.finish(lambda _events, _verdicts: {"outcome": state.outcome})
+    state.verdicts.extend(result.verdicts)
+    invalid = [v for v in result.verdicts if v.validity is Validity.INVALID]
     lines = [f"{v.checker} invalid: {v.summary}" for v in invalid]
-    lines += [f"teardown: {e}" for e in errors]
-    return f"raftchaos run {run.path}:\n  " + "\n  ".join(lines) if lines else None
+    lines += [f"teardown: {e}" for e in result.teardown_errors]
+    return f"raftchaos run {result.run.path}:\n  " + "\n  ".join(lines) if lines else None
 
 
 @pytest.fixture
@@ -377,10 +342,10 @@ def workload(make_cluster: Callable[..., Cluster], request: pytest.FixtureReques
 
     def run(cluster: Cluster, clients: int = 4, rate_hz: float = 50.0, keys: int = 4) -> Workload:
         load = Workload(cluster, WorkloadSpec(clients=clients, rate_per_s=rate_hz, keys=keys))
-        managed = next((m for m in state.clusters if m.cluster is cluster), None)
-        if managed is None:
+        owner = next((r for r in state.clusters if r.cluster is cluster), None)
+        if owner is None:
             raise HarnessError("workload(cluster): the cluster was not made by make_cluster")
-        managed.workloads.append(load)
+        owner.track(load)
         return load
 
     return run
@@ -394,9 +359,12 @@ def record_verdict(request: pytest.FixtureRequest) -> Callable[..., None]:
     def record(verdict: Verdict, cluster: Cluster | None = None) -> None:
         if not isinstance(verdict, Verdict):
             raise HarnessError(f"record_verdict needs a Verdict, got {verdict!r}")
-        target = next((m for m in state.clusters if m.cluster is cluster), None) if cluster else None
+        target = next((r for r in state.clusters if r.cluster is cluster), None) if cluster else None
         target = target or (state.clusters[-1] if state.clusters else None)
-        (target.verdicts if target else state.orphan_verdicts).append(verdict)
+        if target is not None:
+            target.record_verdict(verdict)
+        else:
+            state.orphan_verdicts.append(verdict)
 
     return record
 

@@ -1,5 +1,5 @@
 """Helpers shared by the CLI command modules: the exit-code table, one-line errors, ``key=value``
-parsing, the open-faults table, the ``--backend`` option and making Docker ready for it."""
+parsing, the open-faults table, the ``--backend`` and ``--system`` options and making Docker ready."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from harness.errors import SetupError
-from harness.spec import BackendName
+from harness.spec import BackendName, ClusterSpec
 
 if TYPE_CHECKING:  # rich is imported where a table is drawn: ``check`` answers against the clock
     from rich.table import Table
@@ -36,6 +36,37 @@ EXIT_TABLE = (f"Exit codes: {EXIT_VALID} valid, {EXIT_INVALID} invalid, {EXIT_UN
 BackendOption = Annotated[BackendName | None, typer.Option(
     case_sensitive=False, show_default=False,
     help="local or docker (default: the scenario file's or the recorded run's, else local)")]
+
+
+# ``--system``: None means kuduraft (the node of ``nodes/``); checked against the registry by
+# ``system_choice`` (not at import: ``check`` answers against the clock and needs no system).
+SystemOption = Annotated[str | None, typer.Option(
+    "--system", metavar="NAME", show_default=False,
+    help="the system under test: kuduraft (default) or etcd (harness.systems.registry)")]
+DEFAULT_SYSTEM = "kuduraft"
+
+
+def system_choice(name: str | None) -> str:
+    """The ``--system`` value, checked: an unknown name is one line listing the systems, exit 254."""
+    from harness.systems.registry import names
+
+    chosen = DEFAULT_SYSTEM if name is None else name
+    if chosen not in names():
+        fail(f"--system {chosen}: unknown system (choose from {', '.join(names())})")
+    return chosen
+
+
+def with_system(spec: ClusterSpec, system: str) -> ClusterSpec:
+    """``spec`` for ``system``. A system without runtime flags refuses node flags the spec sets
+    (they would be silently ignored: the run would not be the one asked for), one line, exit 254."""
+    from harness.systems.base import Capability
+    from harness.systems.registry import system_for
+
+    spec = ClusterSpec.from_dict({**spec.to_dict(), "system": system})
+    flagged = sorted({*spec.flags, *(k for flags in spec.node_flags.values() for k in flags)})
+    if flagged and Capability.RUNTIME_FLAGS not in system_for(system, spec).capabilities(spec.backend.value):
+        fail(f"--system {system}: node flags ({', '.join(flagged)}) are not available for system {system}")
+    return spec
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

@@ -1,7 +1,8 @@
 """The detached supervisor ``raftchaos up`` starts: owns one Cluster, serves a loopback control API, writes the state.
 
 ``python -m harness.cli.daemon --spec SPEC.json --plan PLAN.json --state STATE.json``. It starts
-the cluster (observer, optional crash supervisor and workload, optional scenario timeline), then
+the cluster through ``harness.run.Run`` (observer, optional crash supervisor, run.json), the
+optional workload and scenario timeline, then
 serves on 127.0.0.1 (ephemeral port): ``GET /state``, ``GET /faults`` (open faults),
 ``POST /faults`` ``{"name", "params", "for_s"}``, ``POST /faults/heal`` ``{"slot"}`` or
 ``{"all": true}``, ``POST /down``. SIGTERM, SIGINT and SIGHUP stop it like ``/down``: heal
@@ -23,15 +24,11 @@ from typing import Any
 
 from faults.catalog import build_fault
 from faults.nemesis import Nemesis
-from faults.runner import RunPlan, plan_from_info
-from harness.checkers.verdict import compose
 from harness.cli.state import write_state
 from harness.cluster import Cluster
 from harness.errors import HarnessError
-from harness.finish import final_heal, final_reads, standard_verdicts, verdicts_doc, write_verdicts
-from harness.history import load_history
-from harness.observer import Observer
-from harness.runinfo import RunRecord
+from harness.run import Run
+from harness.runplan import RunPlan, plan_from_info
 from harness.schedule import FaultSpec, Step, StepOp, step_from_dict
 from harness.spec import ClusterSpec
 from harness.sweep import owner_token
@@ -86,7 +83,7 @@ class Daemon:
         except HarnessError as exc:
             return 400, {"error": str(exc).splitlines()[0]}
         if reason:
-            return 400, {"error": f"fault {name} unavailable: {reason}"}
+            return 400, {"error": f"fault {name} is not available for system {self.cluster.spec.system}: {reason}"}
         slot = self.nemesis.next_slot()
         line = self.nemesis.apply(Step(self.nemesis.now_s(), StepOp.INJECT, slot, spec))
         if "error" in line or "skipped" in line:
@@ -128,14 +125,14 @@ class Daemon:
         self.stop.wait()
 
     def finish(self) -> None:
+        """Stop serving and the nemesis, and heal what it opened (the run's own final heal,
+        reads and verdicts follow in ``Run.finish``)."""
         for timer in self.timers:
             timer.cancel()
         if self.server is not None:
             self.server.shutdown()
         self.nemesis.stop()
         self.nemesis.final_heal()
-        final_heal(self.cluster)
-        final_reads(self.cluster)
 
 
 def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
@@ -205,33 +202,20 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, on_signal)
     daemon: Daemon | None = None
     try:
-        with Cluster(spec, runs_root=info.get("runs_root")) as cluster:
-            daemon = Daemon(cluster, plan, args.state)
-            daemon.stop = stop
-            Observer(cluster).start()
-            if plan.supervisor:
-                plan.crash_supervisor(cluster).start()
-            cluster.wait_for_leader()
-            record = RunRecord.of(cluster)  # run.json: the one writer (harness.runinfo)
-            record.begin(plan.name, plan.expect)
-            record.write(cluster)
+        with Run.for_plan(spec, plan, runs_root=info.get("runs_root")) as run:
+            daemon = served = Daemon(run.cluster, plan, args.state)
+            served.stop = stop
             if plan.workload.enabled:
-                Workload(cluster, plan.workload_spec()).start()
+                run.track(Workload(run.cluster, plan.workload_spec()).start())
             try:
-                daemon.serve()
+                served.serve()
             except KeyboardInterrupt:
                 pass
             finally:
-                record.end()
-                daemon.finish()
-                with contextlib.suppress(OSError, HarnessError):
-                    record.write(cluster)
-        events = load_history(cluster.run.events_path)
-        verdicts = standard_verdicts(events, run_dir=cluster.run.path)
-        outcome = "passed" if compose(verdicts).value == "valid" else "failed"
-        write_verdicts(cluster.run, verdicts_doc(cluster.run, verdicts,
-                                                 {"test": spec.test_name, "seed": spec.seed, "outcome": outcome,
-                                                  "schedule_steps": len(daemon.nemesis.executed)}))
+                run.end()
+                served.finish()
+            run.finish(lambda _events, _verdicts: {"schedule_steps": len(served.nemesis.executed)},
+                       errors=served.nemesis.errors)
         return 0
     except BaseException as exc:  # noqa: BLE001 - reported through the state file, then re-raised
         if daemon is None or daemon.server is None:

@@ -40,7 +40,7 @@ def check_run_files(run_dir: Path) -> None:
     """Every file ``report`` reads, checked before anything is re-rendered or rewritten (a corrupt
     verdicts.json must not be silently replaced by a re-check): events.jsonl, spec.json,
     verdicts.json, run.json and schedule.jsonl when present. ConfigError naming file and problem."""
-    from faults.runner import RUN_INFO, read_run_info
+    from harness.runplan import RUN_INFO, read_run_info
     from harness.schedule import read_executed
     from harness.spec import ClusterSpec
     from harness.store import open_run_dir

@@ -15,15 +15,20 @@ from harness.cli.common import (
     EXIT_UNKNOWN,
     EXIT_VALID,
     BackendOption,
+    SystemOption,
     ensure_backend,
     fail,
+    system_choice,
+    with_system,
 )
 from harness.errors import ConfigError, HarnessError, SetupError
-from harness.spec import BackendName
+from harness.spec import BackendName, ClusterSpec
+from harness.store import RunDir
+from harness.systems.base import SystemUnavailable
 
 if TYPE_CHECKING:
-    from faults.runner import RunOutcome
     from faults.scenario import Scenario
+    from harness.cli.runs import RunOutcome
 
 
 def _print_outcome(outcome: RunOutcome) -> None:
@@ -35,14 +40,26 @@ def _print_outcome(outcome: RunOutcome) -> None:
         print(f"warning  {problem}")
     for skipped in outcome.skipped:
         print(f"skipped  {skipped}")
+    if outcome.report_error:
+        print(f"warning  report.html not written: {outcome.report_error}")
     print(f"run dir: {outcome.run.path} (seed {outcome.seed})")
 
 
-def _harness_failed(exc: HarnessError) -> NoReturn:
+def _render_report(run: RunDir) -> None:
+    """The run's report.html, from the verdicts just written (``raftchaos report`` re-checks)."""
+    from reports.html import render_for_pytest
+
+    render_for_pytest(run.path)
+
+
+def _harness_failed(exc: HarnessError | SystemUnavailable) -> NoReturn:
     """The run could not be carried out: bad input 254, this machine cannot run it 3 (a binary,
-    port or image the harness needs), anything else unknown 2 (the system was never judged)."""
+    port or image the harness needs, a system not installed or not on this backend), anything
+    else unknown 2 (the system was never judged)."""
     if isinstance(exc, ConfigError):
         fail(str(exc))
+    if isinstance(exc, SystemUnavailable):
+        fail(f"the run could not be carried out (verdict unknown): {exc}", code=EXIT_ENVIRONMENT)
     code = EXIT_ENVIRONMENT if isinstance(exc, SetupError) else EXIT_UNKNOWN
     fail(f"the run could not be carried out (verdict unknown): {exc}", code=code)
 
@@ -67,24 +84,33 @@ def _load(path: Path, backend: BackendName | None) -> Scenario:
     return dataclasses.replace(scn, backend=backend) if backend is not None else scn
 
 
+def _spec(scn: Scenario, seed: int, system: str) -> ClusterSpec:
+    """The scenario's cluster for ``system`` (checked: node flags need a system that has them)."""
+    return with_system(scn.cluster_spec(seed), system)
+
+
 @app.command("run")
 def run(
     scenario: Annotated[Path, typer.Argument(help="a scenario TOML file")],
     seed: Annotated[int | None, typer.Option(help="override the file's seed", min=0)] = None,
     runs_dir: Annotated[Path | None, typer.Option(help="where run directories go", file_okay=False)] = None,
     backend: BackendOption = None,
+    system: SystemOption = None,
 ) -> int:
-    """Run a scenario once on a fresh cluster. Exit 0 when every verdict is valid (and every expected
-    symptom held), 1 when any verdict is invalid (a node crashing for real included), 2 unknown."""
-    from faults.runner import execute, scenario_plan
+    """Run a scenario once on a fresh cluster (and write its report.html). Exit 0 when every verdict
+    is valid (and every expected symptom held), 1 when any verdict is invalid (a node crashing for
+    real included), 2 unknown."""
+    from harness.cli.runs import execute, scenario_plan
 
+    chosen = system_choice(system)
     scn = _load(scenario, backend)
-    ensure_backend(scn.backend)
     run_seed = scn.resolve_seed(seed)
-    print(f"scenario {scn.name}: seed={run_seed}")
+    spec = _spec(scn, run_seed, chosen)
+    ensure_backend(scn.backend)
+    print(f"scenario {scn.name}: seed={run_seed}" + (f" system={chosen}" if chosen != "kuduraft" else ""))
     try:
-        outcome = execute(scn.cluster_spec(run_seed), scenario_plan(scn, run_seed), runs_dir)
-    except HarnessError as exc:
+        outcome = execute(spec, scenario_plan(scn, run_seed), runs_dir, report=_render_report)
+    except (HarnessError, SystemUnavailable) as exc:
         _harness_failed(exc)
     _print_outcome(outcome)
     print(f"verdict: {outcome.overall}")
@@ -99,15 +125,18 @@ def reproduce(
                                              min=0)] = None,
     runs_dir: Annotated[Path | None, typer.Option(help="where run directories go", file_okay=False)] = None,
     backend: BackendOption = None,
+    system: SystemOption = None,
 ) -> int:
     """Run an incident N times (seeds s, s+1, ...) and print how often every expected symptom held.
     Exit 1 when any run's verdict is invalid, else 0 when it reproduced at least once, else 2
     (never reproduced, or no run could be carried out: unknown)."""
-    from faults.runner import execute, scenario_plan
+    from harness.cli.runs import execute, scenario_plan
 
+    chosen = system_choice(system)
     scn = _load(incident, backend)
     if not scn.expect:
         fail(f"{incident}: no [[expect]] symptom to reproduce")
+    _spec(scn, 0, chosen)  # node flags the system lacks: refused before any run
     ensure_backend(scn.backend)
     base = scn.resolve_seed(seed)
     hits = 0
@@ -115,9 +144,11 @@ def reproduce(
     for i in range(times):
         run_seed = base + i
         try:
-            outcome = execute(scn.cluster_spec(run_seed), scenario_plan(scn, run_seed), runs_dir)
+            outcome = execute(_spec(scn, run_seed, chosen), scenario_plan(scn, run_seed), runs_dir)
         except ConfigError as exc:
             fail(str(exc))
+        except SystemUnavailable as exc:
+            _harness_failed(exc)
         except HarnessError as exc:
             print(f"run {i + 1}/{times} seed={run_seed}: harness error: {str(exc).splitlines()[0]}")
             continue
@@ -143,7 +174,8 @@ def replay(
     divergence of the observed Raft events. Every file it reads (spec.json, run.json,
     schedule.jsonl, events.jsonl) is checked before anything starts. Exit by the replay's verdict
     (0/1/2); a replay whose schedule differs from the recording is unknown (2) at best."""
-    from faults.replay import check_replayable, replay_run
+    from faults.replay import check_replayable
+    from harness.cli.runs import replay_run
 
     if not run_dir.is_dir():
         fail(f"{run_dir}: is not a directory")
@@ -154,8 +186,8 @@ def replay(
     chosen = backend if backend is not None else recorded.spec.backend
     ensure_backend(chosen)
     try:
-        result = replay_run(run_dir, runs_dir, backend=chosen, recorded=recorded)
-    except HarnessError as exc:
+        result = replay_run(run_dir, runs_dir, backend=chosen, recorded=recorded, report=_render_report)
+    except (HarnessError, SystemUnavailable) as exc:
         _harness_failed(exc)
     _print_outcome(result.outcome)
     if result.schedule_differences:

@@ -14,7 +14,18 @@ from typing import Annotated, Any
 import typer
 
 from harness.cli import app
-from harness.cli.common import EXIT_BY_VERDICT, EXIT_UNKNOWN, BackendOption, ensure_backend, fail, parse_pairs
+from harness.cli.common import (
+    EXIT_BY_VERDICT,
+    EXIT_ENVIRONMENT,
+    EXIT_UNKNOWN,
+    BackendOption,
+    SystemOption,
+    ensure_backend,
+    fail,
+    parse_pairs,
+    system_choice,
+    with_system,
+)
 from harness.cli.state import (
     control,
     daemon_alive,
@@ -36,10 +47,10 @@ START_TIMEOUT_S = 90.0
 
 
 def _spec_and_plan(nodes: int, flags: list[str], seed: int | None, profile: str, supervisor: bool,
-                   workload: bool, scenario: Path | None,
-                   backend: BackendName | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    from faults.runner import scenario_plan
+                   workload: bool, scenario: Path | None, backend: BackendName | None,
+                   system: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from faults.scenario import PROFILES, flag_problem, load_scenario, parse_scenario
+    from harness.cli.runs import scenario_plan
 
     if scenario is not None:
         scn = load_scenario(scenario)
@@ -63,7 +74,21 @@ def _spec_and_plan(nodes: int, flags: list[str], seed: int | None, profile: str,
     info = run_plan.info()
     info["steps"] = [s.to_dict() for s in run_plan.steps]
     info["runs_root"] = str((home() / "runs").resolve())
-    return scn.cluster_spec(run_seed, test_name="up").to_dict(), info
+    return with_system(scn.cluster_spec(run_seed, test_name="up"), system).to_dict(), info
+
+
+def _check_runs_here(spec: dict[str, Any]) -> None:
+    """A system that cannot run on the chosen backend: one line, exit 3, before anything starts
+    (the supervisor process would only report it as a cluster that did not start)."""
+    from harness.spec import ClusterSpec
+    from harness.systems.base import SystemUnavailable
+    from harness.systems.registry import system_for
+
+    cluster = ClusterSpec.from_dict(spec)
+    try:
+        system_for(cluster.system, cluster).proxy_shape(cluster.backend.value)
+    except SystemUnavailable as exc:
+        fail(f"--system {cluster.system}: {exc}", code=EXIT_ENVIRONMENT)
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> dict[str, Any]:
@@ -95,18 +120,23 @@ def up(
     timeout_s: Annotated[float, typer.Option(help="how long to wait for a leader (s, 1-3600)",
                                              min=1.0, max=3600.0)] = START_TIMEOUT_S,
     backend: BackendOption = None,
+    system: SystemOption = None,
 ) -> int:
     """Start a cluster and keep it running in the background; print node and proxy addresses.
-    Every option and flag is checked first (254 naming it); 2 when the cluster did not start."""
+    Every option and flag is checked first (254 naming it; 3 when the system cannot run on the
+    backend); 2 when the cluster did not start."""
+    chosen = system_choice(system)
     for line in remove_stale():
         print(line)
     existing = read_state()
     if existing is not None and daemon_alive(existing):
         fail(f"a cluster is already up (run {existing.get('run_id')}); stop it first: raftchaos down")
     try:
-        spec, info = _spec_and_plan(nodes, flag or [], seed, profile, supervisor, workload, scenario, backend)
+        spec, info = _spec_and_plan(nodes, flag or [], seed, profile, supervisor, workload, scenario, backend,
+                                    chosen)
     except (ConfigError, HarnessError) as exc:
         fail(str(exc))
+    _check_runs_here(spec)
     ensure_backend(BackendName(spec["backend"]))
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -146,7 +176,8 @@ def up(
 
 
 def _print_addresses(doc: dict[str, Any]) -> None:
-    print(f"cluster up: run {doc['run_id']} (seed {doc['seed']}, backend {doc['spec']['backend']})")
+    print(f"cluster up: run {doc['run_id']} (seed {doc['seed']}, backend {doc['spec']['backend']}, "
+          f"system {doc['spec'].get('system', 'kuduraft')})")
     print(f"run dir:    {doc['run_dir']}")
     print(f"supervisor: pid {doc['pid']}, control {doc['control']} (loopback only)")
     print(f"toxiproxy:  {doc['toxiproxy']}")

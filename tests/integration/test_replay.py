@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from faults.nemesis import read_schedule
-from faults.replay import check_replayable, comparable, replay_run
-from faults.runner import execute, scenario_plan
+from faults.replay import check_replayable, comparable
 from faults.scenario import parse_scenario
+from harness.cli.runs import execute, replay_run, scenario_plan
 from harness.errors import ConfigError
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from faults.nemesis import read_schedule
-from faults.replay import comparable, replay_run
+from faults.replay import comparable
+from harness.cli.runs import replay_run
 from harness.runinfo import RUN_INFO, comparable_info
 from harness.systems.etcd import find_etcd
 

@@ -63,11 +63,11 @@ def _one_line_254(argv: list[str], message: str, capsys: pytest.CaptureFixture[s
 
 def _no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any attempt to start a cluster fails the test: input errors must stop everything first."""
-    import faults.runner
+    import harness.cli.runs
 
     def boom(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("a cluster was started for bad input")
-    monkeypatch.setattr(faults.runner, "execute", boom)
+    monkeypatch.setattr(harness.cli.runs, "execute", boom)
 
 
 # ---- replay: the recorded run's files ----------------------------------------------------------

@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from faults.runner import RunPlan, Timeline, plan_from_info
-from faults.scenario import WorkloadConfig
 from harness.checkers.registry import STANDARD
 from harness.checkers.verdict import Validity, Verdict, compose
 from harness.errors import ConfigError
 from harness.finish import standard_verdicts
 from harness.history import History
 from harness.runinfo import RUN_INFO, RunRecord, comparable_info
+from harness.runplan import RunPlan, Timeline, WorkloadConfig, plan_from_info
 from harness.spec import ClusterSpec
 from harness.store import RunDir
 from harness.workload import WorkloadSpec

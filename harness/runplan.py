@@ -1,60 +1,47 @@
-"""One scenario run end to end: cluster, observer, workload, nemesis, final heal, final reads, verdicts, symptoms.
+"""What a run does besides its cluster spec (``RunPlan``), and ``run.json``'s strict reader.
 
-Used by ``raftchaos run``, ``reproduce`` and ``replay``. The final heal always runs (in the
-nemesis, and again in ``finish``) before the checkers read the history. The run directory gets
-``run.json`` beside the usual files (``harness.runinfo``, the one writer, shared with the pytest
-plugin and ``up``): the workload, supervisor and schedule as they ran, duration and symptoms, so
-``raftchaos replay`` can rebuild the same run around the recorded schedule. ``read_run_info`` /
-``plan_from_info`` are its strict reader.
+The writer of ``run.json`` is ``harness.runinfo``; its reader lives here, beside the plan it
+rebuilds, so ``raftchaos replay`` (and ``up``, which hands its supervisor process a plan) read a
+recorded run back without going through ``faults``: a plan is workload, supervisor, timeline and
+already-resolved schedule steps, none of which needs a fault's code to be read.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from faults.nemesis import Nemesis, check_steps
-from faults.scenario import MAX_SECONDS, Scenario, WorkloadConfig
-from harness.checkers.verdict import Verdict, compose
-from harness.cluster import Cluster
 from harness.errors import ConfigError, HarnessError
-from harness.finish import final_heal, final_reads, standard_verdicts, verdicts_doc, write_verdicts
-from harness.history import OpFn, load_history
-from harness.observer import Observer
-from harness.runinfo import RUN_INFO, RunRecord
-from harness.schedule import Step, plan
-from harness.spec import ClusterSpec
-from harness.store import RunDir, new_run_dir
+from harness.history import OpFn
+from harness.runinfo import RUN_INFO
+from harness.schedule import Step
+from harness.store import RunDir
 from harness.supervisor import CrashSupervisor
-from harness.symptoms import SymptomResult, check_symptom, evaluate
-from harness.workload import Workload, WorkloadSpec
+from harness.symptoms import check_symptom
+from harness.workload import WorkloadSpec
 
-__all__ = ["RUN_INFO", "RunOutcome", "RunPlan", "execute", "plan_from_info", "read_run_info", "scenario_plan"]
+if TYPE_CHECKING:
+    from harness.supervisor import Supervised
+
+__all__ = ["MAX_SECONDS", "RUN_INFO", "RunPlan", "Timeline", "WorkloadConfig", "plan_from_info", "read_run_info"]
+
+MAX_SECONDS = 86400.0  # the longest run, offset or hold a scenario or run.json may ask for
 
 
-@dataclass
-class RunOutcome:
-    """What one run produced: its directory, seed, verdicts, symptoms and nemesis problems."""
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """The background workload of a scenario or recorded run (``enabled = false``: none)."""
 
-    run: RunDir
-    seed: int
-    verdicts: list[Verdict]
-    symptoms: list[SymptomResult]
-    nemesis_errors: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    enabled: bool = True
+    clients: int = 2
+    rate_hz: float = 20.0
+    keys: int = 4
 
-    @property
-    def overall(self) -> str:
-        return compose(self.verdicts).value
-
-    @property
-    def reproduced(self) -> bool | None:
-        """Every expected symptom held (None when the scenario expects none)."""
-        return all(s.held for s in self.symptoms) if self.symptoms else None
+    def to_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "clients": self.clients, "rate_hz": self.rate_hz, "keys": self.keys}
 
 
 @dataclass(frozen=True)
@@ -105,79 +92,14 @@ class RunPlan:
             extra["mix"] = {OpFn(f): weight for f, weight in self.mix.items()}
         return WorkloadSpec(clients=w.clients, rate_per_s=w.rate_hz, keys=w.keys, **extra)
 
-    def crash_supervisor(self, cluster: Cluster) -> CrashSupervisor:
+    def crash_supervisor(self, cluster: Supervised) -> CrashSupervisor:
+        """The supervisor with the plan's settings (the recorded ones on a replay), not started."""
         supervisor = CrashSupervisor(cluster)
         if self.restart_delay_s is not None:
             supervisor.restart_delay_s = self.restart_delay_s
         if self.poll_s is not None:
             supervisor.poll_s = self.poll_s
         return supervisor
-
-
-def scenario_plan(scenario: Scenario, seed: int) -> RunPlan:
-    steps = plan(scenario.schedule(), seed)
-    check_steps(steps)
-    return RunPlan(scenario.name, scenario.duration_s, scenario.supervisor, scenario.workload, tuple(steps),
-                   tuple((n, dict(p)) for n, p in scenario.expect))
-
-
-def execute(spec: ClusterSpec, run_plan: RunPlan, runs_root: Path | None = None,
-            on_started: Callable[[Cluster], None] | None = None) -> RunOutcome:
-    """Run ``run_plan`` on a fresh cluster of ``spec``; returns after the cluster is stopped and
-    the verdicts are written. Ctrl-C stops everything the run started (the cluster's exit stack)."""
-    if spec.run_dir is None:
-        spec = ClusterSpec.from_dict({**spec.to_dict(), "run_dir": str(new_run_dir(spec.test_name, spec.seed,
-                                                                                   runs_root).path)})
-    nemesis: Nemesis | None = None
-    errors: list[str] = []
-    with Cluster(spec) as cluster:
-        record = RunRecord.of(cluster)
-        Observer(cluster).start()
-        if run_plan.supervisor:
-            run_plan.crash_supervisor(cluster).start()
-        cluster.wait_for_leader()
-        record.begin(run_plan.name, run_plan.expect, run_plan.replay_of)
-        record.write(cluster)
-        if on_started is not None:
-            on_started(cluster)
-        start = record.start_t if record.start_t is not None else cluster.history.now()
-        timeline = run_plan.timeline
-        load = None
-        if run_plan.workload.enabled:
-            _wait_offset(cluster, start, timeline.workload_start_s, "the workload's start")
-            load = Workload(cluster, run_plan.workload_spec()).start()
-        _wait_offset(cluster, start, timeline.schedule_start_s, "the schedule's start")
-        nemesis = Nemesis(cluster, run_plan.steps)
-        nemesis.run()
-        if load is not None and timeline.workload_stop_s is not None and timeline.workload_stop_s < run_plan.duration_s:
-            _wait_offset(cluster, start, timeline.workload_stop_s, "the workload's stop")
-            load.stop()
-        _wait_offset(cluster, start, run_plan.duration_s, f"the run's {run_plan.duration_s:g} s")
-        record.end(run_plan.duration_s)
-        if load is not None:
-            load.stop()
-        record.write(cluster)
-        for step in (lambda: final_heal(cluster), lambda: final_reads(cluster)):
-            try:
-                step()
-            except Exception as exc:  # noqa: BLE001 - the checkers judge what is left
-                errors.append(f"{type(exc).__name__}: {exc}")
-        run = cluster.run
-    events = load_history(run.events_path)
-    verdicts = standard_verdicts(events, run_dir=run.path)
-    symptoms = [evaluate(events, name, params) for name, params in run_plan.expect]
-    write_verdicts(run, verdicts_doc(run, verdicts, {
-        "test": run_plan.name, "seed": spec.seed, "outcome": "passed" if compose(verdicts).value == "valid" else "failed",
-        "teardown_errors": errors + nemesis.errors, "symptoms": [s.to_dict() for s in symptoms],
-        "schedule_steps": len(nemesis.executed)}))
-    return RunOutcome(run, spec.seed, verdicts, symptoms, errors + nemesis.errors, list(nemesis.skipped))
-
-
-def _wait_offset(cluster: Cluster, start: float, offset_s: float, what: str) -> None:
-    """Wait (deadline-bounded, on the history clock) until ``offset_s`` after ``start``."""
-    at = start + offset_s
-    cluster.wait_until(lambda: cluster.history.now() >= at, what,
-                       timeout_s=max(0.0, at - cluster.history.now()) + 5.0, poll_s=0.05)
 
 
 def read_run_info(run: RunDir) -> dict[str, Any]:
