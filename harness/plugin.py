@@ -40,7 +40,8 @@ Fixtures:
   profile=None) -> Cluster``: builds a ClusterSpec (backend from ``--backend``, the test's
   seed, a fresh run directory), starts it with the observer sampling ``/status`` and (with
   ``supervisor=True``) the crash supervisor restarting nodes that exit with status 85, waits
-  for a leader and returns the started Cluster. ``profile`` is ``fast`` or ``kuduraft`` (default:
+  for a leader and returns the started Cluster (each cluster is one ``harness.run.Run``, the
+  lifecycle the CLI's runs share). ``profile`` is ``fast`` or ``kuduraft`` (default:
   ``--timing``, itself ``fast``); timing
   flags (``raft_heartbeat_interval_ms``, ...) given in ``flags`` go into the timing profile so
   derived bounds match. At teardown, per cluster: workloads stop, final heal (links, paused

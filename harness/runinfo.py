@@ -4,8 +4,8 @@ One writer for every entry point (``raftchaos run``/``reproduce``/``replay``/``u
 plugin). The objects that shape a run register their effective parameters with the run's
 ``RunRecord`` when they start (``Workload.start``, ``CrashSupervisor.start``, ``Nemesis.begin``),
 so a suite test that builds its workload or nemesis itself is recorded as it ran, never as the
-defaults. The entry point names the run and writes the file (``RunRecord.write``) when the
-cluster is started and again when the run's active phase ends.
+defaults. ``harness.run.Run`` (every entry point's lifecycle) names the run and writes the file
+(``RunRecord.write``) when the cluster has its first leader and again when the active phase ends.
 
 Schema (``raftchaos.run/2``): ``name``, ``seed``, ``system`` (the system under test, as in the
 spec: ``kuduraft`` or ``etcd``; a replay rebuilds its cluster from the spec, so it runs the same
@@ -14,7 +14,7 @@ one), ``cluster`` (the ``spec.json`` document without its ``run_dir``), ``worklo
 (``file``, ``steps``; null when no nemesis ran), ``duration_s``, ``timeline`` (seconds from the
 run's start, the first agreed leader: ``workload_start_s``, ``schedule_start_s``,
 ``workload_stop_s``; measured, so a replay's differ by scheduling noise), ``expect``,
-``versions`` and, for a replay, ``replay_of``. ``faults.runner.read_run_info`` is its strict
+``versions`` and, for a replay, ``replay_of``. ``harness.runplan.read_run_info`` is its strict
 reader.
 """
 
