@@ -45,6 +45,11 @@ def _print_outcome(outcome: RunOutcome) -> None:
     print(f"run dir: {outcome.run.path} (seed {outcome.seed})")
 
 
+# ``run``/``replay`` render the finished run's report.html (a few seconds: plots); --no-report skips it.
+ReportOption = Annotated[bool, typer.Option("--report/--no-report",
+                                            help="write the run's report.html when it ends")]
+
+
 def _render_report(run: RunDir) -> None:
     """The run's report.html, from the verdicts just written (``raftchaos report`` re-checks)."""
     from reports.html import render_for_pytest
@@ -96,6 +101,7 @@ def run(
     runs_dir: Annotated[Path | None, typer.Option(help="where run directories go", file_okay=False)] = None,
     backend: BackendOption = None,
     system: SystemOption = None,
+    html: ReportOption = True,
 ) -> int:
     """Run a scenario once on a fresh cluster (and write its report.html). Exit 0 when every verdict
     is valid (and every expected symptom held), 1 when any verdict is invalid (a node crashing for
@@ -109,7 +115,7 @@ def run(
     ensure_backend(scn.backend)
     print(f"scenario {scn.name}: seed={run_seed}" + (f" system={chosen}" if chosen != "kuduraft" else ""))
     try:
-        outcome = execute(spec, scenario_plan(scn, run_seed), runs_dir, report=_render_report)
+        outcome = execute(spec, scenario_plan(scn, run_seed), runs_dir, report=_render_report if html else None)
     except (HarnessError, SystemUnavailable) as exc:
         _harness_failed(exc)
     _print_outcome(outcome)
@@ -169,6 +175,7 @@ def replay(
     runs_dir: Annotated[Path | None, typer.Option(help="where the replay's run directory goes",
                                                   file_okay=False)] = None,
     backend: BackendOption = None,
+    html: ReportOption = True,
 ) -> int:
     """Re-execute a run's recorded schedule on a fresh cluster of the same spec and report the first
     divergence of the observed Raft events. Every file it reads (spec.json, run.json,
@@ -186,7 +193,8 @@ def replay(
     chosen = backend if backend is not None else recorded.spec.backend
     ensure_backend(chosen)
     try:
-        result = replay_run(run_dir, runs_dir, backend=chosen, recorded=recorded, report=_render_report)
+        result = replay_run(run_dir, runs_dir, backend=chosen, recorded=recorded,
+                            report=_render_report if html else None)
     except (HarnessError, SystemUnavailable) as exc:
         _harness_failed(exc)
     _print_outcome(result.outcome)

@@ -80,3 +80,16 @@ def test_run_hands_the_chosen_system_to_the_run(system: str | None, tmp_path: Pa
     assert main(argv) == 2  # nothing was exercised: unknown, never a verdict on the system
     assert [s.system for s in seen] == [system or "kuduraft"] and seen[0].seed == 7
     assert "stopped before starting" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "hook"), [([], True), (["--no-report"], False)])
+def test_run_renders_the_report_through_the_run_s_hook(flag: list[str], hook: bool, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    given: list[Any] = []
+
+    def stop(spec: ClusterSpec, *_args: Any, report: Any = None, **_kwargs: Any) -> Any:
+        given.append(report)
+        raise HarnessError("stopped before starting (test)")
+    monkeypatch.setattr(harness.cli.runs, "execute", stop)
+    assert main(["run", str(_scenario(tmp_path)), *flag]) == 2
+    assert (given[0] is not None) is hook
