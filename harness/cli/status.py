@@ -14,14 +14,25 @@ from harness.cli import app
 from harness.cli.common import fail, open_faults_table
 from harness.cli.state import control, live_state
 from harness.errors import ConfigError, HarnessError
-from harness.nodeclient import NodeClient
+from harness.spec import ClusterSpec
+from harness.systems.base import Observer
+from harness.systems.registry import system_for
 
 ROLE_STYLE = {"LEADER": "bold green", "FOLLOWER": "default", "CANDIDATE": "yellow"}
 KIND_COUNTERS = (("requests_with_ops", "ops"), ("status_only_requests", "st-only"), ("heartbeat_sends", "hb"))
 
 
+def _observers(doc: dict[str, Any]) -> dict[str, Observer]:
+    """Each node's observer from the system under test (the state's spec): kuduraft's reads its
+    ``/status``, etcd's its gRPC gateway; the table shows the harness's fields of either."""
+    spec = ClusterSpec.from_dict(doc["spec"])
+    system = system_for(spec.system, spec)
+    return {node: system.observer(node, info["http"], timeout_s=1.0) for node, info in doc["nodes"].items()}
+
+
 def _statuses(doc: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any] | None]]:
-    """node → (health, status or None), asked directly over each node's HTTP API."""
+    """node → (health, status or None), asked directly of each node through the system's observer."""
+    observers = _observers(doc)
     try:
         live = control(doc, "GET", "/state", timeout_s=5)["nodes"]
     except HarnessError:
@@ -36,7 +47,7 @@ def _statuses(doc: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any] | None
             out[node] = ("paused", None)
             continue
         try:
-            out[node] = ("up", NodeClient(node, info["http"], info["client"], timeout_s=1.0).status())
+            out[node] = ("up", observers[node].observe().status_document())
         except HarnessError as exc:
             out[node] = (f"unreachable ({str(exc).splitlines()[0][:40]})", None)
     return out
@@ -58,7 +69,7 @@ def render(doc: dict[str, Any], faults: list[dict[str, Any]]) -> Group:
         role = str(st.get("role"))
         nodes.add_row(node, "[green]up", f"[{ROLE_STYLE.get(role, '')}]{role}", str(st.get("term")),
                       str(st.get("leader")), str(st.get("commit_index")), str(st.get("applied_index")),
-                      str(st.get("last_index")))
+                      str(st.get("last_index", "-")))
         for peer, view in sorted((st.get("peers") or {}).items()):
             counters = view.get("counters") or {}
             failed = int(view.get("failed_attempts", 0))

@@ -1,5 +1,5 @@
 """``--system etcd`` on the CLI, as a user runs it (subprocesses, local backend): ``run`` of a short
-scenario and ``up``/``fault``/``down``; the system is recorded in spec.json and run.json, and a
+scenario and ``up``/``status``/``fault``/``down``; the system is recorded in spec.json and run.json, and a
 kuduraft-only fault on etcd is one line naming the system. Skipped where etcd is not installed."""
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def test_up_system_etcd_refuses_kuduraft_only_faults_in_one_line(tmp_path: Path)
         flag = cli(home, "fault", "add", "crash-on-leader-request", "-p", "fraction=0.5")
         assert flag.returncode == 254, (flag.stdout, flag.stderr)
         assert "not available for system etcd" in flag.stderr and len(flag.stderr.strip().splitlines()) == 1
+        status = cli(home, "status")  # through etcd's observer, not kuduraft's /status
+        assert status.returncode == 0 and "LEADER" in status.stdout, (status.stdout, status.stderr)
         paused = cli(home, "fault", "add", "pause", "--target", "one", "--for-s", "0.5")
         assert paused.returncode == 0, paused.stderr
     finally:
