@@ -12,19 +12,15 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.errors import ConfigError, HarnessError
 from harness.history import OpFn
 from harness.runinfo import RUN_INFO
 from harness.schedule import Step
 from harness.store import RunDir
-from harness.supervisor import CrashSupervisor
 from harness.symptoms import check_symptom
 from harness.workload import WorkloadSpec
-
-if TYPE_CHECKING:
-    from harness.supervisor import Supervised
 
 __all__ = ["MAX_SECONDS", "RUN_INFO", "RunPlan", "Timeline", "WorkloadConfig", "plan_from_info", "read_run_info"]
 
@@ -91,15 +87,6 @@ class RunPlan:
         if self.mix:
             extra["mix"] = {OpFn(f): weight for f, weight in self.mix.items()}
         return WorkloadSpec(clients=w.clients, rate_per_s=w.rate_hz, keys=w.keys, **extra)
-
-    def crash_supervisor(self, cluster: Supervised) -> CrashSupervisor:
-        """The supervisor with the plan's settings (the recorded ones on a replay), not started."""
-        supervisor = CrashSupervisor(cluster)
-        if self.restart_delay_s is not None:
-            supervisor.restart_delay_s = self.restart_delay_s
-        if self.poll_s is not None:
-            supervisor.poll_s = self.poll_s
-        return supervisor
 
 
 def read_run_info(run: RunDir) -> dict[str, Any]:
