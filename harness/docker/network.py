@@ -13,7 +13,7 @@ from docker.types import IPAMConfig, IPAMPool
 from harness.docker.resources import Role, RunResources
 from harness.errors import SetupError
 
-__all__ = ["AddressPlan", "create_run_network"]
+__all__ = ["AddressPlan", "create_run_network", "create_source_network"]
 
 TOXIPROXY_HOST = 2  # .1 is the gateway (the host's end of the bridge)
 FIRST_NODE_HOST = 10
@@ -83,3 +83,16 @@ def _free_subnet(client: docker.DockerClient, run: RunResources) -> ipaddress.IP
     if not v4:
         raise SetupError(f"Docker gave {probe_name} no IPv4 subnet ({configs})")
     return v4[0]
+
+
+def create_source_network(client: docker.DockerClient, run: RunResources, node_id: str) -> str:
+    """Create the internal bridge that carries ``node_id``'s connections to Toxiproxy (the by-name
+    proxy shape: Toxiproxy has one address per source node, one such network each); returns its
+    name. Docker picks the subnet: only Toxiproxy's address on it matters, read once it runs."""
+    name = run.name(Role.NETWORK, node_id)
+    try:
+        client.networks.create(name, driver="bridge", internal=True, labels=run.labels(Role.NETWORK, node_id),
+                               check_duplicate=True)
+    except APIError as exc:
+        raise SetupError(f"could not create the source network {name} ({exc}); {CLEAN_HINT}") from None
+    return name
