@@ -32,21 +32,20 @@ import functools
 import os
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 import docker
-from docker.errors import APIError, NotFound
+from docker.errors import APIError
 from requests.exceptions import RequestException
 from rich.console import Console
 from rich.progress import Progress
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from harness.backend import Capabilities, start_banner
+from harness.docker.containers import addresses_on, create_container, wait_for_api
 from harness.docker.daemon import ensure_daemon
 from harness.docker.images import Images, ensure_host_binary_image, ensure_images
 from harness.docker.launch import container_launch
-from harness.docker.network import AddressPlan, create_run_network, create_source_network
+from harness.docker.network import AddressPlan, create_run_network, create_source_network, proxy_layout
 from harness.docker.resources import Role, RunResources, sweep
 from harness.docker.waiter import Incarnation, start_exit_waiter
 from harness.errors import ConfigError, HarnessError, SetupError
@@ -59,9 +58,7 @@ from harness.systems.topology import (
     MemberAddresses,
     ProxyShape,
     Topology,
-    by_name_proxy_listen,
     plan_topology,
-    proxy_names,
 )
 from harness.toxi import ProxyConfig
 
@@ -142,12 +139,7 @@ class DockerBackend:
                 for node_id in spec.nodes:
                     self._source_networks[node_id] = create_source_network(self._client, self._resources, node_id)
             source_hosts = self._start_toxiproxy(spec.seed)
-            if shape is ProxyShape.PER_DIRECTED_LINK_BY_NAME:
-                proxy_listen = by_name_proxy_listen(spec.nodes, source_hosts, self._plan.toxiproxy_ip,
-                                                    FIRST_PROXY_PORT)
-            else:  # one port per proxy on the run network, in allocation order (as before the seam)
-                proxy_listen = {name: f"{self._plan.toxiproxy_ip}:{FIRST_PROXY_PORT + offset}"
-                                for offset, name in enumerate(proxy_names(spec.nodes, shape))}
+            proxy_listen = proxy_layout(spec.nodes, shape, self._plan.toxiproxy_ip, source_hosts, FIRST_PROXY_PORT)
             self._topology = plan_topology(spec.nodes, shape, self._listen, proxy_listen)
             for node_id in spec.nodes:
                 self._start_sandbox(node_id)
@@ -177,25 +169,9 @@ class DockerBackend:
         for network in self._source_networks.values():
             self._api.connect_container_to_network(self._toxiproxy_id, network)
         self._api.start(self._toxiproxy_id)
-        url = f"{self.toxiproxy_api_url}/version"
-        try:
-            for attempt in Retrying(stop=stop_after_delay(TOXIPROXY_START_TIMEOUT_S), wait=wait_fixed(0.1),
-                                    retry=retry_if_exception_type(OSError), reraise=True):  # fmt: skip
-                with attempt, urllib.request.urlopen(url, timeout=1.0):
-                    pass
-        except OSError as exc:
-            logs = self._api.logs(self._toxiproxy_id).decode(errors="replace").splitlines()[-10:]
-            raise SetupError(
-                f"toxiproxy container did not answer at {url}: {exc}", {"toxiproxy": logs}
-            ) from None
-        if not self._source_networks:
-            return {}
-        attached = self._api.inspect_container(self._toxiproxy_id)["NetworkSettings"]["Networks"]
-        hosts = {node: (attached.get(net) or {}).get("IPAddress") for node, net in self._source_networks.items()}
-        missing = [node for node, ip in hosts.items() if not ip]
-        if missing:
-            raise SetupError(f"toxiproxy container got no address on the source networks of {', '.join(missing)}")
-        return {node: str(ip) for node, ip in hosts.items()}
+        wait_for_api(self._api, self._toxiproxy_id, f"{self.toxiproxy_api_url}/version", TOXIPROXY_START_TIMEOUT_S,
+                     "toxiproxy")
+        return addresses_on(self._api, self._toxiproxy_id, self._source_networks) if self._source_networks else {}
 
     def _start_sandbox(self, node_id: str) -> None:
         """Start the container that owns ``node_id``'s network namespace and IP for the whole run.
@@ -230,33 +206,13 @@ class DockerBackend:
             raise SetupError("docker backend not prepared")
         return self._client.api
 
-    def _create(
-        self, image: str, name: str, labels: dict[str, str], command: list[str], ip: str | None = None,
-        join: str | None = None, mount_run: bool = False, extra_hosts: dict[str, str] | None = None,
-        **kwargs: object,
-    ) -> str:  # fmt: skip
-        """Create (not start) a container, replacing a stale one of that name (a former incarnation).
-
-        It gets its own address ``ip`` on the run network, or shares container ``join``'s network
-        namespace. ``mount_run`` bind-mounts the run directory at its own absolute path;
-        ``extra_hosts`` become ``/etc/hosts`` entries; ``kwargs`` go to Docker's create call.
-        """
+    def _create(self, image: str, name: str, labels: dict[str, str], command: list[str], ip: str | None = None,
+                join: str | None = None, mount_run: bool = False, extra_hosts: dict[str, str] | None = None,
+                **kwargs: object) -> str:
+        """``containers.create_container`` on the run network; ``mount_run`` mounts the run directory."""
         assert self._network_name is not None
-        api = self._api
-        with contextlib.suppress(NotFound):
-            api.remove_container(name, force=True)
-        binds = {str(self._root): {"bind": str(self._root), "mode": "rw"}} if mount_run else None
-        network_mode = f"container:{join}" if join is not None else self._network_name
-        host_config = api.create_host_config(network_mode=network_mode, binds=binds, extra_hosts=extra_hosts)
-        networking = None
-        if ip is not None:
-            endpoint = api.create_endpoint_config(ipv4_address=ip)
-            networking = api.create_networking_config({self._network_name: endpoint})
-        created = api.create_container(
-            image, command=command, name=name, labels=labels, host_config=host_config,
-            networking_config=networking, **kwargs,
-        )  # fmt: skip
-        return str(created["Id"])
+        return create_container(self._api, self._network_name, image, name, labels, command, ip=ip, join=join,
+                                bind=self._root if mount_run else None, extra_hosts=extra_hosts, **kwargs)
 
     def proxy_configs(self) -> list[ProxyConfig]:
         return self._topology.proxy_configs() if self._topology is not None else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import docker
@@ -12,8 +13,9 @@ from docker.types import IPAMConfig, IPAMPool
 
 from harness.docker.resources import Role, RunResources
 from harness.errors import SetupError
+from harness.systems.topology import ProxyShape, by_name_proxy_listen, proxy_names
 
-__all__ = ["AddressPlan", "create_run_network", "create_source_network"]
+__all__ = ["AddressPlan", "create_run_network", "create_source_network", "proxy_layout"]
 
 TOXIPROXY_HOST = 2  # .1 is the gateway (the host's end of the bridge)
 FIRST_NODE_HOST = 10
@@ -96,3 +98,13 @@ def create_source_network(client: docker.DockerClient, run: RunResources, node_i
     except APIError as exc:
         raise SetupError(f"could not create the source network {name} ({exc}); {CLEAN_HINT}") from None
     return name
+
+
+def proxy_layout(nodes: Sequence[str], shape: ProxyShape, toxiproxy_ip: str, source_hosts: Mapping[str, str],
+                 first_port: int) -> dict[str, str]:
+    """Every proxy's listen address on the Toxiproxy container. Per directed link: its run-network
+    IP, one port per proxy in allocation order (the layout from before the seam). By name: a->b on
+    its IP on a's source network (``source_hosts``) at b's port, client proxies on the run network."""
+    if shape is ProxyShape.PER_DIRECTED_LINK_BY_NAME:
+        return by_name_proxy_listen(nodes, source_hosts, toxiproxy_ip, first_port)
+    return {name: f"{toxiproxy_ip}:{first_port + offset}" for offset, name in enumerate(proxy_names(nodes, shape))}

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.backend import links_of
 from harness.docker.images import host_binary_context
 from harness.docker.launch import ENTRYPOINT, container_launch
+from harness.docker.network import proxy_layout
 from harness.errors import SetupError
 from harness.spec import ClusterSpec
 from harness.store import RunDir
@@ -90,3 +92,15 @@ def test_a_host_binary_image_keeps_the_binary_at_its_own_path(tmp_path: Path) ->
         host_binary_context(tmp_path / "missing")
     with pytest.raises(SetupError, match="absolute path"):
         host_binary_context(Path("etcd"))
+
+
+def test_kuduraft_proxies_keep_the_docker_layout_from_before_the_seam() -> None:
+    """Per directed link: every proxy on Toxiproxy's run-network IP, ports from 20001 in the order
+    of ``links_of`` (what the backend allocated before the seam); by name: per-source hosts."""
+    spec = ClusterSpec(node_count=3)
+    layout = proxy_layout(spec.nodes, ProxyShape.PER_DIRECTED_LINK, "10.5.0.2", {}, 20001)
+    assert layout == {link.name: f"10.5.0.2:{20001 + i}" for i, link in enumerate(links_of(spec))}
+    by_name = proxy_layout(spec.nodes, ProxyShape.PER_DIRECTED_LINK_BY_NAME, "10.5.0.2",
+                           {"n1": "10.6.0.2", "n2": "10.7.0.2", "n3": "10.8.0.2"}, 20001)
+    assert by_name["n1->n2"] == "10.6.0.2:20002" and by_name["n3->n2"] == "10.8.0.2:20002"
+    assert by_name["client->n1"] == "10.5.0.2:20004"
