@@ -59,6 +59,9 @@ def test_every_member_resolves_each_peer_to_its_own_proxy(cluster: Cluster) -> N
     assert cluster.has(Capability.PER_DIRECTED_LINK_PROXIES) and not cluster.has(Capability.INGRESS_PROXIES)
     leader = cluster.wait_for_leader(LEADER_TIMEOUT_S)
     assert cluster.node(leader).put("k", "v").outcome is Outcome.OK
+    # The run network and one source network per member, all labelled (swept with the run).
+    networks = ensure_daemon(None).networks.list(filters={"label": f"{LABEL_RUN_UID}={backend.run_uid}"})
+    assert len(networks) == 1 + len(cluster.nodes)
     for a in cluster.nodes:
         for b in cluster.nodes:
             if a != b:
