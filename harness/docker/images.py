@@ -1,4 +1,5 @@
-"""The three images the Docker backend runs (base, node, toxiproxy): built locally once, tagged by a hash of their inputs."""
+"""The images the Docker backend runs (base, node, toxiproxy, and a host binary such as etcd on the
+base image): built locally once, tagged by a hash of their inputs."""
 
 from __future__ import annotations
 
