@@ -58,8 +58,9 @@ integration: setup etcd-setup
 suites: setup
 	$(PY) -m pytest suites -q $(PYTEST_ARGS)
 
-# The Docker daemon (as root: installs docker.io and starts dockerd) and the three images; idempotent.
-docker-setup: setup
+# The Docker daemon (as root: installs docker.io and starts dockerd) and the three images, plus the etcd
+# image (the base image and the host's /usr/bin/etcd) where etcd-setup installed etcd; idempotent.
+docker-setup: setup etcd-setup
 	$(PY) -m harness.docker setup
 
 # Every raftchaos-labelled Docker leftover of dead runs, and local processes of dead runs.

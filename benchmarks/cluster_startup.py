@@ -115,9 +115,11 @@ def measure_faults(cluster: Cluster, figures: Figures) -> None:
         heal()
 
 
-def one_cluster(backend: BackendName, seed: int, root: Path, figures: Figures, record_startup: bool) -> float:
-    """Start a 3-node cluster to a leader (the seconds it took), measure faults on it, stop it."""
-    spec = ClusterSpec(node_count=3, backend=backend, seed=seed, test_name=f"bench-startup-{backend.value}")
+def one_cluster(backend: BackendName, seed: int, root: Path, figures: Figures, record_startup: bool,
+                system: str = "kuduraft") -> float:
+    """Start a 3-node cluster of ``system`` to a leader (the seconds it took), measure faults on it, stop it."""
+    spec = ClusterSpec(node_count=3, backend=backend, seed=seed, test_name=f"bench-startup-{backend.value}",
+                       system=system)
     cluster = Cluster(spec, runs_root=root)
     started = time.perf_counter()
     cluster.start_cluster()
@@ -150,17 +152,18 @@ def remove_images(console: Console) -> None:
     console.print("removed the raftchaos images: the first Docker start rebuilds them")
 
 
-def run_backend(backend: BackendName, reps: int, seed: int, cold: bool, console: Console) -> Figures:
+def run_backend(backend: BackendName, reps: int, seed: int, cold: bool, console: Console,
+                system: str = "kuduraft") -> Figures:
     figures = Figures(backend.value)
     with tempfile.TemporaryDirectory(prefix=f"raftchaos-bench-{backend.value}-") as tmp:
         root = Path(tmp)
         if backend is BackendName.DOCKER:
             if cold:
                 remove_images(console)
-            figures.first_s = one_cluster(backend, seed, root, figures, record_startup=False)
+            figures.first_s = one_cluster(backend, seed, root, figures, record_startup=False, system=system)
             console.print(f"docker first start (to leader): {figures.first_s:.2f} s")
         for rep in range(reps):
-            leader_s = one_cluster(backend, seed + rep, root, figures, record_startup=True)
+            leader_s = one_cluster(backend, seed + rep, root, figures, record_startup=True, system=system)
             console.print(f"{backend.value} rep {rep + 1}/{reps}: leader after {leader_s:.2f} s")
     return figures
 
@@ -200,15 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["local", "docker", "both"], default="local")
     parser.add_argument("--reps", type=int, default=5, help="repetitions per backend (default 5)")
+    parser.add_argument("--system", choices=["kuduraft", "etcd"], default="kuduraft",
+                        help="the system under test (etcd: Debian's etcd-server, `make etcd-setup`)")
     parser.add_argument("--seed", type=int, default=None, help="default: random (printed)")
     parser.add_argument("--cold", action="store_true",
                         help="Docker: remove the raftchaos images first, so the first start builds them")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     console = Console(width=max(Console().width, 120))
-    console.print(f"seed {seed} (replay with --seed {seed})")
+    console.print(f"seed {seed} (replay with --seed {seed}); system {args.system}")
     backends = [BackendName.LOCAL, BackendName.DOCKER] if args.backend == "both" else [BackendName(args.backend)]
-    results = [run_backend(b, args.reps, seed, args.cold, console) for b in backends]
+    results = [run_backend(b, args.reps, seed, args.cold, console, args.system) for b in backends]
     console.print(render(results, args.reps, seed))
     return 0
 

@@ -9,8 +9,7 @@ cluster file's ``dial`` map); status polling and flag changes go to the node dir
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,7 +145,7 @@ def log_tail(path: Path, lines: int = 20) -> list[str]:
     return text.splitlines()[-lines:]
 
 
-# ---- what every backend writes and passes to a node ------------------------------------------
+# ---- what every backend writes ----------------------------------------------------------------
 
 
 def client_proxy_listen(proxies: Sequence[ProxyConfig], node_id: str) -> str:
@@ -155,39 +154,7 @@ def client_proxy_listen(proxies: Sequence[ProxyConfig], node_id: str) -> str:
     return next(p.listen for p in proxies if p.name == name)
 
 
-def write_cluster_file(path: Path, spec: ClusterSpec, rpc: Mapping[str, str], http: Mapping[str, str],
-                       proxies: Sequence[ProxyConfig]) -> None:
-    """Write the nodes' cluster file (docs/node-api.md): each node's ``rpc``/``http`` listen address,
-    the proxy each node dials each peer through (its ``a->b`` proxy) and the proxy topology."""
-    listen = {p.name: p.listen for p in proxies}
-    nodes = spec.nodes
-    doc = {
-        "nodes": {n: {"rpc": rpc[n], "http": http[n]} for n in nodes},
-        "dial": {a: {b: listen[LinkId(a, b).name] for b in nodes if b != a} for a in nodes},
-        "topology": dict(spec.topology),
-    }
-    path.write_text(json.dumps(doc, indent=2))
-
-
-def node_args(spec: ClusterSpec, node_id: str, cluster_file: Path, data: Path, incarnation: int) -> list[str]:
-    """The ``python -m nodes`` arguments for one incarnation of ``node_id``: cluster file, id, data
-    directory, the incarnation's seed, the sync ledger (a test facility, always on in harness runs)
-    and the node's flags."""
-    argv = ["--config", str(cluster_file), "--id", node_id, "--data", str(data),
-            "--seed", str(spec.node_seed(node_id, incarnation)),
-            "--sync-ledger"]  # the record the power-loss fault needs (faults/ledger.py)
-    for name, value in spec.node_flags_for(node_id).items():
-        argv += ["--flag", f"{name}={_flag_text(value)}"]
-    return argv
-
-
 def start_banner(node_id: str, incarnation: int, note: str = "") -> bytes:
     """The line appended to a node's log before each start (``note``, e.g. ``" (docker)"``, at its end)."""
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
     return f"=== raftchaos: start {node_id} incarnation {incarnation} at {stamp}{note}\n".encode()
-
-
-def _flag_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -48,13 +48,11 @@ def make_backend(spec: ClusterSpec, system: System | None = None) -> Backend:
 
         return LocalBackend(system=system)
     system.proxy_shape(spec.backend.value)  # SystemUnavailable names what Docker lacks for it
-    if system.name != "kuduraft":
-        raise SystemUnavailable(f"{system.name} on the docker backend is not built yet (issue #13)")
     try:
         from harness.docker.backend import DockerBackend
     except ImportError as exc:
         raise SetupError(f"docker backend unavailable: {exc}") from None
-    backend: Backend = DockerBackend()
+    backend: Backend = DockerBackend(system=system)
     return backend
 
 

@@ -60,7 +60,7 @@ Fixtures:
 Markers: ``docker``, ``slow``, ``chaos``, ``requires(Capability.X, ...)`` and ``kuduraft_only``
 (``harness.systems.requirements``: a test the system under test cannot serve is skipped at
 collection with the reason). A FaultUnavailable raised by a test skips it, and so do a system that
-cannot run here (``SystemUnavailable``: etcd not installed, or on Docker) and
+cannot run here (``SystemUnavailable``: etcd not installed) and
 ``--backend docker`` when no Docker daemon answers and none can be started (with the reason). At
 the end of the session each kept run's HTML report (``report.html`` in its run directory) is
 rendered, a rich report (``reports.terminal``) shows one row per run, and one line per kept run

@@ -7,8 +7,11 @@ answers and none can be started here (not root, no apt): the Docker tests then s
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 
@@ -19,18 +22,49 @@ from harness.errors import SetupError
 __all__ = ["EXIT_NO_DAEMON", "clean", "main", "setup"]
 
 
+# Where Debian's etcd-server puts etcd (what harness.systems.etcd runs first), else $PATH's.
+ETCD_PATHS = (Path("/usr/bin/etcd"), Path("/usr/local/bin/etcd"))
+
+
 def setup(console: Console) -> int:
-    """Ensure the daemon (installing docker.io as root) and the three images; idempotent."""
+    """Ensure the daemon (installing docker.io as root) and the three images, plus the etcd image
+    where this machine has etcd (``make etcd-setup``); idempotent."""
+    from harness.docker.images import ensure_host_binary_image
     from harness.docker.ready import ensure_ready
 
     started = time.monotonic()
     client, images = ensure_ready(console)
+    etcd = host_etcd()
+    etcd_image = ensure_host_binary_image(client, None, images.base, etcd) if etcd is not None else None
     version = client.version().get("Version", "?")
     client.close()
     console.print(f"docker {version} answers; images ready in {time.monotonic() - started:.1f} s:")
     for role in ("base", "node", "toxiproxy"):
         console.print(f"  {role:<9} {getattr(images, role)}")
+    if etcd is None:
+        console.print("  etcd      not installed here (`make etcd-setup`): etcd runs on no backend")
+    else:
+        console.print(f"  etcd      {etcd_image} ({etcd}, {binary_version(etcd)})")
     return 0
+
+
+def host_etcd() -> Path | None:
+    """The etcd binary the etcd image is built from, or None."""
+    for path in ETCD_PATHS:
+        if path.is_file():
+            return path
+    found = shutil.which("etcd")
+    return Path(found) if found else None
+
+
+def binary_version(binary: Path) -> str:
+    """The first line ``binary --version`` prints (``etcd Version: 3.4.23``), or ``version unknown``."""
+    try:
+        done = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "version unknown"
+    lines = done.stdout.strip().splitlines()
+    return lines[0] if lines else "version unknown"
 
 
 def clean(console: Console, include_live: bool) -> int:

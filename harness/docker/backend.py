@@ -1,11 +1,24 @@
-"""DockerBackend: one container per node and one Toxiproxy container on a private, internal bridge per run.
+"""DockerBackend: a System's nodes as containers, and one Toxiproxy container, on private internal bridges per run.
 
-Addresses are fixed per run (see network.AddressPlan), so a restarted node keeps its IP and the
-cluster file never changes. Each node listens on its container IP (RPC 7000, HTTP 8000) and dials
-its peers only through Toxiproxy (``dial`` points at the Toxiproxy container, one port per directed
-link). The harness reaches nodes and Toxiproxy at their container IPs from the host; no port is
-ever published. The run directory is bind-mounted at the same absolute path, so data directories
-(the WAL) survive restarts and each node appends to the same log file as with the local backend.
+The backend knows no particular system: it gives each node a fixed IP on the run network (peer
+port 7000, api port 8000), lays the proxies out with ``harness.systems.topology`` in the shape the
+system asks for, and starts each incarnation from ``system.launch_spec`` (``harness.docker.launch``
+maps it to the container). Two shapes:
+
+- ``PER_DIRECTED_LINK`` (kuduraft): every proxy on Toxiproxy's run-network IP, one port each; the
+  node's cluster file says which proxy it dials for each peer.
+- ``PER_DIRECTED_LINK_BY_NAME`` (etcd: one advertised peer URL per member): one more internal
+  network per source node, joined by that node's sandbox and by Toxiproxy. Proxy ``a->b`` listens
+  on Toxiproxy's IP on a's network at b's port, and a's sandbox resolves each peer's node id to
+  that IP (``/etc/hosts`` entries, which the node containers share). So ``http://b:port`` reaches
+  ``a->b`` from a and ``c->b`` from c: per-directed-link cuts for a system that cannot be told a
+  per-peer address. Chosen over per-source IP aliases or DNAT inside the containers because it
+  needs no capability (NET_ADMIN) nor tool (iptables) in the images, only Docker's own networks.
+
+Addresses are fixed per run, so a restarted node keeps its IP and its resolver. The harness
+reaches nodes and Toxiproxy at their container IPs from the host; no port is ever published. The
+run directory is bind-mounted at the same absolute path, so data directories survive restarts and
+each node appends to the same log file as with the local backend.
 
 Exit codes: a container killed by signal N exits 128+N; it is reported as -N, like a local
 process (``Popen.returncode``), so 85 (injected crash) and the signal cases mean the same on both
@@ -19,33 +32,34 @@ import functools
 import os
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 import docker
-from docker.errors import APIError, NotFound
+from docker.errors import APIError
 from requests.exceptions import RequestException
 from rich.console import Console
 from rich.progress import Progress
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from harness.backend import (
-    Capabilities,
-    client_proxy_listen,
-    links_of,
-    node_args,
-    start_banner,
-    write_cluster_file,
-)
+from harness.backend import Capabilities, start_banner
+from harness.docker.containers import addresses_on, create_container, wait_for_api
 from harness.docker.daemon import ensure_daemon
-from harness.docker.images import Images, ensure_images
-from harness.docker.network import AddressPlan, create_run_network
+from harness.docker.images import Images, ensure_host_binary_image, ensure_images
+from harness.docker.launch import container_launch
+from harness.docker.network import AddressPlan, create_run_network, create_source_network, proxy_layout
 from harness.docker.resources import Role, RunResources, sweep
 from harness.docker.waiter import Incarnation, start_exit_waiter
 from harness.errors import ConfigError, HarnessError, SetupError
 from harness.exitguard import GUARD
 from harness.spec import ClusterSpec
 from harness.store import RunDir
+from harness.systems.base import Image, LaunchContext, System, SystemUnavailable
+from harness.systems.registry import system_for
+from harness.systems.topology import (
+    MemberAddresses,
+    ProxyShape,
+    Topology,
+    plan_topology,
+)
 from harness.toxi import ProxyConfig
 
 __all__ = ["DockerBackend"]
@@ -55,17 +69,22 @@ HTTP_PORT = 8000
 TOXIPROXY_API_PORT = 8474
 FIRST_PROXY_PORT = 20001
 TOXIPROXY_START_TIMEOUT_S = 20.0
-# The node's stdout+stderr go straight to its log file in the (bind-mounted) run dir: "$0" is the log.
-NODE_ENTRYPOINT = ["/bin/sh", "-c", 'exec python3 -m nodes "$@" >>"$0" 2>&1']
 
 
 class DockerBackend:
-    """Nodes and Toxiproxy as containers on one private network per run; thread-safe."""
+    """A System's nodes and Toxiproxy as containers on private networks per run; thread-safe.
+    ``system`` (default: the one the spec names, ``ClusterSpec.system``) says how to start them."""
 
     name = "docker"
     capabilities = Capabilities(can_kill=True, can_terminate=True, can_pause=True, can_restart=True)
 
-    def __init__(self, progress: Progress | None = None, sweep_dead_runs: bool = True) -> None:
+    def __init__(self, progress: Progress | None = None, sweep_dead_runs: bool = True,
+                 system: System | None = None) -> None:
+        self._system = system
+        self._topology: Topology | None = None
+        self._listen: dict[str, MemberAddresses] = {}
+        self._source_networks: dict[str, str] = {}
+        self._built: dict[tuple[Image, str], str] = {}
         self._progress = progress
         self._sweep_dead_runs = sweep_dead_runs
         self._lock = threading.RLock()
@@ -80,7 +99,6 @@ class DockerBackend:
         self._plan: AddressPlan | None = None
         self._toxiproxy_id: str | None = None
         self._node_ip: dict[str, str] = {}
-        self._proxies: list[ProxyConfig] = []
         self._nodes: dict[str, Incarnation] = {}
         self._paused: set[str] = set()
         self._sandboxes: dict[str, str] = {}
@@ -91,6 +109,12 @@ class DockerBackend:
         with self._lock:
             if self._spec is not None:
                 raise ConfigError("DockerBackend.prepare called twice")
+            system = self._system if self._system is not None else system_for(spec.system, spec)
+            shape = system.proxy_shape(self.name)  # SystemUnavailable: this system cannot run here
+            if not shape.per_link:
+                raise SystemUnavailable(f"{system.name}: the docker backend builds per-directed-link proxies, "
+                                        f"not {shape.value}")
+            self._system = system
             self._spec, self._run = spec, run.create()
             self._root = run.path.resolve()
             progress = self._progress if self._progress is not None else _default_progress()
@@ -108,25 +132,32 @@ class DockerBackend:
                                                                    self._resources.uid))
             network, self._plan = create_run_network(self._client, self._resources)
             self._network_name = network.name
-            self._plan_addresses(spec)
-            write_cluster_file(self._run.cluster_file, spec,
-                               {n: f"{ip}:{RPC_PORT}" for n, ip in self._node_ip.items()},
-                               {n: f"{ip}:{HTTP_PORT}" for n, ip in self._node_ip.items()}, self._proxies)
-            self._start_toxiproxy(spec.seed)
+            for index, node_id in enumerate(spec.nodes):
+                self._node_ip[node_id] = ip = self._plan.node_ip(index)
+                self._listen[node_id] = MemberAddresses(api=f"{ip}:{HTTP_PORT}", peer=f"{ip}:{RPC_PORT}")
+            if shape is ProxyShape.PER_DIRECTED_LINK_BY_NAME:
+                for node_id in spec.nodes:
+                    self._source_networks[node_id] = create_source_network(self._client, self._resources, node_id)
+            source_hosts = self._start_toxiproxy(spec.seed)
+            proxy_listen = proxy_layout(spec.nodes, shape, self._plan.toxiproxy_ip, source_hosts, FIRST_PROXY_PORT)
+            self._topology = plan_topology(spec.nodes, shape, self._listen, proxy_listen)
             for node_id in spec.nodes:
                 self._start_sandbox(node_id)
 
-    def _plan_addresses(self, spec: ClusterSpec) -> None:
-        assert self._plan is not None
-        for index, node_id in enumerate(spec.nodes):
-            self._node_ip[node_id] = self._plan.node_ip(index)
-        proxy_ip = self._plan.toxiproxy_ip
-        for offset, link in enumerate(links_of(spec)):
-            port = HTTP_PORT if link.is_client else RPC_PORT
-            upstream = f"{self._node_ip[link.dst]}:{port}"
-            self._proxies.append(ProxyConfig(link.name, f"{proxy_ip}:{FIRST_PROXY_PORT + offset}", upstream))
+    @property
+    def system(self) -> System | None:
+        """The system this backend runs: the one given, else the spec's once prepared."""
+        return self._system
 
-    def _start_toxiproxy(self, seed: int) -> None:
+    @property
+    def topology(self) -> Topology:
+        if self._topology is None:
+            raise SetupError("docker backend not prepared")
+        return self._topology
+
+    def _start_toxiproxy(self, seed: int) -> dict[str, str]:
+        """Start Toxiproxy on the run network and every source network; returns its IP on each
+        source network (by source node), known only once it runs."""
         assert self._resources is not None and self._images is not None and self._plan is not None
         self._toxiproxy_id = self._create(
             image=self._images.toxiproxy,
@@ -135,18 +166,12 @@ class DockerBackend:
             ip=self._plan.toxiproxy_ip,
             command=["-seed", str(seed), "-proxy-metrics"],
         )
+        for network in self._source_networks.values():
+            self._api.connect_container_to_network(self._toxiproxy_id, network)
         self._api.start(self._toxiproxy_id)
-        url = f"{self.toxiproxy_api_url}/version"
-        try:
-            for attempt in Retrying(stop=stop_after_delay(TOXIPROXY_START_TIMEOUT_S), wait=wait_fixed(0.1),
-                                    retry=retry_if_exception_type(OSError), reraise=True):  # fmt: skip
-                with attempt, urllib.request.urlopen(url, timeout=1.0):
-                    pass
-        except OSError as exc:
-            logs = self._api.logs(self._toxiproxy_id).decode(errors="replace").splitlines()[-10:]
-            raise SetupError(
-                f"toxiproxy container did not answer at {url}: {exc}", {"toxiproxy": logs}
-            ) from None
+        wait_for_api(self._api, self._toxiproxy_id, f"{self.toxiproxy_api_url}/version", TOXIPROXY_START_TIMEOUT_S,
+                     "toxiproxy")
+        return addresses_on(self._api, self._toxiproxy_id, self._source_networks) if self._source_networks else {}
 
     def _start_sandbox(self, node_id: str) -> None:
         """Start the container that owns ``node_id``'s network namespace and IP for the whole run.
@@ -155,8 +180,12 @@ class DockerBackend:
         is refused at once (as on loopback), instead of stalling on ARP: Toxiproxy dials upstreams
         inside its accept loop without a timeout, and a stalled dial blocks that proxy's disable and
         delete for seconds.
+
+        In the by-name shape it also joins ``node_id``'s source network and carries the node's name
+        resolution (``Topology.peer_hosts``): each peer's id resolves to Toxiproxy on that network.
         """
         assert self._resources is not None and self._images is not None
+        hosts = self.topology.peer_hosts
         sandbox_id = self._create(
             image=self._images.base,
             name=self._resources.name(Role.SANDBOX, node_id),
@@ -164,7 +193,10 @@ class DockerBackend:
             ip=self._node_ip[node_id],
             command=["sleep", "infinity"],
             hostname=node_id,
+            extra_hosts=dict(hosts[node_id]) if hosts is not None else None,
         )
+        if node_id in self._source_networks:
+            self._api.connect_container_to_network(sandbox_id, self._source_networks[node_id])
         self._api.start(sandbox_id)
         self._sandboxes[node_id] = sandbox_id
 
@@ -174,35 +206,16 @@ class DockerBackend:
             raise SetupError("docker backend not prepared")
         return self._client.api
 
-    def _create(
-        self, image: str, name: str, labels: dict[str, str], command: list[str], ip: str | None = None,
-        join: str | None = None, mount_run: bool = False, **kwargs: object,
-    ) -> str:  # fmt: skip
-        """Create (not start) a container, replacing a stale one of that name (a former incarnation).
-
-        It gets its own address ``ip`` on the run network, or shares container ``join``'s network
-        namespace. ``mount_run`` bind-mounts the run directory at its own absolute path; ``kwargs``
-        go to Docker's create call.
-        """
+    def _create(self, image: str, name: str, labels: dict[str, str], command: list[str], ip: str | None = None,
+                join: str | None = None, mount_run: bool = False, extra_hosts: dict[str, str] | None = None,
+                **kwargs: object) -> str:
+        """``containers.create_container`` on the run network; ``mount_run`` mounts the run directory."""
         assert self._network_name is not None
-        api = self._api
-        with contextlib.suppress(NotFound):
-            api.remove_container(name, force=True)
-        binds = {str(self._root): {"bind": str(self._root), "mode": "rw"}} if mount_run else None
-        network_mode = f"container:{join}" if join is not None else self._network_name
-        host_config = api.create_host_config(network_mode=network_mode, binds=binds)
-        networking = None
-        if ip is not None:
-            endpoint = api.create_endpoint_config(ipv4_address=ip)
-            networking = api.create_networking_config({self._network_name: endpoint})
-        created = api.create_container(
-            image, command=command, name=name, labels=labels, host_config=host_config,
-            networking_config=networking, **kwargs,
-        )  # fmt: skip
-        return str(created["Id"])
+        return create_container(self._api, self._network_name, image, name, labels, command, ip=ip, join=join,
+                                bind=self._root if mount_run else None, extra_hosts=extra_hosts, **kwargs)
 
     def proxy_configs(self) -> list[ProxyConfig]:
-        return list(self._proxies)
+        return self._topology.proxy_configs() if self._topology is not None else []
 
     @property
     def toxiproxy_api_url(self) -> str:
@@ -211,16 +224,16 @@ class DockerBackend:
         return f"http://{self._plan.toxiproxy_ip}:{TOXIPROXY_API_PORT}"
 
     def _known(self, node_id: str) -> None:
-        if node_id not in self._node_ip:
+        if node_id not in self._listen:
             raise ConfigError(f"unknown node {node_id!r}")
 
     def node_http_url(self, node_id: str) -> str:
         self._known(node_id)
-        return f"http://{self._node_ip[node_id]}:{HTTP_PORT}"
+        return f"http://{self._listen[node_id].api}"
 
     def client_url(self, node_id: str) -> str:
         self._known(node_id)
-        return f"http://{client_proxy_listen(self._proxies, node_id)}"
+        return f"http://{self.topology.client[node_id]}"
 
     def log_path(self, node_id: str) -> Path:
         assert self._run is not None
@@ -232,28 +245,33 @@ class DockerBackend:
         with self._lock:
             self._known(node_id)
             assert self._spec is not None and self._run is not None and self._root is not None
-            assert self._resources is not None and self._images is not None
+            assert self._resources is not None and self._system is not None
             if self.is_running(node_id):
                 raise SetupError(f"{node_id} is already running")
             previous = self._nodes.get(node_id)
             number = previous.number + 1 if previous is not None else 1
             data = self._run.node_data(node_id).resolve()
             data.mkdir(parents=True, exist_ok=True)
+            launch = self._system.launch_spec(LaunchContext(
+                self._run.run_id, node_id, number, data, self._root, self._listen, self.topology, backend=self.name))
             log = self.log_path(node_id).resolve()
+            settings = container_launch(launch, log, self._root, self._resources.run_id)
+            image = self._image(launch.image, launch.argv[0])
+            for path, text in settings.files.items():
+                path.write_text(text)
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("ab") as fh:
                 fh.write(start_banner(node_id, number, " (docker)"))
-            argv = node_args(self._spec, node_id, self._run.cluster_file.resolve(), data, number)
             container_id = self._create(
-                image=self._images.node,
+                image=image,
                 name=self._resources.name(Role.NODE, node_id),
                 labels=self._resources.labels(Role.NODE, node_id),
                 join=self._sandboxes[node_id],
-                command=[str(log), *argv],
-                entrypoint=NODE_ENTRYPOINT,
+                command=list(settings.command),
+                entrypoint=list(settings.entrypoint),
                 user=f"{os.getuid()}:{os.getgid()}",
-                working_dir="/app",
-                environment={"PYTHONUNBUFFERED": "1", "RAFTCHAOS_RUN": self._resources.run_id},
+                working_dir=settings.working_dir,
+                environment=dict(settings.environment),
                 mount_run=True,
             )
             incarnation = Incarnation(number, container_id)
@@ -261,6 +279,18 @@ class DockerBackend:
             self._paused.discard(node_id)
             self._api.start(container_id)
             start_exit_waiter(incarnation, self._closing, node_id)
+
+    def _image(self, kind: Image, program: str) -> str:
+        """The image a launch runs in: the node image, or ``program`` (a host binary) baked into the
+        base image, built once per content (SetupError naming the file when it cannot be)."""
+        assert self._images is not None and self._client is not None
+        if kind is Image.NODE:
+            return self._images.node
+        key = (kind, program)
+        if key not in self._built:
+            self._built[key] = ensure_host_binary_image(self._client, self._progress, self._images.base,
+                                                        Path(program))
+        return self._built[key]
 
     def kill(self, node_id: str) -> int | None:
         with self._lock:

@@ -1,4 +1,5 @@
-"""The three images the Docker backend runs (base, node, toxiproxy): built locally once, tagged by a hash of their inputs."""
+"""The images the Docker backend runs (base, node, toxiproxy, and a host binary such as etcd on the
+base image): built locally once, tagged by a hash of their inputs."""
 
 from __future__ import annotations
 
@@ -20,13 +21,21 @@ from harness.docker.progress import step
 from harness.errors import SetupError
 from harness.toxiproxy_server import find_server_binary
 
-__all__ = ["Images", "ensure_images", "node_context_files"]
+__all__ = ["Images", "ensure_host_binary_image", "ensure_images", "host_binary_context", "node_context_files"]
 
 BASE_REPOSITORY = "raftchaos/base"
 NODE_REPOSITORY = "raftchaos/node"
 TOXIPROXY_REPOSITORY = "raftchaos/toxiproxy"
 TOXIPROXY_DOCKERFILE = Path(__file__).with_name("toxiproxy.Dockerfile")
 _STEP = re.compile(r"^Step (\d+)/(\d+)")
+_REPO_UNSAFE = re.compile(r"[^a-z0-9_.-]+")
+# A host binary on the base image, at the path it has on the host (the base image is the host's
+# Debian release, so a binary from a Debian package finds its libc there).
+HOST_BINARY_DOCKERFILE = """ARG BASE_IMAGE
+FROM ${{BASE_IMAGE}}
+COPY binary {path}
+LABEL raftchaos.image=host-binary raftchaos.binary={path}
+"""
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,27 @@ def ensure_images(client: docker.DockerClient, progress: Progress | None = None)
     proxy_files = {"Dockerfile": TOXIPROXY_DOCKERFILE.read_bytes(), "toxiproxy-server": binary.read_bytes()}
     toxiproxy = _ensure_built(client, progress, TOXIPROXY_REPOSITORY, proxy_files, proxy_base)
     return Images(base=base, node=node, toxiproxy=toxiproxy)
+
+
+def host_binary_context(binary: Path) -> tuple[str, dict[str, bytes]]:
+    """The repository name (``raftchaos/<binary name>``) and build context of the image holding the
+    host file ``binary`` at its own absolute path; SetupError (one line) when it is not a file."""
+    if not binary.is_absolute():
+        raise SetupError(f"host binary {binary} must be an absolute path (it keeps that path in the image)")
+    try:
+        data = binary.read_bytes()
+    except OSError as exc:
+        raise SetupError(f"host binary {binary} cannot be read: {exc.strerror or exc}") from None
+    name = _REPO_UNSAFE.sub("-", binary.name.lower()).strip("-.") or "binary"
+    return f"raftchaos/{name}", {"Dockerfile": HOST_BINARY_DOCKERFILE.format(path=binary).encode(), "binary": data}
+
+
+def ensure_host_binary_image(client: docker.DockerClient, progress: Progress | None, base: str,
+                             binary: Path) -> str:
+    """``raftchaos/<name>:<hash of base and the binary>``, built on the base image if missing: offline
+    (no registry, the file comes from this machine) and cheap once built (one hash, one lookup)."""
+    repository, files = host_binary_context(binary)
+    return _ensure_built(client, progress, repository, files, base)
 
 
 def node_context_files(root: Path) -> dict[str, bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import docker
@@ -12,8 +13,9 @@ from docker.types import IPAMConfig, IPAMPool
 
 from harness.docker.resources import Role, RunResources
 from harness.errors import SetupError
+from harness.systems.topology import ProxyShape, by_name_proxy_listen, proxy_names
 
-__all__ = ["AddressPlan", "create_run_network"]
+__all__ = ["AddressPlan", "create_run_network", "create_source_network", "proxy_layout"]
 
 TOXIPROXY_HOST = 2  # .1 is the gateway (the host's end of the bridge)
 FIRST_NODE_HOST = 10
@@ -83,3 +85,26 @@ def _free_subnet(client: docker.DockerClient, run: RunResources) -> ipaddress.IP
     if not v4:
         raise SetupError(f"Docker gave {probe_name} no IPv4 subnet ({configs})")
     return v4[0]
+
+
+def create_source_network(client: docker.DockerClient, run: RunResources, node_id: str) -> str:
+    """Create the internal bridge that carries ``node_id``'s connections to Toxiproxy (the by-name
+    proxy shape: Toxiproxy has one address per source node, one such network each); returns its
+    name. Docker picks the subnet: only Toxiproxy's address on it matters, read once it runs."""
+    name = run.name(Role.NETWORK, node_id)
+    try:
+        client.networks.create(name, driver="bridge", internal=True, labels=run.labels(Role.NETWORK, node_id),
+                               check_duplicate=True)
+    except APIError as exc:
+        raise SetupError(f"could not create the source network {name} ({exc}); {CLEAN_HINT}") from None
+    return name
+
+
+def proxy_layout(nodes: Sequence[str], shape: ProxyShape, toxiproxy_ip: str, source_hosts: Mapping[str, str],
+                 first_port: int) -> dict[str, str]:
+    """Every proxy's listen address on the Toxiproxy container. Per directed link: its run-network
+    IP, one port per proxy in allocation order (the layout from before the seam). By name: a->b on
+    its IP on a's source network (``source_hosts``) at b's port, client proxies on the run network."""
+    if shape is ProxyShape.PER_DIRECTED_LINK_BY_NAME:
+        return by_name_proxy_listen(nodes, source_hosts, toxiproxy_ip, first_port)
+    return {name: f"{toxiproxy_ip}:{first_port + offset}" for offset, name in enumerate(proxy_names(nodes, shape))}

@@ -19,7 +19,7 @@ from harness.nodeclient import KvResult, Outcome
 from harness.systems.topology import MemberAddresses, ProxyShape, Topology
 
 __all__ = [
-    "AppendKvClient", "Capability", "KvClient", "KvResult", "LaunchContext", "LaunchSpec", "MemberAddresses",
+    "AppendKvClient", "Capability", "Image", "KvClient", "KvResult", "LaunchContext", "LaunchSpec", "MemberAddresses",
     "NodeObservation", "Observer", "Outcome", "PeerEvidence", "Role", "System", "SystemUnavailable",
     "missing_capabilities", "skip_reason",
 ]
@@ -63,13 +63,27 @@ class Role(StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
+class Image(StrEnum):
+    """What a container backend runs a node in (the local backend runs ``argv`` as it is).
+
+    ``NODE``: the raftchaos node image (``nodes/`` in ``/app`` on the base image's python3).
+    ``HOST_BINARY``: the base image plus this machine's file ``argv[0]`` at the same path (a
+    dynamically linked binary from a Debian package runs there: the base image is the same
+    Debian release), built locally so no registry is needed.
+    """
+
+    NODE = "node"
+    HOST_BINARY = "host_binary"
+
+
 @dataclass(frozen=True)
 class LaunchContext:
     """What a backend hands a system to start one incarnation of one node.
 
     ``data_dir`` survives restarts; ``run_path`` is the run directory (files a system needs beside
     its nodes, such as kuduraft's cluster file, go there); ``topology`` says which address this
-    node dials for each peer.
+    node dials for each peer; ``backend`` is where it runs (``local`` or ``docker``: paths in a
+    container are the host's for the run directory only).
     """
 
     run_id: str
@@ -79,13 +93,15 @@ class LaunchContext:
     run_path: Path
     listen: Mapping[str, MemberAddresses]
     topology: Topology
+    backend: str = "local"
 
 
 @dataclass(frozen=True)
 class LaunchSpec:
     """How to start one node: the process's argv, the environment it needs on top of the
     backend's (the backend adds the run labels), its working directory, the files to write before
-    it starts (path -> text, written by the backend) and the addresses it will listen on."""
+    it starts (path -> text, written by the backend; on Docker inside the run directory), the
+    addresses it will listen on and the image a container backend runs it in."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str]
@@ -93,6 +109,7 @@ class LaunchSpec:
     listen: MemberAddresses
     cwd: Path | None = None
     files: Mapping[Path, str] = field(default_factory=dict)
+    image: Image = Image.NODE
 
 
 @dataclass(frozen=True)

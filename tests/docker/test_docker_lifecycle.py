@@ -4,6 +4,7 @@ remove the run's resources (logs saved first); a SIGKILLed node container keeps 
 from __future__ import annotations
 
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.docker.daemon import ensure_daemon
-from harness.docker.resources import LABEL_RUN_UID
+from harness.docker.resources import LABEL_RUN_UID, sweep
 from harness.nodeclient import Outcome
 from harness.spec import BackendName, ClusterSpec
 
@@ -43,7 +44,7 @@ from harness.spec import BackendName, ClusterSpec
 
 def test_hold():
     spec = ClusterSpec(node_count=3, backend=BackendName.DOCKER, seed={seed}, test_name="held",
-                       run_dir=Path({run_dir!r}))
+                       run_dir=Path({run_dir!r}), system={system!r})
     with Cluster(spec) as cluster:
         resources = cluster.backend.resources
         client = docker.from_env()
@@ -65,11 +66,11 @@ def _default_signals() -> None:
 class HeldRun:
     """A child ``pytest`` process that holds a 3-node Docker cluster until signalled."""
 
-    def __init__(self, tmp_path: Path, seed: int) -> None:
+    def __init__(self, tmp_path: Path, seed: int, system: str = "kuduraft") -> None:
         self.run_dir = tmp_path / "held-run"
         test_file = tmp_path / "child" / "test_held.py"
-        test_file.parent.mkdir()
-        test_file.write_text(textwrap.dedent(CHILD_TEST.format(seed=seed, run_dir=str(self.run_dir))))
+        test_file.parent.mkdir(parents=True)
+        test_file.write_text(textwrap.dedent(CHILD_TEST.format(seed=seed, run_dir=str(self.run_dir), system=system)))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--rootdir",
              str(test_file.parent), str(test_file)],
@@ -164,6 +165,33 @@ def test_signal_removes_the_runs_resources(held: HeldRun, client: docker.DockerC
     assert all((held.run_dir / "nodes" / f"n{i}.log").is_file() for i in (1, 2, 3))
     for volume in left["volumes"]:  # the child's extra volume: not the backend's to remove
         client.volumes.get(volume).remove()
+
+
+@pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd not installed (Debian's etcd-server, `make etcd-setup`)")
+def test_etcd_runs_source_networks_go_on_ctrl_c_and_with_the_sweep_after_sigkill(
+        client: docker.DockerClient, tmp_path: Path, seed: int) -> None:
+    """etcd on Docker adds one network per member (the by-name proxies): Ctrl-C removes them with
+    the run, and after a SIGKILLed run the label sweep does."""
+    interrupted = HeldRun(tmp_path / "int", seed, system="etcd")
+    try:
+        uid = interrupted.wait_ready()
+        assert len(leftovers(client, uid)["networks"]) == 4  # the run network + one per member
+        assert interrupted.signal(signal.SIGINT) != -signal.SIGKILL, "".join(interrupted.output)
+        left = leftovers(client, uid)
+        assert (left["containers"], left["networks"]) == ([], []), "".join(interrupted.output)
+        for volume in left["volumes"]:
+            client.volumes.get(volume).remove()
+    finally:
+        interrupted.stop()
+    killed = HeldRun(tmp_path / "kill", seed, system="etcd")
+    try:
+        uid = killed.wait_ready()
+        assert killed.signal(signal.SIGKILL) == -signal.SIGKILL
+        assert len(leftovers(client, uid)["networks"]) == 4
+        report = sweep(client)  # what the next Docker start does first
+        assert report.errors == [] and leftovers(client, uid) == {"containers": [], "networks": [], "volumes": []}
+    finally:
+        killed.stop()
 
 
 def _write_all(cluster: Cluster, leader: str, count: int) -> dict[str, str]:

@@ -69,3 +69,11 @@ def test_no_free_subnet_is_one_line_with_the_fix() -> None:
         network.create_run_network(client, RunResources("r"))
     text = str(err.value)
     assert "\n" not in text and "raftchaos clean" in text and "address pool" in text
+
+
+def test_no_pool_for_a_source_network_is_one_line_naming_it() -> None:
+    client: docker.DockerClient = _FakeClient()  # type: ignore[assignment]
+    with pytest.raises(SetupError) as err:
+        network.create_source_network(client, RunResources("r"), "n2")
+    text = str(err.value)
+    assert "\n" not in text and "-n2-network" in text and "raftchaos clean" in text

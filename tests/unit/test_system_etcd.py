@@ -13,6 +13,7 @@ from harness.nodeclient import Outcome
 from harness.systems.base import (
     AppendKvClient,
     Capability,
+    Image,
     KvClient,
     LaunchContext,
     Observer,
@@ -22,7 +23,13 @@ from harness.systems.base import (
 )
 from harness.systems.etcd import EtcdSystem, cluster_token
 from harness.systems.etcd.gateway import EtcdKv, EtcdObserver, decode_value, encode_value, observation
-from harness.systems.topology import MemberAddresses, ProxyShape, plan_topology, proxy_names
+from harness.systems.topology import (
+    MemberAddresses,
+    ProxyShape,
+    by_name_proxy_listen,
+    plan_topology,
+    proxy_names,
+)
 
 NODES = ("n1", "n2", "n3")
 FAKE_BINARY = Path("/bin/true")
@@ -34,6 +41,16 @@ def _ctx(node_id: str = "n2", shape: ProxyShape = ProxyShape.INGRESS_PER_DESTINA
     topo = plan_topology(NODES, shape, listen, proxies)
     return LaunchContext("20261207T174400-test_x-7", node_id, 1, Path("/run/data") / node_id, Path("/run"),
                          listen, topo)
+
+
+def _docker_ctx(node_id: str = "n2", nodes: tuple[str, ...] = NODES) -> LaunchContext:
+    """The Docker backend's layout: members on their container IPs, proxies by name."""
+    listen = {n: MemberAddresses(api=f"10.1.0.{i}:8000", peer=f"10.1.0.{i}:7000") for i, n in enumerate(nodes, 10)}
+    hosts = {n: f"10.2.{i}.2" for i, n in enumerate(nodes, 1)}
+    topo = plan_topology(nodes, ProxyShape.PER_DIRECTED_LINK_BY_NAME, listen,
+                         by_name_proxy_listen(nodes, hosts, "10.1.0.2", 20001))
+    return LaunchContext("run-7", node_id, 1, Path("/run/data") / node_id, Path("/run"), listen, topo,
+                         backend="docker")
 
 
 def _flags(argv: tuple[str, ...]) -> dict[str, str]:
@@ -62,13 +79,36 @@ def test_cluster_token_is_safe_and_differs_per_run() -> None:
     assert cluster_token("run-1") != cluster_token("run-2")
 
 
-def test_etcd_refuses_the_per_link_shape_and_docker_with_a_reason() -> None:
+def test_etcd_refuses_the_per_link_shape_it_cannot_name_with_a_reason() -> None:
+    """kuduraft's per-link layout gives each source a different address for one peer; etcd
+    advertises one URL per member, so it runs only where that URL can name every proxy."""
     system = EtcdSystem(binary=FAKE_BINARY)
-    with pytest.raises(SystemUnavailable, match="ingress"):
+    with pytest.raises(SystemUnavailable, match="ingress or by-name"):
         system.launch_spec(_ctx(shape=ProxyShape.PER_DIRECTED_LINK))
-    with pytest.raises(SystemUnavailable, match="docker backend"):
-        system.proxy_shape("docker")
+    with pytest.raises(SystemUnavailable, match="no proxy layout for the k8s backend"):
+        system.proxy_shape("k8s")
     assert system.proxy_shape("local") is ProxyShape.INGRESS_PER_DESTINATION
+    assert system.proxy_shape("docker") is ProxyShape.PER_DIRECTED_LINK_BY_NAME
+
+
+def test_on_docker_every_member_advertises_its_name_which_each_resolver_maps_to_its_own_proxy() -> None:
+    ctx = _docker_ctx("n2")
+    launch = EtcdSystem(binary=FAKE_BINARY).launch_spec(ctx)
+    flags = _flags(launch.argv)
+    assert flags["--listen-peer-urls"] == "http://10.1.0.11:7000"
+    assert flags["--listen-client-urls"] == "http://10.1.0.11:8000"
+    assert flags["--initial-advertise-peer-urls"] == "http://n2:20002"
+    assert flags["--initial-cluster"] == "n1=http://n1:20001,n2=http://n2:20002,n3=http://n3:20003"
+    assert launch.image is Image.HOST_BINARY and launch.argv[0] == str(FAKE_BINARY)
+    hosts = ctx.topology.peer_hosts
+    assert hosts is not None
+    assert f"{hosts['n2']['n1']}:20001" == ctx.topology.carrier("n2", "n1").listen  # n2 -> n1 only
+    assert f"{hosts['n3']['n1']}:20001" == ctx.topology.carrier("n3", "n1").listen  # n3 -> n1 only
+
+
+def test_a_one_member_cluster_on_docker_advertises_its_own_peer_address() -> None:
+    flags = _flags(EtcdSystem(binary=FAKE_BINARY).launch_spec(_docker_ctx("n1", ("n1",))).argv)
+    assert flags["--initial-advertise-peer-urls"] == "http://10.1.0.10:7000"
 
 
 def test_a_missing_binary_is_one_line_naming_the_package(tmp_path: Path) -> None:
@@ -90,7 +130,8 @@ def test_capabilities_are_what_etcd_has() -> None:
     for lacking in (Capability.RUNTIME_FLAGS, Capability.PER_PEER_EVIDENCE, Capability.TIMING_PROFILE,
                     Capability.FAULT_EXIT_STATUSES, Capability.PER_DIRECTED_LINK_PROXIES):
         assert lacking not in system.capabilities("local")
-    assert system.capabilities("docker") == frozenset()
+    assert system.capabilities("docker") == {Capability.PER_DIRECTED_LINK_PROXIES, Capability.PAUSE,
+                                             Capability.KILL, Capability.KV_APPEND}
     assert system.fault_exit_statuses() == {}
 
 

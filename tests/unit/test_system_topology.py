@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from harness.backend import links_of, write_cluster_file
+from harness.backend import LinkId, links_of
 from harness.errors import ConfigError
 from harness.spec import ClusterSpec
 from harness.systems.topology import (
     MemberAddresses,
     ProxyShape,
     Topology,
+    by_name_proxy_listen,
     plan_topology,
     proxy_names,
 )
@@ -21,15 +19,20 @@ from harness.toxi import ProxyConfig
 
 PER_LINK = ProxyShape.PER_DIRECTED_LINK
 INGRESS = ProxyShape.INGRESS_PER_DESTINATION
+BY_NAME = ProxyShape.PER_DIRECTED_LINK_BY_NAME
 
 
 def _addresses(nodes: tuple[str, ...], shape: ProxyShape) -> tuple[dict[str, MemberAddresses], dict[str, str]]:
-    """Ports handed out in the local backend's order: rpc, http per node, then one per proxy."""
+    """Ports handed out in the local backend's order: rpc, http per node, then one per proxy (by
+    name: one host per source, one port per destination, as the Docker backend lays them out)."""
     ports = iter(range(21000, 22000))
     listen = {}
     for n in nodes:
         rpc, http = next(ports), next(ports)
         listen[n] = MemberAddresses(api=f"127.0.0.1:{http}", peer=f"127.0.0.1:{rpc}")
+    if shape is BY_NAME:
+        hosts = {n: f"10.9.{i}.2" for i, n in enumerate(nodes, 1)}
+        return listen, by_name_proxy_listen(nodes, hosts, "10.9.0.2", 20001)
     proxies = {name: f"127.0.0.1:{next(ports)}" for name in proxy_names(nodes, shape)}
     return listen, proxies
 
@@ -41,9 +44,9 @@ def _plan(count: int, shape: ProxyShape) -> Topology:
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5])
-def test_per_directed_link_reproduces_what_the_backend_builds_today(count: int, tmp_path: Path) -> None:
-    """Same proxies (names, listen, upstream, order) as LocalBackend.prepare builds from
-    ``links_of(spec)``, and the same ``dial`` map as the cluster file write_cluster_file writes."""
+def test_per_directed_link_reproduces_what_the_backend_builds_today(count: int) -> None:
+    """Same proxies (names, listen, upstream, order) as the backends built from ``links_of(spec)``
+    before the seam, and the cluster file's ``dial`` map: a dials b through its ``a->b`` proxy."""
     spec = ClusterSpec(node_count=count)
     listen, proxy_listen = _addresses(spec.nodes, PER_LINK)
     topo = plan_topology(spec.nodes, PER_LINK, listen, proxy_listen)
@@ -53,9 +56,9 @@ def test_per_directed_link_reproduces_what_the_backend_builds_today(count: int, 
     today = [ProxyConfig(link.name, proxy_listen[link.name], http[link.dst] if link.is_client else rpc[link.dst])
              for link in links_of(spec)]
     assert topo.proxy_configs() == today
-    write_cluster_file(tmp_path / "cluster.json", spec, rpc, http, today)
-    written = json.loads((tmp_path / "cluster.json").read_text())
-    assert {a: dict(d) for a, d in topo.dial.items()} == written["dial"]
+    by_name = {p.name: p.listen for p in today}
+    dial = {a: {b: by_name[LinkId(a, b).name] for b in spec.nodes if b != a} for a in spec.nodes}
+    assert {a: dict(d) for a, d in topo.dial.items()} == dial
     assert dict(topo.client) == {n: proxy_listen[f"client->{n}"] for n in spec.nodes}
 
 
@@ -137,3 +140,49 @@ def test_topology_is_a_pure_value() -> None:
 def test_a_client_link_is_its_own_proxy_in_both_shapes(shape: ProxyShape) -> None:
     plan = _plan(3, shape).cut([("client", "n2")])
     assert plan.available and plan.proxies == ("client->n2",)
+
+
+def test_by_name_each_node_resolves_every_peer_to_its_own_proxy() -> None:
+    """The Docker layout for etcd: a's name for b is ``b:port`` like every other node's, and a's
+    resolver turns it into the proxy ``a->b`` and no other (each source has its own host)."""
+    topo = _plan(3, BY_NAME)
+    assert [p.name for p in topo.proxies] == [p.name for p in _plan(3, PER_LINK).proxies]
+    assert topo.peer_hosts is not None
+    for a in topo.nodes:
+        for b in topo.nodes:
+            if a == b:
+                continue
+            name, port = topo.peer_address(b).split(":")
+            assert name == b
+            dialed = f"{topo.peer_hosts[a][name]}:{port}"
+            assert topo.carrier(a, b).listen == dialed == topo.dial[a][b]
+            assert [p.name for p in topo.proxies if p.listen == dialed] == [f"{a}->{b}"]
+    assert topo.peer_hosts["n1"] == {"n2": "10.9.1.2", "n3": "10.9.1.2"}
+    assert topo.client["n2"] == "10.9.0.2:20005"
+
+
+def test_by_name_cuts_one_directed_link_alone() -> None:
+    topo = _plan(3, BY_NAME)
+    assert topo.cut([("n1", "n2")]).proxies == ("n1->n2",)
+    leader_off = [(a, b) for a in topo.nodes for b in topo.nodes if a != b and "n1" in (a, b)]
+    assert topo.cut(leader_off).proxies == ("n1->n2", "n1->n3", "n2->n1", "n3->n1")
+
+
+def test_by_name_refuses_layouts_a_name_cannot_address() -> None:
+    nodes = ("n1", "n2", "n3")
+    listen, proxies = _addresses(nodes, BY_NAME)
+    other_port = dict(proxies, **{"n3->n2": "10.9.3.2:29999"})
+    with pytest.raises(ConfigError, match="into n2 listen on different ports"):
+        plan_topology(nodes, BY_NAME, listen, other_port)
+    two_hosts = dict(proxies, **{"n1->n3": "10.9.7.2:20003"})
+    with pytest.raises(ConfigError, match="n1's proxies sit on several hosts"):
+        plan_topology(nodes, BY_NAME, listen, two_hosts)
+    shared = by_name_proxy_listen(nodes, {n: "10.9.0.2" for n in nodes}, "10.9.0.2", 20001)
+    with pytest.raises(ConfigError, match="share the listen address"):
+        plan_topology(nodes, BY_NAME, listen, shared)
+    with pytest.raises(ConfigError, match="no proxy host.*n3"):
+        by_name_proxy_listen(nodes, {"n1": "a", "n2": "b"}, "c", 1)
+    with pytest.raises(ConfigError, match="not reach n1 by name"):
+        _plan(3, PER_LINK).peer_address("n1")
+    with pytest.raises(ConfigError, match="no peer dials"):
+        plan_topology(("n1",), BY_NAME, {"n1": listen["n1"]}, {"client->n1": "10.9.0.2:1"}).peer_address("n1")

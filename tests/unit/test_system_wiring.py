@@ -22,7 +22,7 @@ from harness.nodeclient import KvResult, Outcome
 from harness.runinfo import RunRecord
 from harness.spec import BackendName, ClusterSpec
 from harness.store import RunDir
-from harness.systems.base import Capability, NodeObservation, Role, SystemUnavailable
+from harness.systems.base import Capability, NodeObservation, Role
 from harness.systems.etcd import EtcdSystem
 from harness.systems.handle import NodeHandle
 from harness.systems.kuduraft import KuduraftSystem
@@ -206,9 +206,14 @@ def test_the_handle_serves_kv_and_state_and_refuses_kuduraft_only_calls_as_unava
 
 # ---- backends -------------------------------------------------------------------------------------
 
-def test_docker_refuses_etcd_as_unavailable_not_as_a_failure() -> None:
-    with pytest.raises(SystemUnavailable, match="etcd on the docker backend"):
-        make_backend(ClusterSpec(system="etcd", backend=BackendName.DOCKER))
+def test_docker_gets_the_system_it_runs() -> None:
+    """Both systems run on Docker now (issue #13): the backend is built for the spec's system
+    (nothing starts before ``prepare``)."""
+    from harness.docker.backend import DockerBackend
+
+    for name in ("etcd", "kuduraft"):
+        backend = make_backend(ClusterSpec(system=name, backend=BackendName.DOCKER))
+        assert isinstance(backend, DockerBackend) and backend.system is not None and backend.system.name == name
 
 
 def test_an_unknown_system_in_a_spec_is_one_config_error() -> None:

@@ -2,9 +2,11 @@
 
 etcd advertises one peer URL per member and every member dials it, so a local run proxies peers
 with one ingress proxy per destination (``harness.systems.topology``): the advertised peer URL is
-the member's ingress proxy, its listen peer URL its own port. Per-directed-link proxies need each
-member to resolve peer names to its own outbound proxies, which only a per-container resolver
-(Docker) can give; that is not built yet, so Docker is unavailable for now.
+the member's ingress proxy, its listen peer URL its own port. On Docker each member has its own
+name resolution (``PER_DIRECTED_LINK_BY_NAME``): the advertised peer URL is ``http://<node id>:<port>``,
+and inside member a's container that name resolves to the host of a's own proxy ``a->b``, so every
+directed link has its proxy and partitions cut exactly the links they name. The binary runs there
+from an image built from this machine's file (``Image.HOST_BINARY``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.systems.base import Capability, LaunchContext, LaunchSpec, SystemUnavailable
+from harness.systems.base import Capability, Image, LaunchContext, LaunchSpec, SystemUnavailable
 from harness.systems.etcd.gateway import EtcdKv, EtcdObserver, Gateway
 from harness.systems.handle import NodeHandle
 from harness.systems.topology import PEERS, ProxyShape
@@ -29,6 +31,9 @@ _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 KV_TIMEOUT_S = 5.0
 
 LOCAL_CAPABILITIES = frozenset({Capability.INGRESS_PROXIES, Capability.PAUSE, Capability.KILL, Capability.KV_APPEND})
+DOCKER_CAPABILITIES = frozenset({Capability.PER_DIRECTED_LINK_PROXIES, Capability.PAUSE, Capability.KILL,
+                                 Capability.KV_APPEND})
+SHAPES = {"local": ProxyShape.INGRESS_PER_DESTINATION, "docker": ProxyShape.PER_DIRECTED_LINK_BY_NAME}
 
 
 def find_etcd() -> Path | None:
@@ -68,15 +73,16 @@ class EtcdSystem:
         return binary
 
     def capabilities(self, backend: str) -> frozenset[Capability]:
-        """On local: ingress proxies, pause, kill, append. No runtime flags, no fault exit statuses, no
-        kuduraft timing profile, no per-peer evidence; nothing on Docker yet."""
-        return LOCAL_CAPABILITIES if backend == "local" else frozenset()
+        """Pause, kill, append everywhere; ingress proxies on local, per-directed-link proxies on
+        Docker (per-container name resolution). No runtime flags, no fault exit statuses, no
+        kuduraft timing profile, no per-peer evidence, no node trace."""
+        return {"local": LOCAL_CAPABILITIES, "docker": DOCKER_CAPABILITIES}.get(backend, frozenset())
 
     def proxy_shape(self, backend: str) -> ProxyShape:
-        if backend == "local":
-            return ProxyShape.INGRESS_PER_DESTINATION
-        raise SystemUnavailable(f"etcd on the {backend} backend needs per-container name resolution "
-                                "for per-directed-link proxies; not built yet (issue #13)")
+        try:
+            return SHAPES[backend]
+        except KeyError:
+            raise SystemUnavailable(f"etcd has no proxy layout for the {backend} backend") from None
 
     def fault_exit_statuses(self) -> Mapping[int, str]:
         return {}  # Debian's etcd is built without gofail failpoints: every exit is a crash
@@ -90,23 +96,25 @@ class EtcdSystem:
         higher term, and the leader steps down when that member answers its next heartbeat with
         the higher term (raft.go Step, ``m.Term < r.Term`` with check-quorum on); with it, like
         kuduraft's pre-elections, a member that cannot win changes no term."""
-        if ctx.topology.shape is not ProxyShape.INGRESS_PER_DESTINATION:
-            raise SystemUnavailable(f"etcd needs the ingress topology here, got {ctx.topology.shape.value}")
-        ingress = {n: _proxy_listen(ctx, n) for n in ctx.topology.nodes}
+        shape = ctx.topology.shape
+        if shape not in (ProxyShape.INGRESS_PER_DESTINATION, ProxyShape.PER_DIRECTED_LINK_BY_NAME):
+            raise SystemUnavailable(f"etcd needs the ingress or by-name topology (one peer URL per member), "
+                                    f"got {shape.value}")
         own = ctx.listen[ctx.node_id]
-        initial = ",".join(f"{n}=http://{ingress[n]}" for n in ctx.topology.nodes)
+        advertised = {n: _peer_url(ctx, n) for n in ctx.topology.nodes}
+        initial = ",".join(f"{n}={advertised[n]}" for n in ctx.topology.nodes)
         argv = (
             str(self.binary), "--name", ctx.node_id, "--data-dir", str(ctx.data_dir),
             "--listen-client-urls", f"http://{own.api}", "--advertise-client-urls", f"http://{own.api}",
             "--listen-peer-urls", f"http://{own.peer}",
-            "--initial-advertise-peer-urls", f"http://{ingress[ctx.node_id]}",
+            "--initial-advertise-peer-urls", advertised[ctx.node_id],
             "--initial-cluster", initial, "--initial-cluster-state", "new",
             "--initial-cluster-token", cluster_token(ctx.run_id),
             "--heartbeat-interval", str(self.heartbeat_ms), "--election-timeout", str(self.election_ms),
             "--pre-vote",
             "--logger", "zap", "--log-outputs", "stderr", "--log-level", self.log_level,
         )
-        return LaunchSpec(argv=argv, env={}, data_dir=ctx.data_dir, listen=own)
+        return LaunchSpec(argv=argv, env={}, data_dir=ctx.data_dir, listen=own, image=Image.HOST_BINARY)
 
     def observer(self, node_id: str, api_url: str, timeout_s: float = 2.0) -> EtcdObserver:
         return EtcdObserver(Gateway(node_id, api_url, timeout_s))
@@ -125,6 +133,17 @@ class EtcdSystem:
 def cluster_token(run_id: str) -> str:
     """``--initial-cluster-token``: from the run id, so two runs' members never join each other."""
     return "raftchaos-" + _TOKEN_UNSAFE.sub("_", run_id)
+
+
+def _peer_url(ctx: LaunchContext, node_id: str) -> str:
+    """The URL ``node_id``'s peers dial: its ingress proxy, or by name (every member's resolver
+    maps the name to its own proxy into ``node_id``); a member no peer dials (one-node cluster)
+    advertises its own peer address."""
+    if ctx.topology.shape is ProxyShape.PER_DIRECTED_LINK_BY_NAME:
+        if len(ctx.topology.nodes) == 1:
+            return f"http://{ctx.listen[node_id].peer}"
+        return f"http://{ctx.topology.peer_address(node_id)}"
+    return f"http://{_proxy_listen(ctx, node_id)}"
 
 
 def _proxy_listen(ctx: LaunchContext, node_id: str) -> str:

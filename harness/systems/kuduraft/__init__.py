@@ -1,5 +1,11 @@
 """The kuduraft node (``nodes/``) as a System: imported only by ``harness.systems.registry`` and tests."""
 
-from harness.systems.kuduraft.system import KuduraftObserver, KuduraftSystem, cluster_document, observation
+from harness.systems.kuduraft.system import (
+    KuduraftObserver,
+    KuduraftSystem,
+    cluster_document,
+    node_args,
+    observation,
+)
 
-__all__ = ["KuduraftObserver", "KuduraftSystem", "cluster_document", "observation"]
+__all__ = ["KuduraftObserver", "KuduraftSystem", "cluster_document", "node_args", "observation"]

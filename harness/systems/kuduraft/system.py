@@ -1,6 +1,7 @@
-"""KuduraftSystem: our kuduraft-modelled node behind the System seam, built on the code the
-backends use today (``harness.backend.node_args``, ``harness.nodeclient.NodeClient``), so a run
-launched through the seam starts the very same processes.
+"""KuduraftSystem: our kuduraft-modelled node behind the System seam: its command line
+(``node_args``), cluster file and ``NodeClient``. Both backends start it from ``launch_spec``: a
+local process with this interpreter and checkout, or the node image's ``python3`` in ``/app`` on
+Docker, with the same arguments.
 
 Contract: docs/node-api.md (command line, cluster file, ``/status``, exit codes).
 """
@@ -14,13 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.backend import node_args
 from harness.errors import HarnessError
 from harness.nodeclient import NodeClient
 from harness.spec import ClusterSpec
 from harness.store import RunDir
 from harness.systems.base import (
     Capability,
+    Image,
     LaunchContext,
     LaunchSpec,
     NodeObservation,
@@ -47,11 +48,32 @@ EXIT_STATUSES: Mapping[int, str] = {
 }
 
 _ROLES = {r.value: r for r in Role}
+# Where the node image (nodes/Dockerfile) puts the package, and its interpreter.
+IMAGE_WORKDIR = Path("/app")
+IMAGE_PYTHON = "python3"
+
+
+def node_args(spec: ClusterSpec, node_id: str, cluster_file: Path, data: Path, incarnation: int) -> list[str]:
+    """The ``python -m nodes`` arguments for one incarnation of ``node_id``: cluster file, id, data
+    directory, the incarnation's seed, the sync ledger (a test facility, always on in harness runs)
+    and the node's flags."""
+    argv = ["--config", str(cluster_file), "--id", node_id, "--data", str(data),
+            "--seed", str(spec.node_seed(node_id, incarnation)),
+            "--sync-ledger"]  # the record the power-loss fault needs (faults/ledger.py)
+    for name, value in spec.node_flags_for(node_id).items():
+        argv += ["--flag", f"{name}={_flag_text(value)}"]
+    return argv
+
+
+def _flag_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def cluster_document(spec: ClusterSpec, ctx: LaunchContext) -> dict[str, Any]:
     """The nodes' cluster file (docs/node-api.md) from the topology: the same document
-    ``harness.backend.write_cluster_file`` writes today (``rpc`` = peer address, ``http`` = api)."""
+    backends wrote before the seam (``rpc`` = peer address, ``http`` = api)."""
     return {
         "nodes": {n: {"rpc": ctx.listen[n].peer, "http": ctx.listen[n].api} for n in spec.nodes},
         "dial": {a: dict(ctx.topology.dial[a]) for a in spec.nodes},
@@ -79,14 +101,19 @@ class KuduraftSystem:
         return EXIT_STATUSES
 
     def launch_spec(self, ctx: LaunchContext) -> LaunchSpec:
-        """``python -m nodes`` with today's arguments (``node_args``); the cluster file is written
-        into the run directory at ``RunDir.cluster_file`` before the node starts."""
+        """``python -m nodes`` with ``node_args``; the cluster file is written into the run
+        directory at ``RunDir.cluster_file`` before the node starts. Locally: this interpreter on
+        this checkout; on Docker: the node image's ``python3`` in ``/app`` (the run directory is
+        mounted at its own path there, so the paths in the arguments are the same)."""
         cluster_file = RunDir(ctx.run_path).cluster_file
-        argv = (self.python, "-m", "nodes",
-                *node_args(self.spec, ctx.node_id, cluster_file, ctx.data_dir, ctx.incarnation))
-        pythonpath = os.pathsep.join(filter(None, [str(self.repo_root), os.environ.get("PYTHONPATH")]))
+        args = node_args(self.spec, ctx.node_id, cluster_file, ctx.data_dir, ctx.incarnation)
         text = json.dumps(cluster_document(self.spec, ctx), indent=2)
-        return LaunchSpec(argv=argv, env={"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
+        if ctx.backend == "docker":
+            return LaunchSpec(argv=(IMAGE_PYTHON, "-m", "nodes", *args), env={"PYTHONUNBUFFERED": "1"},
+                              data_dir=ctx.data_dir, listen=ctx.listen[ctx.node_id], cwd=IMAGE_WORKDIR,
+                              files={cluster_file: text}, image=Image.NODE)
+        pythonpath = os.pathsep.join(filter(None, [str(self.repo_root), os.environ.get("PYTHONPATH")]))
+        return LaunchSpec(argv=(self.python, "-m", "nodes", *args), env={"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
                           data_dir=ctx.data_dir, listen=ctx.listen[ctx.node_id], cwd=self.repo_root,
                           files={cluster_file: text})
 
