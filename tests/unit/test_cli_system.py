@@ -62,11 +62,6 @@ def test_node_flags_for_a_system_without_them_are_refused(tmp_path: Path, monkey
               "are not available for system etcd", capsys)
 
 
-def test_etcd_on_docker_cannot_run_here_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
-    _one_line(["up", "--system", "etcd", "--backend", "docker"], 3, "--system etcd: etcd on the docker backend",
-              capsys)
-
-
 @pytest.mark.parametrize("system", [None, "etcd"])
 def test_run_hands_the_chosen_system_to_the_run(system: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
