@@ -78,7 +78,7 @@ def _svg(fig: Figure, prefix: str) -> str:
 
 def _shade(ax: Axes, tl: Timeline) -> None:
     for w in tl.faults:
-        ax.axvspan(w.t_inject, w.end(tl.duration_s), color=FAULT_COLOUR, alpha=0.45, lw=0, zorder=0)
+        ax.axvspan(w.t_fault, w.end(tl.duration_s), color=FAULT_COLOUR, alpha=0.45, lw=0, zorder=0)
     for lw in tl.lin:
         ax.axvspan(lw.t_start, lw.t_end, facecolor="none", edgecolor=LIN_COLOUR, hatch="///", lw=1.0,
                    zorder=0.5)
@@ -107,7 +107,7 @@ def _finish(ax: Axes, tl: Timeline, handles: Sequence[object] = (), xlabel: bool
 
 def plot_timeline(tl: Timeline) -> Plot:
     """One row per fault (and per non-linearizable window): when it was injected and healed."""
-    rows = [(w.label, w.t_inject, w.end(tl.duration_s), FAULT_COLOUR, "" if w.t_heal else " (not healed)")
+    rows = [(w.label(), w.t_fault, w.end(tl.duration_s), FAULT_COLOUR, "" if w.healed else " (not healed)")
             for w in tl.faults]
     rows += [(f"non-lin. key {lw.key}", lw.t_start, lw.t_end, LIN_COLOUR, "") for lw in tl.lin]
     fig, (ax,) = _figure(max(1.4, 0.9 + 0.32 * len(rows)))
@@ -137,7 +137,7 @@ def plot_ops(tl: Timeline) -> Plot:
     handles = []
     for outcome, colour in OUTCOME_COLOURS.items():
         chosen = [op for op in tl.ops if op.outcome == outcome and op.latency_s is not None]
-        xs = [op.t_invoke for op in chosen]
+        xs = [op.invoke_t for op in chosen]
         ys = [max(op.latency_s or 0.0, 1e-4) * 1000 for op in chosen]
         marker = {"ok": "o", "fail": "s", "info": "X"}[outcome]
         ax.scatter(xs, ys, s=9 if outcome == "ok" else 16, c=colour, marker=marker, lw=0, alpha=0.75,
@@ -190,10 +190,10 @@ def plot_roles(tl: Timeline) -> Plot:
                            lw=0)
     seen_events = set()
     for e in tl.node_events:
-        if e.get("node") in nodes and e.get("event") in _NODE_EVENT_MARKERS:
-            marker, colour = _NODE_EVENT_MARKERS[e["event"]]
-            ax.plot([e["t"]], [nodes.index(e["node"])], marker=marker, color=colour, ms=7, ls="", zorder=3)
-            seen_events.add(e["event"])
+        if e.node in nodes and e.event in _NODE_EVENT_MARKERS:
+            marker, colour = _NODE_EVENT_MARKERS[e.event]
+            ax.plot([e.t], [nodes.index(e.node)], marker=marker, color=colour, ms=7, ls="", zorder=3)
+            seen_events.add(e.event)
     ax.set_yticks(range(len(nodes)), nodes)
     ax.set_ylim(len(nodes) - 0.5, -0.5)
     ax.grid(False, axis="y")

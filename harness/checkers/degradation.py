@@ -6,9 +6,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.checkers.events import FaultWindow, client_ops, fault_windows, run_timing
 from harness.checkers.verdict import Validity, Verdict
 from harness.history import Event, EventKind
+from harness.history_views import (
+    CLIENT,
+    FAULTS,
+    SAMPLES,
+    FaultWindow,
+    client_ops,
+    fault_windows,
+    history_end,
+    require_well_formed,
+    run_timing,
+)
 
 NAME = "degradation"
 WINDOWS = ("before", "during", "after")
@@ -44,7 +54,7 @@ class PeerWindow:
 
 def _bounds(fault: FaultWindow, last_t: float, window_s: float | None,
             min_window_s: float) -> dict[str, tuple[float, float]]:
-    end = fault.t_heal if fault.t_heal is not None else last_t
+    end = fault.end(last_t)  # an unhealed fault lasts until the history's last event
     width = window_s if window_s is not None else max(end - fault.t_fault, min_window_s)
     return {"before": (fault.t_fault - width, fault.t_fault), "during": (fault.t_fault, end),
             "after": (end, end + width)}
@@ -74,7 +84,7 @@ def peer_windows(events: Iterable[Event], fault_index: int = 0, window_s: float 
     if not 0 <= fault_index < len(faults):
         raise IndexError(f"fault index {fault_index} out of range ({len(faults)} fault(s))")
     samples = [e for e in events if e.get("kind") == EventKind.SAMPLE.value]
-    last_t = float(samples[-1]["t"]) if samples else faults[fault_index].t_fault
+    last_t = history_end(events)
     timing = run_timing(events)
     min_window_s = MIN_WINDOW_P * timing.heartbeat_s if timing else 1.0
     if bounds is None:
@@ -127,6 +137,7 @@ def check_degradation(events: Iterable[Event], fault_index: int = 0, window_s: f
     Unknown when the history lacks the fault, the timing, the leader's samples in every window,
     or a stable leader that is not itself a target. ``details.peers`` holds the full table."""
     events = list(events)
+    require_well_formed(events, CLIENT | FAULTS | SAMPLES)
     faults = fault_windows(events)
     timing = run_timing(events)
     if not 0 <= fault_index < len(faults):

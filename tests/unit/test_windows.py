@@ -225,7 +225,8 @@ def test_a_checker_that_raises_yields_unknown_with_the_traceback() -> None:
     events.append({"kind": "fault", "process": "nemesis", "fault": "isolate", "targets": ["n3"]})  # no "t"
     verdict = guarded("windows", check_windows, events)
     assert verdict.validity is Validity.UNKNOWN and verdict.checker == "windows"
-    assert "raised KeyError" in verdict.summary
+    assert "raised MalformedHistory" in verdict.summary
+    assert f"event {len(events) - 1}: fault event without a finite number t" in verdict.summary
     assert "Traceback" in verdict.details["traceback"] and "check_windows" in verdict.details["traceback"]
 
 
