@@ -6,18 +6,19 @@ is defined here once, so a checker's verdict and the report beside it count the 
 fault windows and the same leader changes. The rules where readers used to differ:
 
 * A client op is an ``invoke`` paired with the next completion of the same ``(process, final)``;
-  one with no completion (the history ended, or its process invoked again, which the workload
-  never does) is ``open``: as indeterminate as ``info``, no completion time, no latency.
+  one with no completion (the history ended first) is ``open``: as indeterminate as ``info``, no
+  completion time, no latency. A process that invokes again before completing breaks the schema
+  (``malformed``): its first op is still shown, as open, never dropped.
 * An op's latency is the ``latency_s`` its client recorded on the completion (measured around the
   request itself), else completion ``t`` minus invoke ``t``.
 * A ``heal`` closes the earliest open fault with the same name and the same targets (a heal
   event repeats its fault's record: ``harness.fault.record_heal``); it never closes a fault of
   other targets. A fault never healed has ``t_heal`` None and lasts until the history's last
   event; the checkers that need a heal say unknown for it.
-* A leader change is a new term with a leader: the observer saw a node report ``LEADER`` in a
-  term later than every leadership before (at most one leader per term, Raft's Election
-  Safety, so a term names a leadership; a deposed leader still claiming its old term is not a
-  change). The agreed-leader timeline (``leader_timeline``) answers a different question, who a
+* A leadership is a term in which the observer saw some node report ``LEADER`` (at most one
+  leader per term, Raft's Election Safety, so a term names a leadership); leader changes are the
+  leaderships after the first. A deposed leader still claiming its old term adds nothing; a
+  leader of a term sampled only after a later term's still counts. The agreed-leader timeline (``leader_timeline``) answers a different question, who a
   majority followed at a time, and is used for that only.
 * A malformed event (``malformed``: no finite number ``t``, a client event whose ``process`` is
   not an int, a sample or node event without its node) is left out of every view, and never
@@ -83,14 +84,27 @@ def _problem(e: Event) -> str | None:
 
 def malformed(events: Sequence[Event], kinds: Iterable[str] | None = None) -> list[str]:
     """``event N: problem`` (N: 0-based position) for each event of ``kinds`` (None: the kinds these
-    views read) that the views leave out."""
+    views read) that the views leave out or cannot pair: also, for client events, a process that
+    invokes again before its op completed (the first op stays open) and a completion without an
+    invoke, as the linearizability checker's strict reader (``history_ops.parse_history``) has it."""
     wanted = frozenset(kinds) if kinds is not None else CLIENT | FAULTS | SAMPLES | NODES
     out = []
+    pending: dict[tuple[int, bool], int] = {}
     for i, e in enumerate(events):
-        if e.get("kind") in wanted:
-            problem = _problem(e)
-            if problem is not None:
-                out.append(f"event {i}: {problem}")
+        kind = e.get("kind")
+        if kind not in wanted:
+            continue
+        problem = _problem(e)
+        if problem is None and kind in _CLIENT_KINDS and type(e.get("process")) is int:
+            pkey = (e["process"], bool(e.get("final")))
+            if kind == "invoke":
+                if pkey in pending:
+                    problem = f"process {pkey[0]} invoked again before its op (event {pending[pkey]}) completed"
+                pending[pkey] = i
+            elif pending.pop(pkey, None) is None:
+                problem = f"{kind} of process {pkey[0]} without an invoke"
+        if problem is not None:
+            out.append(f"event {i}: {problem}")
     return out
 
 
@@ -297,7 +311,7 @@ def node_samples(events: Sequence[Event]) -> dict[str, list[NodeSample]]:
 
 @dataclass(frozen=True)
 class Leadership:
-    """A leader first seen by the observer at ``t``: one per term that had an observed leader."""
+    """The leader of one term, as the observer first saw it (at ``t``)."""
 
     t: float
     leader: str
@@ -305,31 +319,35 @@ class Leadership:
 
 
 def leaderships(samples: Mapping[str, Sequence[NodeSample]]) -> list[Leadership]:
-    """The run's leaderships in order (module docstring: a new term with a leader)."""
-    seen = sorted((s.t, s.node, s.term) for series in samples.values() for s in series
-                  if s.role == "LEADER" and s.term is not None)
-    out: list[Leadership] = []
-    for t, node, term in seen:
-        if not out or term > out[-1].term:
-            out.append(Leadership(t, node, term))
-    return out
+    """One per term in which some node reported itself ``LEADER``, in term order (module docstring).
+    A leader sampled late (after a later term's) still counts; a deposed leader still claiming its
+    term adds nothing."""
+    first: dict[int, Leadership] = {}
+    for series in samples.values():
+        for s in series:
+            if s.role == "LEADER" and s.term is not None:
+                seen = first.get(s.term)
+                if seen is None or (s.t, s.node) < (seen.t, seen.leader):
+                    first[s.term] = Leadership(s.t, s.node, s.term)
+    return [first[term] for term in sorted(first)]
 
 
 def leader_changes(leaders: Sequence[Leadership], start: float | None = None, end: float | None = None) -> int:
-    """Leader changes: leaderships after the first, or with ``start``/``end`` those first seen in
-    (start, end] (a change needs a leadership before it: the run's first leader is not one)."""
+    """Leader changes: leaderships after the first (by term), or with ``start``/``end`` those of them
+    first seen in (start, end]."""
     if start is None and end is None:
         return max(0, len(leaders) - 1)
     low = -math.inf if start is None else start
     high = math.inf if end is None else end
-    return sum(1 for i, x in enumerate(leaders) if i > 0 and low < x.t <= high)
+    return sum(1 for x in leaders[1:] if low < x.t <= high)
 
 
 def leaders_during(leaders: Sequence[Leadership], start: float, end: float) -> list[Leadership]:
-    """The leadership in force at ``start`` (the last first seen at or before it) and every later
-    one first seen up to ``end``."""
+    """The leadership in force at ``start`` (the latest term first seen by then) and every one first
+    seen in (start, end]."""
     before = [x for x in leaders if x.t <= start]
-    return before[-1:] + [x for x in leaders if start < x.t <= end]
+    current = [max(before, key=lambda x: x.term)] if before else []
+    return current + [x for x in leaders if start < x.t <= end]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ history's clock; a field that could not be measured is ``null``, never omitted):
 - ``latency_ms``: {``by_outcome`` {outcome: pct}, ``ok_by_type`` {f: pct}} where pct is
   {``p50``, ``p90``, ``p99``, ``max``} in milliseconds (nearest rank; {} when no ops).
 - ``leader_changes``: {``count`` (leaderships after the first), ``leaderships``: list of {``t``,
-  ``leader``, ``term``} in the order the observer first saw them}.
+  ``leader``, ``term``}, one per term in which a node reported itself leader, in term order, ``t``
+  when the observer first saw it (``harness.history_views.leaderships``)}.
 - ``recovery``: list (one per healed fault) of {``fault``, ``targets``, ``t_heal``, ``first_ok_s``,
   ``leader_s``, ``caught_up_s``} — seconds after the heal until the first ok client op completed,
   a majority agreed on a leader, every node committed what was committed at the heal.

@@ -70,9 +70,10 @@ def test_client_ops_pairs_invokes_with_completions() -> None:
 
 
 def test_durability_valid_when_final_is_last_ack_or_later_indeterminate() -> None:
-    h = H().op(1, "write", "k", "a", 1, 2).op(1, "write", "k", "b", 3, 4).op(2, "write", "k", "c", 5, 9, "info")
-    assert check_durability(h.final("k", "b").sorted()).validity is Validity.VALID
-    assert check_durability(h.final("k", "c").sorted()).validity is Validity.VALID
+    def h() -> H:
+        return H().op(1, "write", "k", "a", 1, 2).op(1, "write", "k", "b", 3, 4).op(2, "write", "k", "c", 5, 9, "info")
+    assert check_durability(h().final("k", "b").sorted()).validity is Validity.VALID
+    assert check_durability(h().final("k", "c").sorted()).validity is Validity.VALID
 
 
 def test_durability_invalid_for_older_acked_value_or_never_written() -> None:
