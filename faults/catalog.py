@@ -104,12 +104,14 @@ def _corrupt(target: str = "one", file: str = "wal", where: str = "tail", mode: 
     return Corrupt(target, file, where, mode, nbytes, plans)
 
 
-def _crash_on(fraction: float = 0.05, target: str = "all") -> Fault:
-    return crash_on_leader_request(fraction, target)
+# A crash flag by name holds for its whole window: a node the crash supervisor restarts is re-armed
+# (``FlagFault``'s reapply_on_restart; why: faults/flags.py).
+def _crash_on(fraction: float = 0.05, target: str = "all", reapply_on_restart: bool = True) -> Fault:
+    return crash_on_leader_request(fraction, target, reapply_on_restart)
 
 
-def _crash_after(fraction: float = 0.05, target: str = "all") -> Fault:
-    return crash_after_leader_request(fraction, target)
+def _crash_after(fraction: float = 0.05, target: str = "all", reapply_on_restart: bool = True) -> Fault:
+    return crash_after_leader_request(fraction, target, reapply_on_restart)
 
 
 def _follower(make: Callable[[str], FlagFault]) -> Callable[..., Fault]:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from faults.flags import FlagFault, crash_on_leader_request, follower_reject_updates
 from faults.catalog import build_fault, entry, replay_params
+from faults.flags import FlagFault, crash_on_leader_request, follower_reject_updates
 from faults.network import CutLink, LinkLatency, link_latency, partition
 from faults.process import Kill, Pause, Restart
 from harness.backend import Capabilities, LinkId
@@ -497,6 +497,21 @@ def test_flag_fault_reapplies_its_flags_to_a_restarted_node(fake: FakeCluster) -
     assert fake.start_listeners == []
     _crash_and_restart(fake, "n3")  # after the heal: nothing is re-armed
     assert fake.flag_values["n3"][CRASH_FLAG] == 0.0
+
+
+def test_the_catalogs_crash_flags_re_arm_a_restarted_node_for_their_whole_window(fake: FakeCluster) -> None:
+    """A schedule's crash-on-leader-request holds for its window, as kuduraft's crashy-nodes test
+    keeps the flag across restarts; a spec can still ask for a single shot."""
+    fault = build_fault("crash-on-leader-request", {"fraction": 0.05})
+    assert fault.inject(fake).params["reapply_on_restart"] is True  # type: ignore[arg-type]
+    _crash_and_restart(fake, "n2")
+    wait_until(lambda: fake.flag_values["n2"][CRASH_FLAG] == 0.05, what="n2 re-armed",
+               strategy=WaitStrategy(5.0, 0.005))
+    fault.heal(fake)  # type: ignore[arg-type]
+    assert _heal(fake)["reapplied"] == ["n2"]
+    once = build_fault("crash-after-leader-request", {"fraction": 0.05, "reapply_on_restart": False})
+    assert "reapply_on_restart" not in once.inject(fake).params  # type: ignore[arg-type]
+    once.heal(fake)  # type: ignore[arg-type]
 
 
 def test_flag_fault_leaves_a_restarted_node_alone_by_default(fake: FakeCluster) -> None:
