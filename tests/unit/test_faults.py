@@ -3,6 +3,7 @@ whether a fault bit (traffic through the fake proxies), and re-arming flags afte
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -233,9 +234,10 @@ def test_links_and_flags_reject_bad_parameters(fake: FakeCluster) -> None:
         Kill("leader", hard="yes")  # type: ignore[arg-type]
 
 
-def _proxy_state(cluster: FakeCluster) -> dict[str, tuple[bool, list[tuple[str, str, dict[str, Any]]]]]:
+def _proxy_state(cluster: FakeCluster) -> dict[str, tuple[bool, list[tuple[str, str, str]]]]:
     """Every proxy's enabled flag and toxics (type, stream, attributes), names left out."""
-    return {link.id.name: (link.enabled, sorted((t.type, t.stream.value, t.attributes) for t in link.toxics()))
+    return {link.id.name: (link.enabled, sorted((t.type, t.stream.value, json.dumps(dict(t.attributes), sort_keys=True))
+                                                for t in link.toxics()))
             for link in cluster.links()}
 
 
