@@ -14,8 +14,6 @@ from typing import Any
 from harness.checkers.windows import percentiles_ms as _nearest_rank_ms
 from harness.history import Event
 from harness.history_views import (
-    DOWN,
-    OUTCOMES,
     FaultWindow,
     Leadership,
     NodeEvent,
@@ -31,10 +29,8 @@ from harness.history_views import (
     node_samples,
 )
 
-__all__ = ["DOWN", "OUTCOMES", "REQUEST_KINDS", "REQUEST_KIND_LABELS", "FaultWindow", "Leadership", "LinWindow",
-           "NodeSample", "Op", "PeerPoint", "Recovery", "Timeline", "client_ops", "counts_at", "counts_between",
-           "derive", "fault_windows", "leaderships", "lin_windows", "node_samples", "peer_series", "percentiles_ms",
-           "recoveries"]
+__all__ = ["REQUEST_KINDS", "REQUEST_KIND_LABELS", "LinWindow", "PeerPoint", "Recovery", "Timeline", "counts_at",
+           "counts_between", "derive", "lin_windows", "peer_series", "percentiles_ms", "recoveries"]
 
 # The per-peer counters that say what kind of request a leader sent (see docs/node-api.md).
 REQUEST_KINDS = ("requests_with_ops", "status_only_requests", "heartbeat_sends")

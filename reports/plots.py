@@ -19,14 +19,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
 
-from reports.derive import (  # noqa: E402
-    DOWN,
-    REQUEST_KIND_LABELS,
-    REQUEST_KINDS,
-    NodeSample,
-    PeerPoint,
-    Timeline,
-)
+from harness.history_views import DOWN, NodeSample  # noqa: E402
+from reports.derive import REQUEST_KIND_LABELS, REQUEST_KINDS, PeerPoint, Timeline  # noqa: E402
 
 # Every figure has the same width and axes margins, so stacked plots share one visual time axis.
 FIG_W_IN = 13.0

@@ -55,8 +55,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.history_views import leader_changes
-from reports.derive import OUTCOMES, REQUEST_KINDS, Timeline, counts_between, percentiles_ms
+from harness.history_views import OUTCOMES, leader_changes
+from reports.derive import REQUEST_KINDS, Timeline, counts_between, percentiles_ms
 from reports.run_data import RunData, overall_validity
 
 SCHEMA = "raftchaos.summary/1"
