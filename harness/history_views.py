@@ -47,9 +47,9 @@ WRITE_FNS = frozenset({"write", "cas", "append"})
 OUTCOMES = ("ok", "fail", "info", "open")
 OPEN = "open"
 DOWN = "DOWN"
-_CLIENT_KINDS = frozenset({"invoke", "ok", "fail", "info"})
 _NON_CLIENT_PROCESSES = frozenset({"nemesis", "observer", "harness"})  # Jepsen logs nemesis ops as info
-CLIENT = frozenset(_CLIENT_KINDS)
+# Event kinds by what they tell (``require_well_formed``'s argument).
+CLIENT = frozenset({"invoke", "ok", "fail", "info"})
 FAULTS = frozenset({EventKind.FAULT.value, EventKind.HEAL.value})
 SAMPLES = frozenset({EventKind.SAMPLE.value})
 NODES = frozenset({EventKind.NODE.value})
@@ -75,7 +75,7 @@ def _problem(e: Event) -> str | None:
     kind = e.get("kind")
     if number(e.get("t")) is None:
         return f"{kind} event without a finite number t ({e.get('t')!r})"
-    if kind in _CLIENT_KINDS and type(e.get("process")) is not int and e.get("process") not in _NON_CLIENT_PROCESSES:
+    if kind in CLIENT and type(e.get("process")) is not int and e.get("process") not in _NON_CLIENT_PROCESSES:
         return f"{kind} event whose process is not an int ({e.get('process')!r})"
     if kind in ("sample", "node") and not isinstance(e.get("node"), str):
         return f"{kind} event without a node"
@@ -95,7 +95,7 @@ def malformed(events: Sequence[Event], kinds: Iterable[str] | None = None) -> li
         if kind not in wanted:
             continue
         problem = _problem(e)
-        if problem is None and kind in _CLIENT_KINDS and type(e.get("process")) is int:
+        if problem is None and kind in CLIENT and type(e.get("process")) is int:
             pkey = (e["process"], bool(e.get("final")))
             if kind == "invoke":
                 if pkey in pending:
@@ -195,7 +195,7 @@ def client_ops(events: Sequence[Event]) -> list[Op]:
     ops: list[Op] = []
     for i, e in enumerate(events):
         kind, process = e.get("kind"), e.get("process")
-        if kind not in _CLIENT_KINDS or type(process) is not int or number(e.get("t")) is None:
+        if kind not in CLIENT or type(process) is not int or number(e.get("t")) is None:
             continue
         pkey = (process, bool(e.get("final")))
         if kind == "invoke":
