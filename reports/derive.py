@@ -1,8 +1,10 @@
-"""What only the reports derive from a history: per-link request series, recoveries as the report
-measures them, linearizability windows and latency percentiles, on top of the shared read model.
+"""What only the reports derive from a history: request kinds per link and window, recoveries as
+the report measures them, linearizability windows and latency percentiles, on top of the shared
+read model.
 
-Client ops, fault windows, node samples and leaderships are ``harness.history_views``'s, the same
-objects the checkers read, so a report cannot count differently from the verdict beside it.
+Client ops, fault windows, node samples, leaderships and per-peer counter series are
+``harness.history_views``'s, the same objects the checkers read, so a report cannot count
+differently from the verdict beside it.
 """
 
 from __future__ import annotations
@@ -19,18 +21,21 @@ from harness.history_views import (
     NodeEvent,
     NodeSample,
     Op,
+    PeerPoint,
     agreed_after,
     client_ops,
+    counts_between,
     fault_windows,
     history_end,
     leader_timeline,
     leaderships,
     node_events,
     node_samples,
+    peer_series,
 )
 
-__all__ = ["REQUEST_KINDS", "REQUEST_KIND_LABELS", "LinWindow", "PeerPoint", "Recovery", "Timeline", "counts_at",
-           "counts_between", "derive", "lin_windows", "peer_series", "percentiles_ms", "recoveries"]
+__all__ = ["REQUEST_KINDS", "REQUEST_KIND_LABELS", "LinWindow", "Recovery", "Timeline", "derive", "lin_windows",
+           "percentiles_ms", "recoveries", "request_counts"]
 
 # The per-peer counters that say what kind of request a leader sent (see docs/node-api.md).
 REQUEST_KINDS = ("requests_with_ops", "status_only_requests", "heartbeat_sends")
@@ -38,58 +43,11 @@ REQUEST_KIND_LABELS = {"requests_with_ops": "with ops", "status_only_requests": 
                        "heartbeat_sends": "heartbeats"}
 
 
-@dataclass(frozen=True)
-class PeerPoint:
-    """Cumulative requests one leader sent one peer, by kind, since the run started. The node resets
-    its counters whenever a new leadership rebuilds its peers (B5); here they are carried over."""
-
-    t: float
-    term: int | None
-    counts: tuple[int, ...]
-
-
-def peer_series(samples: Mapping[str, list[NodeSample]]) -> tuple[dict[str, list[PeerPoint]], dict[str, int]]:
-    """Per directed link ``leader->peer``: reset-corrected cumulative counts of ``REQUEST_KINDS``, and
-    how many counter resets were seen. A reset is a new term or any counter going down."""
-    series: dict[str, list[PeerPoint]] = {}
-    resets: dict[str, int] = {}
-    last: dict[str, tuple[int | None, tuple[int, ...], tuple[int, ...]]] = {}  # term, raw, offset
-    for node, node_series in sorted(samples.items()):
-        for s in node_series:
-            if s.role != "LEADER" or s.status is None or not isinstance(s.status.get("peers"), dict):
-                continue
-            for peer, info in sorted(s.status["peers"].items()):
-                counters = info.get("counters") if isinstance(info, dict) else None
-                if not isinstance(counters, dict):
-                    continue
-                raw = tuple(int(counters.get(k) or 0) for k in REQUEST_KINDS)
-                key = f"{node}->{peer}"
-                offset = tuple(0 for _ in REQUEST_KINDS)
-                if key in last:
-                    term, prev_raw, offset = last[key]
-                    if term != s.term or any(a < b for a, b in zip(raw, prev_raw, strict=True)):
-                        offset = tuple(o + p for o, p in zip(offset, prev_raw, strict=True))
-                        resets[key] = resets.get(key, 0) + 1
-                last[key] = (s.term, raw, offset)
-                series.setdefault(key, []).append(
-                    PeerPoint(s.t, s.term, tuple(o + r for o, r in zip(offset, raw, strict=True))))
-                resets.setdefault(key, 0)
-    return series, resets
-
-
-def counts_at(points: Sequence[PeerPoint], t: float) -> tuple[int, ...]:
-    """The cumulative counts at time ``t`` (the last point at or before it; zeros before the first)."""
-    best: tuple[int, ...] = tuple(0 for _ in REQUEST_KINDS)
-    for p in points:
-        if p.t > t:
-            break
-        best = p.counts
-    return best
-
-
-def counts_between(points: Sequence[PeerPoint], start: float, end: float) -> dict[str, int]:
-    a, b = counts_at(points, start), counts_at(points, end)
-    return {k: y - x for k, x, y in zip(REQUEST_KINDS, a, b, strict=True)}
+def request_counts(points: Sequence[PeerPoint], start: float, end: float) -> dict[str, int]:
+    """The requests of each kind (``REQUEST_KINDS``) a leader sent one peer in (start, end]
+    (``harness.history_views.counts_between``)."""
+    counts = counts_between(points, start, end)
+    return {k: counts[k] for k in REQUEST_KINDS}
 
 
 @dataclass(frozen=True)

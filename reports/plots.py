@@ -19,8 +19,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
 
-from harness.history_views import DOWN, NodeSample  # noqa: E402
-from reports.derive import REQUEST_KIND_LABELS, REQUEST_KINDS, PeerPoint, Timeline  # noqa: E402
+from harness.history_views import DOWN, NodeSample, PeerPoint  # noqa: E402
+from reports.derive import REQUEST_KIND_LABELS, REQUEST_KINDS, Timeline  # noqa: E402
 
 # Every figure has the same width and axes margins, so stacked plots share one visual time axis.
 FIG_W_IN = 13.0
@@ -255,7 +255,7 @@ def peer_rates(points: Sequence[PeerPoint], duration_s: float, width_s: float
     """(bin starts, requests/s per bin for each kind) from reset-corrected cumulative counts."""
     edges = np.arange(0.0, duration_s + width_s, width_s)
     times = np.array([p.t for p in points])
-    counts = np.array([p.counts for p in points], dtype=float).reshape(-1, len(REQUEST_KINDS))
+    counts = np.array([[p.counts[k] for k in REQUEST_KINDS] for p in points], dtype=float).reshape(-1, len(REQUEST_KINDS))
     idx = np.searchsorted(times, edges, side="right") - 1
     at = np.where(idx[:, None] >= 0, counts[np.clip(idx, 0, None)], 0.0)
     return edges[:-1], np.diff(at, axis=0) / width_s

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.history_views import OUTCOMES, leader_changes
-from reports.derive import REQUEST_KINDS, Timeline, counts_between, percentiles_ms
+from reports.derive import REQUEST_KINDS, Timeline, percentiles_ms, request_counts
 from reports.run_data import RunData, overall_validity
 
 SCHEMA = "raftchaos.summary/1"
@@ -99,7 +99,7 @@ def _latency(tl: Timeline) -> dict[str, Any]:
 
 
 def _window(tl: Timeline, link: str, start: float, end: float) -> dict[str, Any]:
-    counts = counts_between(tl.peers[link], start, end)
+    counts = request_counts(tl.peers[link], start, end)
     span = max(end - start, 0.0)
     return {"start_s": _r(start), "end_s": _r(end), "counts": counts,
             "rates_per_s": {k: (round(v / span, 3) if span > 0 else None) for k, v in counts.items()}}

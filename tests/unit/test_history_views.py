@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from harness.checkers.degradation import peer_windows
 from harness.checkers.history_ops import parse_history
 from harness.checkers.recovery import check_recovery, measure
 from harness.checkers.registry import run_standard
@@ -25,10 +26,11 @@ from harness.history_views import (
     leaderships,
     malformed,
     node_samples,
+    peer_series,
     require_well_formed,
 )
 from harness.timing import TimingProfile
-from reports.derive import derive
+from reports.derive import derive, request_counts
 from reports.html import render_for_pytest
 from reports.run_data import load_run, overall_validity
 from reports.terminal import count_leader_changes, run_row
@@ -232,3 +234,24 @@ def test_checkers_and_reports_see_the_same_faults_and_ops() -> None:
     ops_in = {name: sum(w["ops"].values()) - w["ops"]["compare_failed"] for name, w in windows.items()}
     for name, w in windows.items():
         assert ops_in[name] == sum(1 for op in timeline.ops if w["start_t"] <= op.invoke_t < w["end_t"] + 1e-9)
+
+
+def test_a_leader_sample_missed_in_its_term_is_no_counter_reset_for_the_checker_or_the_report() -> None:
+    """The leader's counters keep counting while one sample of it fails (the node did not answer in
+    time): the window between gets the 2 requests sent, not the whole counter (the degradation
+    checker used to count 12 here, as if the leader had rebuilt its peers)."""
+    def leader(t: float, sent: int) -> dict[str, Any]:
+        counters = {"requests_sent": sent, "requests_with_ops": 0, "status_only_requests": sent,
+                    "heartbeat_sends": sent}
+        return {"t": t, "kind": "sample", "process": "observer", "node": "n1",
+                "status": {"role": "LEADER", "term": 1, "leader": "n1", "peers": {"n2": {"counters": counters}}}}
+    h = H().fault(1.0, ["n2"], name="isolate")
+    h.events += [leader(1.1, 10), {"t": 1.5, "kind": "sample", "process": "observer", "node": "n1",
+                                   "status": None, "error": "timed out"}, leader(2.0, 12)]
+    h.heal(2.5, ["n2"], name="isolate")
+    rows, leaders = peer_windows(h.events, 0, bounds={"before": (0.0, 1.2), "during": (1.2, 2.5),
+                                                      "after": (2.5, 3.0)})
+    during = next(r for r in rows if r.window == "during")
+    assert leaders == ["n1"] and during.counters["requests_sent"] == 2 and during.samples == 1
+    series, resets = peer_series(node_samples(h.events))
+    assert request_counts(series["n1->n2"], 1.2, 2.5)["heartbeat_sends"] == 2 and resets["n1->n2"] == 0
