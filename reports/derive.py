@@ -16,6 +16,7 @@ from typing import Any
 from harness.checkers.windows import percentiles_ms as _nearest_rank_ms
 from harness.history import Event
 from harness.history_views import (
+    REQUEST_KINDS,
     FaultWindow,
     Leadership,
     NodeEvent,
@@ -37,8 +38,6 @@ from harness.history_views import (
 __all__ = ["REQUEST_KINDS", "REQUEST_KIND_LABELS", "LinWindow", "Recovery", "Timeline", "derive", "lin_windows",
            "percentiles_ms", "recoveries", "request_counts"]
 
-# The per-peer counters that say what kind of request a leader sent (see docs/node-api.md).
-REQUEST_KINDS = ("requests_with_ops", "status_only_requests", "heartbeat_sends")
 REQUEST_KIND_LABELS = {"requests_with_ops": "with ops", "status_only_requests": "status-only",
                        "heartbeat_sends": "heartbeats"}
 

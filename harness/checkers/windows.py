@@ -14,6 +14,7 @@ from harness.history import Event
 from harness.history_views import (
     CLIENT,
     FAULTS,
+    REQUEST_KINDS,
     SAMPLES,
     FaultWindow,
     Leadership,
@@ -31,8 +32,6 @@ from harness.history_views import (
 from harness.timing import TimingProfile
 
 NAME = "windows"
-# The per-peer counters that say what kind of request the leader sent (see docs/node-api.md).
-REQUEST_KINDS = ("requests_with_ops", "status_only_requests", "heartbeat_sends")
 PERCENTILES = (50, 90, 99)
 
 

@@ -48,7 +48,14 @@ from harness.history_views.nodes import (
     node_samples,
 )
 from harness.history_views.ops import OPEN, OUTCOMES, WRITE_FNS, Op, client_ops
-from harness.history_views.peers import PEER_COUNTERS, PeerPoint, counts_at, counts_between, peer_series
+from harness.history_views.peers import (
+    PEER_COUNTERS,
+    REQUEST_KINDS,
+    PeerPoint,
+    counts_at,
+    counts_between,
+    peer_series,
+)
 from harness.history_views.run import run_nodes, run_spec, run_timing
 from harness.history_views.wellformed import (
     CLIENT,
@@ -62,7 +69,7 @@ from harness.history_views.wellformed import (
     require_well_formed,
 )
 
-__all__ = ["CLIENT", "DOWN", "FAULTS", "NODES", "OPEN", "OUTCOMES", "PEER_COUNTERS", "SAMPLES", "WRITE_FNS",
+__all__ = ["CLIENT", "DOWN", "FAULTS", "NODES", "OPEN", "OUTCOMES", "PEER_COUNTERS", "REQUEST_KINDS", "SAMPLES", "WRITE_FNS",
            "FaultWindow", "LeaderChange", "Leadership", "MalformedHistory", "NodeEvent", "NodeSample", "Op",
            "PeerPoint", "agreed_after", "client_ops", "counts_at", "counts_between", "fault_windows",
            "history_end", "leader_at", "leader_changes", "leader_timeline", "leaders_during", "leaderships",

@@ -19,6 +19,8 @@ from harness.history_views.nodes import NodeSample
 # A leader's counters towards one peer (docs/node-api.md, ``/status`` ``peers.<id>.counters``).
 PEER_COUNTERS = ("requests_sent", "requests_with_ops", "status_only_requests", "heartbeat_sends",
                  "signals_dropped_pending", "signals_suppressed_failed", "ops_read")
+# The ones that say what kind of request a leader sent.
+REQUEST_KINDS = ("requests_with_ops", "status_only_requests", "heartbeat_sends")
 
 
 @dataclass(frozen=True)
