@@ -2,7 +2,7 @@
 
 ``events.jsonl`` (``harness.history``) is written once and read by two audiences: the checkers
 (``harness.checkers``), which judge a run, and the reports (``reports``), which show it. Each view
-is defined here once, so a checker's verdict and the report beside it count the same ops, the same
+is defined once, in this package, so a checker's verdict and the report beside it count the same ops, the same
 fault windows and the same leader changes. The rules where readers used to differ:
 
 * A client op is an ``invoke`` paired with the next completion of the same ``(process, final)``;
@@ -18,8 +18,11 @@ fault windows and the same leader changes. The rules where readers used to diffe
 * A leadership is a term in which the observer saw some node report ``LEADER`` (at most one
   leader per term, Raft's Election Safety, so a term names a leadership); leader changes are the
   leaderships after the first. A deposed leader still claiming its old term adds nothing; a
-  leader of a term sampled only after a later term's still counts. The agreed-leader timeline (``leader_timeline``) answers a different question, who a
-  majority followed at a time, and is used for that only.
+  leader of a term sampled only after a later term's still counts. The agreed-leader timeline
+  (``leader_timeline``) answers a different question, who a majority followed at a time, and is
+  used for that only.
+* A leader's requests to a peer come from its per-peer counters carried over resets (a new term,
+  or a counter going down); a sample missed in between is no reset (``peers``).
 * A malformed event (``malformed``: no finite number ``t``, a client event whose ``process`` is
   not an int, a sample or node event without its node) is left out of every view, and never
   silently: a checker first calls ``require_well_formed`` for the kinds it reads, which raises
