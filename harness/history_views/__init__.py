@@ -2,8 +2,8 @@
 
 ``events.jsonl`` (``harness.history``) is written once and read by two audiences: the checkers
 (``harness.checkers``), which judge a run, and the reports (``reports``), which show it. Each view
-is defined once, in this package, so a checker's verdict and the report beside it count the same ops, the same
-fault windows and the same leader changes. The rules where readers used to differ:
+is defined once, in this package, so a checker's verdict and the report beside it count the same
+ops, the same fault windows, leader changes and requests. The rules where readers used to differ:
 
 * A client op is an ``invoke`` paired with the next completion of the same ``(process, final)``;
   one with no completion (the history ended first) is ``open``: as indeterminate as ``info``, no
