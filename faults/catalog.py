@@ -16,6 +16,7 @@ from faults.flags import (
     follower_reject_updates,
     wal_latency,
 )
+from faults.network import CutLink
 from faults.partition import Partition
 from faults.process import Kill, Pause, Restart
 from faults.shapes import ShapeKind
@@ -31,7 +32,7 @@ class Entry:
     """One catalog fault: its builder (keyword parameters only) and a one-line description."""
 
     name: str
-    kind: str  # network / toxic / process / storage / flag
+    kind: str  # network / link / toxic / process / storage / flag
     build: Callable[..., Fault]
     help: str
 
@@ -60,6 +61,10 @@ def _minority(target: str | None = None, mode: str = "refused",
 def _one_way(src: str = "one", dst: str | None = None, mode: str = "blackhole",
              groups: Sequence[Sequence[str]] | None = None) -> Fault:
     return Partition(ShapeKind.ONE_WAY, mode, None if groups else src, None if groups else dst, groups=groups)
+
+
+def _cut_link(src: str = "leader", dst: str = "one", mode: str = "refused", direction: str = "both") -> Fault:
+    return CutLink(src, dst, mode, direction)
 
 
 def _toxic(toxic: str) -> Callable[..., Fault]:
@@ -99,12 +104,14 @@ def _corrupt(target: str = "one", file: str = "wal", where: str = "tail", mode: 
     return Corrupt(target, file, where, mode, nbytes, plans)
 
 
-def _crash_on(fraction: float = 0.05, target: str = "all") -> Fault:
-    return crash_on_leader_request(fraction, target)
+# A crash flag by name holds for its whole window: a node the crash supervisor restarts is re-armed
+# (``FlagFault``'s reapply_on_restart; why: faults/flags.py).
+def _crash_on(fraction: float = 0.05, target: str = "all", reapply_on_restart: bool = True) -> Fault:
+    return crash_on_leader_request(fraction, target, reapply_on_restart)
 
 
-def _crash_after(fraction: float = 0.05, target: str = "all") -> Fault:
-    return crash_after_leader_request(fraction, target)
+def _crash_after(fraction: float = 0.05, target: str = "all", reapply_on_restart: bool = True) -> Fault:
+    return crash_after_leader_request(fraction, target, reapply_on_restart)
 
 
 def _follower(make: Callable[[str], FlagFault]) -> Callable[..., Fault]:
@@ -129,6 +136,8 @@ _ENTRIES = [
     Entry("majorities-ring", "network", _partition(ShapeKind.MAJORITIES_RING),
           "each node sees a majority, each a different one (>= 4 nodes)"),
     Entry("one-way", "network", _one_way, "drop traffic from src node(s) to dst node(s) only"),
+    Entry("cut-link", "link", _cut_link,
+          "cut the one directed link src->dst (refused; blackhole on direction's streams)"),
     *[Entry(t.replace("_", "-"), "toxic", _toxic(t), f"Toxiproxy {t} toxic on the link src->dst")
       for t in TOXICS],
     Entry("kill", "process", _kill, "SIGKILL the target node(s); heal starts them again"),
@@ -194,7 +203,7 @@ def replay_params(name: str, params: Mapping[str, Any], record_params: Mapping[s
         for key in ("target", "src", "dst"):
             out.pop(key, None)
         out["groups"] = record_params.get("groups")
-    elif found.kind == "toxic":
+    elif found.kind in ("toxic", "link"):
         link = (record_params.get("links") or [None])[0]
         if link:
             out["src"], out["dst"] = link.split("->", 1)

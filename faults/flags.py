@@ -62,7 +62,16 @@ class FlagFault:
     spec's flags again: it is left alone, unless ``reapply_on_restart`` is set: then every node
     the fault hit gets the flags again as soon as it answers after a start while the fault is on
     (the crash supervisor's restart after an injected crash, or anyone's), each change a recorded
-    ``flag`` event; the heal event lists them as ``reapplied`` (and ``reapply_errors``)."""
+    ``flag`` event; the heal event lists them as ``reapplied`` (and ``reapply_errors``).
+
+    Re-arming is what a crash flag means in kuduraft's own chaos test: Kudu's
+    ``RaftConsensusITest.InsertWithCrashyNodes`` (src/kudu/integration-tests/raft_consensus-itest.cc)
+    starts every tablet server with ``--fault_crash_on_leader_request_fraction=0.05`` and restarts
+    the crashed ones (``RestartAnyCrashedTabletServers``) with the same flags, so a restarted
+    server can crash again, until the test removes the flag and restarts them all. The catalog's
+    crash flags (``crash-on-leader-request``, ``crash-after-leader-request``: the nemesis, the CLI,
+    scenarios) re-arm by default so a schedule's window holds that long; the suites that measure
+    single crashes (B21/B22 fractions) call the functions below, which do not."""
 
     name = "flags"
 

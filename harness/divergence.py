@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.checkers.events import leader_timeline, run_nodes
 from harness.history import Event, EventKind, NodeEventType
+from harness.history_views import leader_timeline, run_nodes
 
 
 @dataclass(frozen=True)

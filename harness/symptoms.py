@@ -10,7 +10,8 @@ Each predicate is a pure function of the history (and its recorded timing profil
   sampling resolution): some leader saw a request to that peer pending that long without a
   break (B20).
 - ``failed_attempts``: ``peer``, ``at_least``: a leader counted that many failed attempts.
-- ``leader_changes``: ``at_least``: the agreed leader changed that often.
+- ``leader_changes``: ``at_least``: leadership changed that often (a new term with a leader,
+  ``harness.history_views.leaderships``).
 - ``no_leader``: ``min_s`` (as above), ``factor`` (default 1.0): no agreed leader for that long.
 """
 
@@ -20,9 +21,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.checkers.events import leader_changes, leader_timeline, run_nodes, run_timing
 from harness.errors import ConfigError
 from harness.history import Event, EventKind, NodeEventType
+from harness.history_views import (
+    leader_changes,
+    leader_timeline,
+    leaderships,
+    node_samples,
+    run_nodes,
+    run_timing,
+)
 from harness.timing import TimingProfile
 
 BOUNDS: Mapping[str, Callable[[TimingProfile], float]] = {
@@ -108,7 +116,7 @@ def failed_attempts(events: Sequence[Event], params: Mapping[str, Any]) -> Sympt
 
 def leader_changes_at_least(events: Sequence[Event], params: Mapping[str, Any]) -> SymptomResult:
     at_least = _int(params, "at_least", 1)
-    changes = leader_changes(leader_timeline(events, run_nodes(events)))
+    changes = leader_changes(leaderships(node_samples(events)))
     return SymptomResult("leader_changes", changes >= at_least, f"{changes} leader change(s) (need {at_least})")
 
 

@@ -19,14 +19,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
 
-from reports.derive import (  # noqa: E402
-    DOWN,
-    REQUEST_KIND_LABELS,
-    REQUEST_KINDS,
-    NodeSample,
-    PeerPoint,
-    Timeline,
-)
+from harness.history_views import DOWN, NodeSample, PeerPoint  # noqa: E402
+from reports.derive import REQUEST_KIND_LABELS, REQUEST_KINDS, Timeline  # noqa: E402
 
 # Every figure has the same width and axes margins, so stacked plots share one visual time axis.
 FIG_W_IN = 13.0
@@ -78,7 +72,7 @@ def _svg(fig: Figure, prefix: str) -> str:
 
 def _shade(ax: Axes, tl: Timeline) -> None:
     for w in tl.faults:
-        ax.axvspan(w.t_inject, w.end(tl.duration_s), color=FAULT_COLOUR, alpha=0.45, lw=0, zorder=0)
+        ax.axvspan(w.t_fault, w.end(tl.duration_s), color=FAULT_COLOUR, alpha=0.45, lw=0, zorder=0)
     for lw in tl.lin:
         ax.axvspan(lw.t_start, lw.t_end, facecolor="none", edgecolor=LIN_COLOUR, hatch="///", lw=1.0,
                    zorder=0.5)
@@ -107,7 +101,7 @@ def _finish(ax: Axes, tl: Timeline, handles: Sequence[object] = (), xlabel: bool
 
 def plot_timeline(tl: Timeline) -> Plot:
     """One row per fault (and per non-linearizable window): when it was injected and healed."""
-    rows = [(w.label, w.t_inject, w.end(tl.duration_s), FAULT_COLOUR, "" if w.t_heal else " (not healed)")
+    rows = [(w.label(), w.t_fault, w.end(tl.duration_s), FAULT_COLOUR, "" if w.healed else " (not healed)")
             for w in tl.faults]
     rows += [(f"non-lin. key {lw.key}", lw.t_start, lw.t_end, LIN_COLOUR, "") for lw in tl.lin]
     fig, (ax,) = _figure(max(1.4, 0.9 + 0.32 * len(rows)))
@@ -137,7 +131,7 @@ def plot_ops(tl: Timeline) -> Plot:
     handles = []
     for outcome, colour in OUTCOME_COLOURS.items():
         chosen = [op for op in tl.ops if op.outcome == outcome and op.latency_s is not None]
-        xs = [op.t_invoke for op in chosen]
+        xs = [op.invoke_t for op in chosen]
         ys = [max(op.latency_s or 0.0, 1e-4) * 1000 for op in chosen]
         marker = {"ok": "o", "fail": "s", "info": "X"}[outcome]
         ax.scatter(xs, ys, s=9 if outcome == "ok" else 16, c=colour, marker=marker, lw=0, alpha=0.75,
@@ -190,10 +184,10 @@ def plot_roles(tl: Timeline) -> Plot:
                            lw=0)
     seen_events = set()
     for e in tl.node_events:
-        if e.get("node") in nodes and e.get("event") in _NODE_EVENT_MARKERS:
-            marker, colour = _NODE_EVENT_MARKERS[e["event"]]
-            ax.plot([e["t"]], [nodes.index(e["node"])], marker=marker, color=colour, ms=7, ls="", zorder=3)
-            seen_events.add(e["event"])
+        if e.node in nodes and e.event in _NODE_EVENT_MARKERS:
+            marker, colour = _NODE_EVENT_MARKERS[e.event]
+            ax.plot([e.t], [nodes.index(e.node)], marker=marker, color=colour, ms=7, ls="", zorder=3)
+            seen_events.add(e.event)
     ax.set_yticks(range(len(nodes)), nodes)
     ax.set_ylim(len(nodes) - 0.5, -0.5)
     ax.grid(False, axis="y")
@@ -261,7 +255,7 @@ def peer_rates(points: Sequence[PeerPoint], duration_s: float, width_s: float
     """(bin starts, requests/s per bin for each kind) from reset-corrected cumulative counts."""
     edges = np.arange(0.0, duration_s + width_s, width_s)
     times = np.array([p.t for p in points])
-    counts = np.array([p.counts for p in points], dtype=float).reshape(-1, len(REQUEST_KINDS))
+    counts = np.array([[p.counts[k] for k in REQUEST_KINDS] for p in points], dtype=float).reshape(-1, len(REQUEST_KINDS))
     idx = np.searchsorted(times, edges, side="right") - 1
     at = np.where(idx[:, None] >= 0, counts[np.clip(idx, 0, None)], 0.0)
     return edges[:-1], np.diff(at, axis=0) / width_s

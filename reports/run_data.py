@@ -12,6 +12,7 @@ from typing import Any
 from harness.checkers.verdict import Validity, compose
 from harness.errors import HarnessError
 from harness.history import Event, load_history
+from harness.history_views import history_end, malformed, run_spec
 from harness.store import RunDir, open_run_dir
 
 LOG_TAIL_LINES = 30
@@ -81,8 +82,7 @@ class RunData:
 
     @property
     def duration_s(self) -> float:
-        times = [float(e["t"]) for e in self.events if isinstance(e.get("t"), int | float)]
-        return max(times, default=0.0)
+        return history_end(self.events)
 
 
 def _read_json(path: Path, problems: list[str]) -> Any:
@@ -196,11 +196,14 @@ def load_run(path: Path | str) -> RunData:
         events = load_history(run.events_path) if run.events_path.exists() else []
     except (HarnessError, OSError) as exc:
         raise ReportError(f"{run.events_path}: {exc}") from None
+    bad = malformed(events)
+    if bad:  # the views leave these out; the report shows the rest and says so
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        problems.append(f"{run.events_path.name}: left out of the report: {'; '.join(bad[:3])}{more}")
     spec = _read_json(run.spec_path, problems)
     if not isinstance(spec, dict):
-        note = next((e for e in events if e.get("kind") == "note" and isinstance(e.get("spec"), dict)),
-                    None)
-        spec = dict(note["spec"]) if note else {}
+        noted = run_spec(events)
+        spec = dict(noted) if noted is not None else {}
     verdicts = normalise_verdicts(_read_json(run.verdicts_path, problems))
     versions = recorded_versions(events, spec, _read_json(run.path / "versions.json", problems))
     recorded = bool(versions)

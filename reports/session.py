@@ -11,7 +11,9 @@ Schema ``raftchaos.session/1`` (one JSON object; a value that is not known is ``
 - ``schema``: ``"raftchaos.session/1"``; ``strict`` (bool: ``--raftchaos-strict``);
   ``pytest_exit_status`` (int or null when written before pytest decided it).
 - ``overall``: ``valid`` | ``invalid`` | ``unknown`` over every test: invalid when a test failed or
-  errored or a verdict is invalid, else unknown when a test's verdict is unknown, else valid.
+  errored or a verdict is invalid, else unknown when a test's verdict is unknown or when no test
+  ran at all (none collected, or every one skipped: nothing was exercised, as ``compose`` of no
+  verdicts is unknown), else valid.
   ``exit_code``: the Jepsen-convention code of ``overall`` (0 valid, 1 invalid, 2 unknown).
 - ``counts``: {``outcomes`` {passed, failed, error, skipped, unknown}, ``verdicts`` {valid,
   invalid, unknown, none}} (``none``: a test without any raftchaos verdict, e.g. a plain unit test).
@@ -44,14 +46,19 @@ def reasons(verdicts: Iterable[Mapping[str, Any]]) -> list[str]:
 
 def session_overall(tests: Iterable[Mapping[str, Any]]) -> str:
     """Invalid (a failure, an error or an invalid verdict) beats unknown beats valid; a test that
-    failed only because ``--raftchaos-strict`` fails unknown is unknown."""
+    failed only because ``--raftchaos-strict`` fails unknown is unknown; a session in which no test
+    ran (none, or all skipped) is unknown, never valid."""
     found = set()
+    ran = False
     for test in tests:
+        ran = ran or test["outcome"] != "skipped"
         failed = test["outcome"] in ("failed", "error") and not test.get("failed_by_strict")
         if failed or test["verdict"] == "invalid":
             found.add("invalid")
         elif test["outcome"] == "unknown" or test["verdict"] == "unknown":
             found.add("unknown")
+    if not ran:
+        found.add("unknown")
     return next((v for v in ("invalid", "unknown") if v in found), "valid")
 
 

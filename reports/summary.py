@@ -19,7 +19,8 @@ history's clock; a field that could not be measured is ``null``, never omitted):
 - ``latency_ms``: {``by_outcome`` {outcome: pct}, ``ok_by_type`` {f: pct}} where pct is
   {``p50``, ``p90``, ``p99``, ``max``} in milliseconds (nearest rank; {} when no ops).
 - ``leader_changes``: {``count`` (leaderships after the first), ``leaderships``: list of {``t``,
-  ``leader``, ``term``} in the order the observer first saw them}.
+  ``leader``, ``term``}, one per term in which a node reported itself leader, in term order, ``t``
+  when the observer first saw it (``harness.history_views.leaderships``)}.
 - ``recovery``: list (one per healed fault) of {``fault``, ``targets``, ``t_heal``, ``first_ok_s``,
   ``leader_s``, ``caught_up_s``} — seconds after the heal until the first ok client op completed,
   a majority agreed on a leader, every node committed what was committed at the heal.
@@ -54,7 +55,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reports.derive import OUTCOMES, REQUEST_KINDS, Timeline, counts_between, percentiles_ms
+from harness.history_views import OUTCOMES, leader_changes
+from reports.derive import REQUEST_KINDS, Timeline, percentiles_ms, request_counts
 from reports.run_data import RunData, overall_validity
 
 SCHEMA = "raftchaos.summary/1"
@@ -97,7 +99,7 @@ def _latency(tl: Timeline) -> dict[str, Any]:
 
 
 def _window(tl: Timeline, link: str, start: float, end: float) -> dict[str, Any]:
-    counts = counts_between(tl.peers[link], start, end)
+    counts = request_counts(tl.peers[link], start, end)
     span = max(end - start, 0.0)
     return {"start_s": _r(start), "end_s": _r(end), "counts": counts,
             "rates_per_s": {k: (round(v / span, 3) if span > 0 else None) for k, v in counts.items()}}
@@ -106,15 +108,15 @@ def _window(tl: Timeline, link: str, start: float, end: float) -> dict[str, Any]
 def peer_request_windows(tl: Timeline) -> list[dict[str, Any]]:
     """Before/during/after counts of each request kind, for each fault and each leader->peer link."""
     out = []
-    faults = sorted(tl.faults, key=lambda w: w.t_inject)
+    faults = sorted(tl.faults, key=lambda w: w.t_fault)
     for i, w in enumerate(faults):
         prev_end = faults[i - 1].end(tl.duration_s) if i > 0 else 0.0
-        next_start = faults[i + 1].t_inject if i + 1 < len(faults) else tl.duration_s
+        next_start = faults[i + 1].t_fault if i + 1 < len(faults) else tl.duration_s
         end = w.end(tl.duration_s)
         for link in sorted(tl.peers):
-            row: dict[str, Any] = {"fault_index": i, "fault": w.label, "link": link,
-                   "before": _window(tl, link, min(prev_end, w.t_inject), w.t_inject),
-                   "during": _window(tl, link, w.t_inject, end),
+            row: dict[str, Any] = {"fault_index": i, "fault": w.label(), "link": link,
+                   "before": _window(tl, link, min(prev_end, w.t_fault), w.t_fault),
+                   "during": _window(tl, link, w.t_fault, end),
                    "after": _window(tl, link, end, max(end, next_start))}
             if any(sum(row[part]["counts"].values()) for part in ("before", "during", "after")):
                 out.append(row)
@@ -144,13 +146,13 @@ def build_summary(data: RunData, tl: Timeline) -> dict[str, Any]:
         "overall": overall_validity(data.verdicts),
         "verdicts": [{"checker": v["checker"], "validity": v["validity"], "summary": v["summary"]}
                      for v in data.verdicts],
-        "faults": [{"name": w.name, "targets": list(w.targets), "params": w.params, "term": w.term,
-                    "t_inject": _r(w.t_inject), "t_heal": _r(w.t_heal),
-                    "duration_s": _r(w.end(tl.duration_s) - w.t_inject), "vacuous": w.vacuous,
+        "faults": [{"name": w.fault, "targets": list(w.targets), "params": dict(w.params), "term": w.term,
+                    "t_inject": _r(w.t_fault), "t_heal": _r(w.t_heal),
+                    "duration_s": _r(w.end(tl.duration_s) - w.t_fault), "vacuous": w.vacuous,
                     "evidence": w.evidence} for w in tl.faults],
         "ops": _ops(tl),
         "latency_ms": _latency(tl),
-        "leader_changes": {"count": max(len(tl.leaders) - 1, 0),
+        "leader_changes": {"count": leader_changes(tl.leaders),
                            "leaderships": [{"t": _r(x.t), "leader": x.leader, "term": x.term}
                                            for x in tl.leaders]},
         "recovery": [{"fault": r.fault, "targets": list(r.targets), "t_heal": _r(r.t_heal),

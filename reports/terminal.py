@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.history import EventKind
+from harness.history import Event
+from harness.history_views import fault_windows, leader_changes, leaderships, node_samples
 from reports.run_data import ReportError, RunData, load_run, overall_validity
 
 STYLE = {"valid": "green", "invalid": "bold red", "unknown": "yellow"}
@@ -48,31 +49,16 @@ def _extras(data: RunData) -> Mapping[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def faults_injected(events: Iterable[Mapping[str, Any]]) -> list[str]:
-    """``name(targets)`` of every recorded fault, in order; `` vacuous`` when its heal says it did
-    not bite (in place, but e.g. no traffic crossed the cut)."""
-    rows: list[list[Any]] = []  # [label, name, targets, healed, vacuous]
-    for e in events:
-        targets = tuple(map(str, e.get("targets") or []))
-        if e.get("kind") == EventKind.FAULT.value:
-            rows.append([f"{e.get('fault')}({', '.join(targets)})", e.get("fault"), targets, False, None])
-        elif e.get("kind") == EventKind.HEAL.value:
-            row = next((r for r in rows if not r[3] and r[1] == e.get("fault") and r[2] == targets), None)
-            if row is not None:
-                row[3], row[4] = True, e.get("vacuous")
-    return [label + (" [yellow]vacuous[/]" if vacuous else "") for label, _, _, _, vacuous in rows]
+def faults_injected(events: Sequence[Event]) -> list[str]:
+    """``name(targets)`` of every recorded fault, in order (``harness.history_views.fault_windows``);
+    `` vacuous`` when its heal says it did not bite (in place, but e.g. no traffic crossed the cut)."""
+    return [w.label() + (" [yellow]vacuous[/]" if w.vacuous else "") for w in fault_windows(events)]
 
 
-def count_leader_changes(events: Iterable[Mapping[str, Any]]) -> int:
-    """Distinct (leader, term) pairs the samples saw, minus the first one."""
-    seen: list[tuple[Any, Any]] = []
-    for event in events:
-        status = event.get("status") if event.get("kind") == EventKind.SAMPLE.value else None
-        if status and status.get("role") == "LEADER":
-            pair = (event.get("node"), status.get("term"))
-            if pair not in seen:
-                seen.append(pair)
-    return max(0, len(seen) - 1)
+def count_leader_changes(events: Sequence[Event]) -> int:
+    """Leader changes as every report and checker counts them: leaderships (a new term with a
+    leader) after the first (``harness.history_views.leaderships``)."""
+    return leader_changes(leaderships(node_samples(events)))
 
 
 def _recovery_cells(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.checkers.events import client_ops
 from harness.checkers.recovery import MIN_OK_BEFORE
 from harness.cluster import Cluster
 from harness.history import EventKind, OpFn
+from harness.history_views import client_ops
 from harness.nodeclient import KvResult, Outcome
 
 # Process ids for the suites' own marker operations; far above the workload's (which count from 0).

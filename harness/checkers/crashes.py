@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.checkers.verdict import Validity, Verdict
-from harness.history import Event, EventKind, NodeEventType
+from harness.history import Event, NodeEventType
+from harness.history_views import FAULTS, NODES, fault_windows, node_events, require_well_formed
 
 NAME = "crashes"
 INJECTED_CRASH_EXIT = 85  # the same number as harness.supervisor.INJECTED_CRASH_EXIT
@@ -61,28 +62,29 @@ def check_crashes(events: Sequence[Event], run_dir: Path | None = None) -> Verdi
     crashes: list[dict[str, Any]] = []
     refused: list[dict[str, Any]] = []
     injected = 0
-    must_refuse: set[str] = set()
+    must_refuse: dict[str, float] = {}  # node -> when a corrupt fault it must refuse was injected
     refused_corruption: list[dict[str, Any]] = []
-    for e in events:
-        if e.get("kind") == EventKind.FAULT.value and e.get("fault") == CORRUPT_FAULT:
-            plans = (e.get("params") or {}).get("plans") or {}
-            must_refuse |= {str(n) for n, p in plans.items() if isinstance(p, dict) and p.get("expect") == "refuse"}
-        if e.get("kind") != EventKind.NODE.value or e.get("event") != NodeEventType.EXIT.value:
+    require_well_formed(events, NODES | FAULTS)
+    for fault in fault_windows(events):
+        if fault.fault == CORRUPT_FAULT:
+            plans = fault.params.get("plans") or {}
+            for node, plan in plans.items():
+                if isinstance(plan, dict) and plan.get("expect") == "refuse":
+                    must_refuse.setdefault(str(node), fault.t_fault)
+    for e in node_events(events):
+        if e.event != NodeEventType.EXIT.value or e.code is None:
             continue
-        code = e.get("code")
-        if not isinstance(code, int) or isinstance(code, bool):
-            continue
+        code = e.code
         if code == INJECTED_CRASH_EXIT:
             injected += 1
             continue
         if code == CLEAN_EXIT:
             continue
-        node = str(e.get("node"))
-        if code == CORRUPT_STORAGE_EXIT and node in must_refuse:
-            refused_corruption.append({"node": node, "code": code, "t": e.get("t")})
+        if code == CORRUPT_STORAGE_EXIT and e.t >= must_refuse.get(e.node, float("inf")):
+            refused_corruption.append({"node": e.node, "code": code, "t": e.t})
             continue
-        entry = {"node": node, "code": code, "t": e.get("t"), "meaning": meaning(code),
-                 "log_tail": _log_tail(run_dir, node)}
+        entry = {"node": e.node, "code": code, "t": e.t, "meaning": meaning(code),
+                 "log_tail": _log_tail(run_dir, e.node)}
         (refused if code == BAD_CONFIG_EXIT else crashes).append(entry)
     details: dict[str, Any] = {"crashes": crashes, "refused_config": refused, "injected_exits": injected,
                                "refused_injected_corruption": refused_corruption}

@@ -6,14 +6,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.checkers.events import FaultWindow, client_ops, fault_windows, run_timing
 from harness.checkers.verdict import Validity, Verdict
-from harness.history import Event, EventKind
+from harness.history import Event
+from harness.history_views import (
+    CLIENT,
+    FAULTS,
+    PEER_COUNTERS,
+    SAMPLES,
+    FaultWindow,
+    client_ops,
+    counts_between,
+    fault_windows,
+    history_end,
+    node_samples,
+    peer_series,
+    require_well_formed,
+    run_timing,
+)
 
 NAME = "degradation"
 WINDOWS = ("before", "during", "after")
-COUNTERS = ("requests_sent", "requests_with_ops", "status_only_requests", "heartbeat_sends",
-            "signals_dropped_pending", "signals_suppressed_failed", "ops_read")
+COUNTERS = PEER_COUNTERS
 # A short fault still gets before/after windows of this many heartbeat periods P, so they hold samples.
 MIN_WINDOW_P = 4
 
@@ -44,7 +57,7 @@ class PeerWindow:
 
 def _bounds(fault: FaultWindow, last_t: float, window_s: float | None,
             min_window_s: float) -> dict[str, tuple[float, float]]:
-    end = fault.t_heal if fault.t_heal is not None else last_t
+    end = fault.end(last_t)  # an unhealed fault lasts until the history's last event
     width = window_s if window_s is not None else max(end - fault.t_fault, min_window_s)
     return {"before": (fault.t_fault - width, fault.t_fault), "during": (fault.t_fault, end),
             "after": (end, end + width)}
@@ -65,52 +78,41 @@ def peer_windows(events: Iterable[Event], fault_index: int = 0, window_s: float 
     are as long as the fault, at least 4 P, unless ``window_s`` is given; ``bounds`` gives each
     window's (start, end] outright), and the nodes that led meanwhile.
 
-    Increments are taken between consecutive samples of one node while it stays LEADER in one
-    term; a new term (or a counter that went down) means the leader rebuilt its peers, so the
-    counters restarted at 0 and the new value is all increment. Each increment is attributed to
-    the window holding the later sample."""
+    Increments come from the shared per-peer series (``harness.history_views.peers``: a new term
+    or a counter going down is a reset, a missed sample is not); each counts in the window holding
+    the later of its two samples. A peer's row sums every leader's link to it."""
     events = list(events)
     faults = fault_windows(events)
     if not 0 <= fault_index < len(faults):
         raise IndexError(f"fault index {fault_index} out of range ({len(faults)} fault(s))")
-    samples = [e for e in events if e.get("kind") == EventKind.SAMPLE.value]
-    last_t = float(samples[-1]["t"]) if samples else faults[fault_index].t_fault
+    samples = node_samples(events)
     timing = run_timing(events)
     min_window_s = MIN_WINDOW_P * timing.heartbeat_s if timing else 1.0
     if bounds is None:
-        bounds = _bounds(faults[fault_index], last_t, window_s, min_window_s)
+        bounds = _bounds(faults[fault_index], history_end(events), window_s, min_window_s)
+    leaders = sorted({s.node for series in samples.values() for s in series
+                      if s.role == "LEADER" and _window_of(s.t, bounds) is not None})
     totals: dict[tuple[str, str], dict[str, int]] = {}
     gauges: dict[tuple[str, str], int] = {}
     counts: dict[tuple[str, str], int] = {}
-    leaders: set[str] = set()
-    previous: dict[str, tuple[int, Mapping[str, Any]]] = {}  # node -> (term, peers) of its last leader sample
-    for sample in samples:
-        node, status = str(sample.get("node")), sample.get("status")
-        if not status or status.get("role") != "LEADER":
-            previous.pop(node, None)
-            continue
-        term, peers = int(status.get("term", 0)), status.get("peers") or {}
-        window = _window_of(float(sample["t"]), bounds)
-        prior = previous.get(node)
-        previous[node] = (term, peers)
-        if window is None:
-            continue
-        leaders.add(node)
-        for peer, doc in peers.items():
+    links, _ = peer_series(samples)
+    for link, points in sorted(links.items()):
+        peer = link.split("->", 1)[1]
+        for window in WINDOWS:
+            low, high = bounds[window]
+            inside = [p for p in points if low < p.t <= high]
+            if not inside:
+                continue
             key = (peer, window)
-            now = doc.get("counters") or {}
-            before = (prior[1].get(peer) or {}).get("counters") if prior and prior[0] == term else None
             bucket = totals.setdefault(key, dict.fromkeys(COUNTERS, 0))
-            for name in COUNTERS:
-                value = int(now.get(name, 0))
-                old = int(before.get(name, 0)) if before else 0
-                bucket[name] += value - old if value >= old else value
-            gauges[key] = max(gauges.get(key, 0), int(doc.get("failed_attempts", 0)))
-            counts[key] = counts.get(key, 0) + 1
+            for name, value in counts_between(points, low, high).items():
+                bucket[name] += value
+            gauges[key] = max(gauges.get(key, 0), *(p.failed_attempts for p in inside))
+            counts[key] = counts.get(key, 0) + len(inside)
     rows = [PeerWindow(peer, window, *bounds[window], totals[(peer, window)], gauges[(peer, window)],
                        counts[(peer, window)])
             for peer, window in sorted(totals, key=lambda k: (k[0], WINDOWS.index(k[1])))]
-    return rows, sorted(leaders)
+    return rows, leaders
 
 
 def _faulted_peers(fault: FaultWindow, leaders: Sequence[str]) -> list[str]:
@@ -127,6 +129,7 @@ def check_degradation(events: Iterable[Event], fault_index: int = 0, window_s: f
     Unknown when the history lacks the fault, the timing, the leader's samples in every window,
     or a stable leader that is not itself a target. ``details.peers`` holds the full table."""
     events = list(events)
+    require_well_formed(events, CLIENT | FAULTS | SAMPLES)
     faults = fault_windows(events)
     timing = run_timing(events)
     if not 0 <= fault_index < len(faults):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from harness.checkers.events import Op, client_ops
 from harness.checkers.verdict import Validity, Verdict
 from harness.history import Event
+from harness.history_views import CLIENT, Op, client_ops, require_well_formed
 
 NAME = "durability"
 MAX_EXAMPLES = 10
@@ -83,6 +83,8 @@ def check_key(key: str, writes: Sequence[Op], final: Any) -> str | None:
 def check_durability(events: Iterable[Event]) -> Verdict:
     """Valid when every key's final read is allowed by ``check_key``; invalid naming the lost
     keys; unknown when nothing was acknowledged or a written key has no successful final read."""
+    events = list(events)
+    require_well_formed(events, CLIENT)
     ops = client_ops(events)
     writes: dict[str, list[Op]] = {}
     for op in ops:

@@ -14,17 +14,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.checkers.verdict import Validity, Verdict
-from harness.history import Event, EventKind, NodeEventType
+from harness.history import Event, NodeEventType
+from harness.history_views import NODES, NodeEvent, node_events, require_well_formed
 from harness.supervisor import INVARIANT_VIOLATION_EXIT, ExitCause
 
 NAME = "invariants"
 
 
-def _is_violation(event: Event) -> bool:
-    if event.get("kind") != EventKind.NODE.value or event.get("event") != NodeEventType.EXIT.value:
+def _is_violation(event: NodeEvent) -> bool:
+    if event.event != NodeEventType.EXIT.value:
         return False
-    return (event.get("cause") == ExitCause.INVARIANT_VIOLATION.value
-            or event.get("code") == INVARIANT_VIOLATION_EXIT)
+    return event.cause == ExitCause.INVARIANT_VIOLATION.value or event.code == INVARIANT_VIOLATION_EXIT
 
 
 def _describe(record: dict[str, Any] | None) -> str:
@@ -36,24 +36,23 @@ def _describe(record: dict[str, Any] | None) -> str:
 def check_invariants(events: Sequence[Event]) -> Verdict:
     """Invalid when any node exited on an invariant violation; valid when nodes ran and none did;
     unknown when the history shows no node running at all (nothing was observed)."""
-    violations = [e for e in events if _is_violation(e)]
+    require_well_formed(events, NODES)
+    nodes = node_events(events)
+    violations = [e for e in nodes if _is_violation(e)]
     if violations:
-        found = [{"node": e.get("node"), "t": e.get("t"), "code": e.get("code"),
-                  "record": e.get("fatal")} for e in violations]
+        found: list[dict[str, Any]] = [{"node": e.node, "t": e.t, "code": e.code,
+                                        "record": dict(e.fatal) if e.fatal else None} for e in violations]
         first = found[0]
         return Verdict(
             checker=NAME, validity=Validity.INVALID,
             summary=(f"safety violation: {len(found)} node exit(s) on a broken invariant; first "
                      f"{first['node']}: {_describe(first['record'])}"),
             details={"violations": found})
-    starts = [e for e in events if e.get("kind") == EventKind.NODE.value
-              and e.get("event") == NodeEventType.START.value]
-    if not starts:
+    if not any(e.event == NodeEventType.START.value for e in nodes):
         return Verdict(checker=NAME, validity=Validity.UNKNOWN,
                        summary="no node start in the history: nothing was observed",
                        details={"reason": "no node ran"})
-    exits = sum(1 for e in events if e.get("kind") == EventKind.NODE.value
-                and e.get("event") == NodeEventType.EXIT.value)
+    exits = sum(1 for e in nodes if e.event == NodeEventType.EXIT.value)
     return Verdict(checker=NAME, validity=Validity.VALID,
                    summary=f"no node aborted on a broken invariant ({exits} exit(s) seen)",
                    details={"node_exits": exits})

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from harness.checkers.events import (
+from harness.checkers.verdict import Validity, Verdict
+from harness.history import Event
+from harness.history_views import (
+    CLIENT,
+    FAULTS,
+    SAMPLES,
     FaultWindow,
     LeaderChange,
     Op,
@@ -14,11 +19,12 @@ from harness.checkers.events import (
     leader_at,
     leader_changes,
     leader_timeline,
+    leaderships,
+    node_samples,
+    require_well_formed,
     run_nodes,
     run_timing,
 )
-from harness.checkers.verdict import Validity, Verdict
-from harness.history import Event
 
 NAME = "recovery"
 MIN_OK_BEFORE = 3
@@ -85,11 +91,11 @@ def check_recovery(events: Iterable[Event], max_after_heal_s: float | None = Non
     no fault, fewer than ``min_ok_before`` ok ops before the first fault, a fault that did not
     really inject, or no successful op after the last heal."""
     events = list(events)
+    require_well_formed(events, CLIENT | FAULTS | SAMPLES)
     ops = [op for op in client_ops(events) if not op.final]
     faults = fault_windows(events)
     rows = measure(events)
-    timeline = leader_timeline(events, run_nodes(events))
-    details: dict[str, Any] = {"faults": rows, "leader_changes": leader_changes(timeline),
+    details: dict[str, Any] = {"faults": rows, "leader_changes": leader_changes(leaderships(node_samples(events))),
                                "max_after_heal_s": max_after_heal_s}
 
     def unknown(reason: str) -> Verdict:

@@ -8,26 +8,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.checkers.degradation import MIN_WINDOW_P, WINDOWS, peer_windows
-from harness.checkers.events import (
-    FaultWindow,
-    LeaderChange,
-    Op,
-    client_ops,
-    fault_windows,
-    leader_at,
-    leader_changes,
-    leader_timeline,
-    run_nodes,
-    run_timing,
-)
 from harness.checkers.recovery import MIN_OK_BEFORE
 from harness.checkers.verdict import Validity, Verdict
 from harness.history import Event
+from harness.history_views import (
+    CLIENT,
+    FAULTS,
+    REQUEST_KINDS,
+    SAMPLES,
+    FaultWindow,
+    Leadership,
+    Op,
+    client_ops,
+    fault_windows,
+    history_end,
+    leader_changes,
+    leaders_during,
+    leaderships,
+    node_samples,
+    require_well_formed,
+    run_timing,
+)
 from harness.timing import TimingProfile
 
 NAME = "windows"
-# The per-peer counters that say what kind of request the leader sent (see docs/node-api.md).
-REQUEST_KINDS = ("requests_with_ops", "status_only_requests", "heartbeat_sends")
 PERCENTILES = (50, 90, 99)
 
 
@@ -87,7 +91,7 @@ def window_bounds(faults: Sequence[FaultWindow], index: int, last_t: float,
     degradation checker's rule), cut at the previous fault's heal, the next fault's injection, the
     run's start and its last event. An unhealed fault lasts until the last event."""
     fault = faults[index]
-    end = fault.t_heal if fault.t_heal is not None else max(last_t, fault.t_fault)
+    end = fault.end(last_t)
     width = max(end - fault.t_fault, MIN_WINDOW_P * timing.heartbeat_s)
     previous = faults[index - 1] if index > 0 else None
     floor = 0.0  # a previous fault never healed is still in place: no clean before window
@@ -99,24 +103,19 @@ def window_bounds(faults: Sequence[FaultWindow], index: int, last_t: float,
             "after": (end, max(min(end + width, ceiling), end))}
 
 
-def _leaders_in(timeline: Sequence[LeaderChange], start: float, end: float) -> list[LeaderChange]:
-    """The timeline entries in force during [start, end]: the one at ``start`` and every later one."""
-    first = leader_at(timeline, start)
-    return ([first] if first is not None else []) + [c for c in timeline if start < c.t <= end]
-
-
-def _stats(name: str, bounds: tuple[float, float], ops: Sequence[Op],
-           timeline: Sequence[LeaderChange], peers: Mapping[str, Mapping[str, int]]) -> WindowStats:
+def _stats(name: str, bounds: tuple[float, float], ops: Sequence[Op], leaders: Sequence[Leadership],
+           peers: Mapping[str, Mapping[str, int]]) -> WindowStats:
+    """``leader_changes``: leaderships first seen in (start, end] (``harness.history_views``: a new
+    term with a leader); ``leaders``: who led in the window, the one in force at its start included."""
     start, end = bounds
     inside = [op for op in ops if start <= op.invoke_t < end]
     ok = [op for op in inside if op.ok]
-    latencies = [op.complete_t - op.invoke_t for op in ok if op.complete_t is not None]
-    changes = _leaders_in(timeline, start, end)
+    latencies = [op.latency_s for op in ok if op.latency_s is not None]
     failed = [op for op in inside if op.kind == "fail"]
     return WindowStats(name, start, end, len(ok), len(failed), sum(1 for op in inside if op.indeterminate),
                        sum(1 for op in failed if op.f == "cas" and op.error is None),
-                       percentiles_ms(latencies), leader_changes(changes),
-                       tuple(sorted({c.leader for c in changes if c.leader})), peers)
+                       percentiles_ms(latencies), leader_changes(leaders, start, end),
+                       tuple(sorted({x.leader for x in leaders_during(leaders, start, end)})), peers)
 
 
 def measure_windows(events: Iterable[Event], timing: TimingProfile) -> list[dict[str, Any]]:
@@ -125,8 +124,8 @@ def measure_windows(events: Iterable[Event], timing: TimingProfile) -> list[dict
     events = list(events)
     faults = fault_windows(events)
     ops = [op for op in client_ops(events) if not op.final]
-    timeline = leader_timeline(events, run_nodes(events))
-    last_t = max((float(e["t"]) for e in events if "t" in e), default=0.0)
+    leaders = leaderships(node_samples(events))
+    last_t = history_end(events)
     out = []
     for fault in faults:
         bounds = window_bounds(faults, fault.index, last_t, timing)
@@ -134,7 +133,7 @@ def measure_windows(events: Iterable[Event], timing: TimingProfile) -> list[dict
         peers: dict[str, dict[str, dict[str, int]]] = {w: {} for w in WINDOWS}
         for row in rows:
             peers[row.window][row.peer] = {k: int(row.counters.get(k, 0)) for k in REQUEST_KINDS}
-        stats = {w: _stats(w, bounds[w], ops, timeline, peers[w]).to_dict() for w in WINDOWS}
+        stats = {w: _stats(w, bounds[w], ops, leaders, peers[w]).to_dict() for w in WINDOWS}
         out.append({"index": fault.index, "fault": fault.label(), "name": fault.fault,
                     "targets": list(fault.targets), "t_fault": round(fault.t_fault, 3),
                     "t_heal": round(fault.t_heal, 3) if fault.t_heal is not None else None,
@@ -188,6 +187,7 @@ def check_windows(events: Iterable[Event], min_ok_before: int = MIN_OK_BEFORE) -
     recorded as vacuous by its heal (one that bit is enough: the others are listed in
     ``details.not_bitten``), a fault never healed, or no ok op after the last heal: then unknown."""
     events = list(events)
+    require_well_formed(events, CLIENT | FAULTS | SAMPLES)
     faults = fault_windows(events)
     timing = run_timing(events)
 

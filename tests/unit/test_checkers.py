@@ -6,10 +6,10 @@ from typing import Any
 
 from harness.checkers.degradation import check_degradation, peer_windows
 from harness.checkers.durability import check_durability, check_key
-from harness.checkers.events import Op, client_ops
 from harness.checkers.recovery import check_recovery
 from harness.checkers.verdict import Validity
 from harness.finish import standard_verdicts
+from harness.history_views import Op, client_ops
 from harness.timing import TimingProfile
 
 SPEC = {"node_count": 3, "timing": TimingProfile.fast().to_dict()}
@@ -70,9 +70,10 @@ def test_client_ops_pairs_invokes_with_completions() -> None:
 
 
 def test_durability_valid_when_final_is_last_ack_or_later_indeterminate() -> None:
-    h = H().op(1, "write", "k", "a", 1, 2).op(1, "write", "k", "b", 3, 4).op(2, "write", "k", "c", 5, 9, "info")
-    assert check_durability(h.final("k", "b").sorted()).validity is Validity.VALID
-    assert check_durability(h.final("k", "c").sorted()).validity is Validity.VALID
+    def h() -> H:
+        return H().op(1, "write", "k", "a", 1, 2).op(1, "write", "k", "b", 3, 4).op(2, "write", "k", "c", 5, 9, "info")
+    assert check_durability(h().final("k", "b").sorted()).validity is Validity.VALID
+    assert check_durability(h().final("k", "c").sorted()).validity is Validity.VALID
 
 
 def test_durability_invalid_for_older_acked_value_or_never_written() -> None:
@@ -98,8 +99,8 @@ def test_durability_cas_and_append() -> None:
     h = H().op(1, "write", "k", "a", 1, 2).op(1, "cas", "k", ["a", "b"], 3, 4)
     assert check_durability(h.final("k", "b").sorted()).validity is Validity.VALID
     assert check_durability(h.final("k", "a", t=200).sorted()).validity is Validity.INVALID
-    appends = [Op(1, "append", "k", "x1", 1, "n1", "ok", "x1", 2), Op(2, "append", "k", "y2", 3, "n1", "ok", "y2", 4),
-               Op(3, "append", "k", "z3", 5, "n1", "info", "z3", 6)]
+    appends = [Op(i, i + 1, "append", "k", token, t, "n1", kind, token, t + 1)
+               for i, (token, t, kind) in enumerate([("x1", 1, "ok"), ("y2", 3, "ok"), ("z3", 5, "info")])]
     assert check_key("k", appends, "x1y2") is None
     assert check_key("k", appends, "x1y2z3") is None
     assert "missing" in (check_key("k", appends, "x1z3") or "")

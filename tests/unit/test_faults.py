@@ -3,6 +3,7 @@ whether a fault bit (traffic through the fake proxies), and re-arming flags afte
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from faults.catalog import build_fault, entry, replay_params
 from faults.flags import FlagFault, crash_on_leader_request, follower_reject_updates
-from faults.network import CutLink, Isolate, LinkLatency, isolation_links, link_latency, partition
+from faults.network import CutLink, LinkLatency, link_latency, partition
 from faults.process import Kill, Pause, Restart
 from harness.backend import Capabilities, LinkId
 from harness.errors import FaultError, FaultUnavailable, NodeUnreachable, ToxiproxyError
@@ -183,15 +185,17 @@ def fake(tmp_path: Path) -> FakeCluster:
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"target": "n2", "mode": "sideways"}, "mode must be one of"),
-    ({"target": "n2", "mode": "refused", "direction": "requests"}, "direction must be 'both'"),
-    ({"target": "n2", "direction": "up"}, "direction must be one of"),
-    ({"target": "", "mode": "refused"}, "isolate must be a Target"),
-    ({"target": "n2", "include_client": "yes"}, "include_client must be a bool"),
+    ({"isolate": "n2", "mode": "sideways"}, "mode must be one of"),
+    ({"isolate": "n2", "mode": "refused", "direction": "requests"}, "direction must be 'both'"),
+    ({"isolate": "n2", "mode": "blackhole", "direction": "requests"}, "isolate=... cuts both ways"),
+    ({"isolate": "n2", "direction": "up"}, "direction must be one of"),
+    ({"isolate": "", "mode": "refused"}, "isolate must be a Target"),
+    ({"isolate": "n2", "include_client": "yes"}, "include_client must be a bool"),
 ])
-def test_isolate_rejects_bad_parameters(kwargs: dict[str, Any], match: str) -> None:
-    with pytest.raises(FaultError, match=match):
-        Isolate(**kwargs)
+def test_isolate_rejects_bad_parameters(fake: FakeCluster, kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(FaultError, match=match), partition(fake, **kwargs):  # type: ignore[arg-type]
+        pass
+    assert fake.events() == []
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -230,11 +234,39 @@ def test_links_and_flags_reject_bad_parameters(fake: FakeCluster) -> None:
         Kill("leader", hard="yes")  # type: ignore[arg-type]
 
 
-def test_isolation_links_cover_both_directions_and_keep_the_minority_connected() -> None:
-    names = {link.name for link in isolation_links(["n2"], ["n1", "n2", "n3"], include_client=True)}
-    assert names == {"n1->n2", "n2->n1", "n3->n2", "n2->n3", "client->n2"}
-    names = {link.name for link in isolation_links(["n1", "n2"], ["n1", "n2", "n3", "n4", "n5"], False)}
-    assert "n1->n2" not in names and {"n1->n5", "n5->n2"} <= names and len(names) == 12
+def _proxy_state(cluster: FakeCluster) -> dict[str, tuple[bool, list[tuple[str, str, str]]]]:
+    """Every proxy's enabled flag and toxics (type, stream, attributes), names left out."""
+    return {link.id.name: (link.enabled, sorted((t.type, t.stream.value, json.dumps(dict(t.attributes), sort_keys=True))
+                                                for t in link.toxics()))
+            for link in cluster.links()}
+
+
+@pytest.mark.parametrize("suite_fault", [
+    lambda c: partition(c, isolate="leader", mode="refused"),
+    lambda c: partition(c, isolate="n3", mode="blackhole"),
+    lambda c: partition(c, isolate="leader", mode="refused", include_client=True),
+    lambda c: partition(c, link=("n1", "n2"), mode="refused"),
+    lambda c: partition(c, link=("leader", "n3"), mode="blackhole", direction="requests"),
+    lambda c: link_latency(c, "leader", "n1", latency_ms=40, jitter_ms=20),
+], ids=["isolate-leader-refused", "isolate-blackhole", "isolate-with-clients", "cut-link-refused",
+        "cut-link-requests-blackhole", "latency"])
+def test_every_network_fault_a_suite_uses_replays_from_its_record(tmp_path: Path, suite_fault: Any) -> None:
+    """The suites' network faults are catalog faults: the ``fault`` event alone (name, params with
+    the resolved groups / link, targets) rebuilds through the catalog into the same proxy
+    operations, on a cluster whose leader is now another node (so nothing is resolved again)."""
+    first = FakeCluster(tmp_path / "a")
+    with suite_fault(first):
+        cut = _proxy_state(first)
+    (event, _) = first.events()
+    found = entry(event["fault"])
+    params = {k: v for k, v in event["params"].items() if k in found.params}
+    fault = build_fault(event["fault"], replay_params(event["fault"], params, event["params"], event["targets"]))
+    second = FakeCluster(tmp_path / "b")
+    second.leader = "n3"
+    record = fault.inject(second)  # type: ignore[arg-type]
+    assert _proxy_state(second) == cut
+    assert (record.fault, list(record.targets)) == (event["fault"], event["targets"])
+    fault.heal(second)  # type: ignore[arg-type]
 
 
 def test_refused_isolate_of_the_leader_records_who_and_term_and_heals(fake: FakeCluster) -> None:
@@ -467,6 +499,21 @@ def test_flag_fault_reapplies_its_flags_to_a_restarted_node(fake: FakeCluster) -
     assert fake.start_listeners == []
     _crash_and_restart(fake, "n3")  # after the heal: nothing is re-armed
     assert fake.flag_values["n3"][CRASH_FLAG] == 0.0
+
+
+def test_the_catalogs_crash_flags_re_arm_a_restarted_node_for_their_whole_window(fake: FakeCluster) -> None:
+    """A schedule's crash-on-leader-request holds for its window, as kuduraft's crashy-nodes test
+    keeps the flag across restarts; a spec can still ask for a single shot."""
+    fault = build_fault("crash-on-leader-request", {"fraction": 0.05})
+    assert fault.inject(fake).params["reapply_on_restart"] is True  # type: ignore[arg-type]
+    _crash_and_restart(fake, "n2")
+    wait_until(lambda: fake.flag_values["n2"][CRASH_FLAG] == 0.05, what="n2 re-armed",
+               strategy=WaitStrategy(5.0, 0.005))
+    fault.heal(fake)  # type: ignore[arg-type]
+    assert _heal(fake)["reapplied"] == ["n2"]
+    once = build_fault("crash-after-leader-request", {"fraction": 0.05, "reapply_on_restart": False})
+    assert "reapply_on_restart" not in once.inject(fake).params  # type: ignore[arg-type]
+    once.heal(fake)  # type: ignore[arg-type]
 
 
 def test_flag_fault_leaves_a_restarted_node_alone_by_default(fake: FakeCluster) -> None:

@@ -34,6 +34,9 @@ def test_unknown_is_counted_apart_from_passed_and_decides_the_overall() -> None:
     ([entry("a", "failed", "valid"), entry("b", "unknown", "unknown")], "invalid"),
     ([entry("a", "error", None)], "invalid"),
     ([entry("a", "passed", "invalid")], "invalid"),
+    ([], "unknown"),  # no test ran: nothing was exercised, never valid
+    ([entry("a", "skipped", None), entry("b", "skipped", None)], "unknown"),
+    ([entry("a", "skipped", None), entry("b", "passed", "valid")], "valid"),
 ])
 def test_overall_invalid_beats_unknown_beats_valid(tests: list[dict[str, Any]], overall: str) -> None:
     assert build_session(tests, strict=True, exit_status=1)["overall"] == overall

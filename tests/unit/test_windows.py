@@ -163,7 +163,16 @@ def _unknown(events: list[dict[str, Any]], reason: str) -> Verdict:
 
 def test_unknown_without_enough_successful_ops_before_the_first_fault() -> None:
     h = healthy()
-    h.events = [e for e in h.events if e["kind"] not in ("invoke", "ok", "fail", "info") or e["t"] > FAULT_AT]
+    invoked_before = {(e["process"], e["t"]) for e in h.events if e["kind"] == "invoke" and e["t"] <= FAULT_AT}
+    kept, dropped = [], set()
+    for e in h.sorted():  # drop the ops invoked before the fault, each with its completion
+        if e["kind"] == "invoke" and (e["process"], e["t"]) in invoked_before:
+            dropped.add(e["process"])
+        elif e["kind"] in ("ok", "fail", "info") and e["process"] in dropped:
+            dropped.discard(e["process"])
+        else:
+            kept.append(e)
+    h.events = kept
     h.op(1.0).op(1.5)
     verdict = _unknown(h.sorted(), "only 2 successful op(s) before the first fault (need 3)")
     assert verdict.details["faults"][0]["windows"]["before"]["ops"]["ok"] == 2  # measured all the same
@@ -225,7 +234,8 @@ def test_a_checker_that_raises_yields_unknown_with_the_traceback() -> None:
     events.append({"kind": "fault", "process": "nemesis", "fault": "isolate", "targets": ["n3"]})  # no "t"
     verdict = guarded("windows", check_windows, events)
     assert verdict.validity is Validity.UNKNOWN and verdict.checker == "windows"
-    assert "raised KeyError" in verdict.summary
+    assert "raised MalformedHistory" in verdict.summary
+    assert f"event {len(events) - 1}: fault event without a finite number t" in verdict.summary
     assert "Traceback" in verdict.details["traceback"] and "check_windows" in verdict.details["traceback"]
 
 
