@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
+from harness.entry.cli import main
 from reports.derive import CLIENT_KINDS, REQUEST_KINDS, client_ops, counts_between, node_samples, peer_series
 from reports.html import render_for_pytest, render_run
 from reports.summary import SCHEMA, validate_summary

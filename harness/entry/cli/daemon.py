@@ -1,6 +1,6 @@
 """The detached supervisor ``raftchaos up`` starts: owns one Cluster, serves a loopback control API, writes the state.
 
-``python -m harness.cli.daemon --spec SPEC.json --plan PLAN.json --state STATE.json``. It starts
+``python -m harness.entry.cli.daemon --spec SPEC.json --plan PLAN.json --state STATE.json``. It starts
 the cluster (observer, optional crash supervisor and workload, optional scenario timeline), then
 serves on 127.0.0.1 (ephemeral port): ``GET /state``, ``GET /faults`` (open faults),
 ``POST /faults`` ``{"name", "params", "for_s"}``, ``POST /faults/heal`` ``{"slot"}`` or
@@ -25,8 +25,8 @@ from faults.catalog import build_fault
 from faults.nemesis import Nemesis
 from faults.runner import RunPlan, plan_from_info
 from harness.checkers.verdict import compose
-from harness.cli.state import write_state
 from harness.cluster import Cluster
+from harness.entry.cli.state import write_state
 from harness.errors import HarnessError
 from harness.finish import final_heal, final_reads, standard_verdicts, verdicts_doc, write_verdicts
 from harness.history import load_history

@@ -13,9 +13,16 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli import app
-from harness.cli.common import EXIT_BY_VERDICT, EXIT_UNKNOWN, BackendOption, ensure_backend, fail, parse_pairs
-from harness.cli.state import (
+from harness.entry.cli import app
+from harness.entry.cli.common import (
+    EXIT_BY_VERDICT,
+    EXIT_UNKNOWN,
+    BackendOption,
+    ensure_backend,
+    fail,
+    parse_pairs,
+)
+from harness.entry.cli.state import (
     control,
     daemon_alive,
     home,
@@ -119,7 +126,7 @@ def up(
     log = folder / "daemon.log"
     print(f"seed={spec['seed']}")
     with log.open("ab") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "harness.cli.daemon", "--spec", str(spec_file),
+        proc = subprocess.Popen([sys.executable, "-m", "harness.entry.cli.daemon", "--spec", str(spec_file),
                                  "--plan", str(plan_file), "--state", str(state_path())],
                                 stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:

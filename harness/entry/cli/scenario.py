@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from harness.cli import app
-from harness.cli.common import (
+from harness.entry.cli import app
+from harness.entry.cli.common import (
     EXIT_BY_VERDICT,
     EXIT_ENVIRONMENT,
     EXIT_UNKNOWN,
