@@ -412,7 +412,7 @@ def read_and_check(console: Console, seed: int, time_limit_s: float) -> None:
         path.write_text("".join(json.dumps(ev) + "\n" for ev in hard))
         root = Path(__file__).resolve().parent.parent
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", "check", str(path),
+        proc = subprocess.run([sys.executable, "-c", "from harness.entry.cli import main; main()", "check", str(path),
                                "--time-limit", "2"], capture_output=True, text=True, cwd=root,
                               env={**os.environ, "PYTHONPATH": str(root)})
         wall = time.perf_counter() - started

@@ -2,7 +2,7 @@
 re-execute a recorded schedule, and what a faithful replay must reproduce.
 
 The run itself (a fresh cluster of the recorded spec around the recorded plan) is driven by the
-entry layer, ``harness.cli.runs.replay_run``: ``faults`` does not own run orchestration. The
+entry layer, ``harness.entry.cli.runs.replay_run``: ``faults`` does not own run orchestration. The
 replay injects at the recorded offsets with the recorded *resolutions* (partition groups,
 link ends and jitter draws, the node ids a ``leader`` target resolved to), so the replayed
 schedule equals the recorded one step for step; what may differ is how the system reacted. That

@@ -41,7 +41,6 @@ timeline nor a duration (it would run nothing and report valid).
 
 from __future__ import annotations
 
-import difflib
 import math
 import random
 import tomllib
@@ -57,6 +56,7 @@ from harness.runplan import MAX_SECONDS, WorkloadConfig
 from harness.schedule import Duration, FaultSpec, Schedule, hold, timeline
 from harness.spec import BackendName, ClusterSpec, node_ids
 from harness.symptoms import check_symptom
+from harness.systems import registry
 from harness.timing import FLAG_NAMES, TimingProfile
 
 PROFILES = {"fast": TimingProfile.fast, "kuduraft": TimingProfile.kuduraft}
@@ -157,22 +157,11 @@ def _string(value: Any, where: str, what: str) -> str:
     return value
 
 
-def flag_problem(name: str, value: Any) -> str | None:
-    """Why the node would refuse flag ``name`` = ``value`` at start (None when it takes it). The
-    node's own flag table (nodes/flags.py) is the authority, read here so the mistake is named
-    before any cluster starts instead of as a node exiting 2 mid-setup."""
-    from nodes.flags import FLAG_DEFS, FlagError, parse_value
-
-    defn = next((d for d in FLAG_DEFS if d.name == name), None)
-    if defn is None:
-        close = difflib.get_close_matches(name, [d.name for d in FLAG_DEFS], n=1)
-        hint = f"; did you mean {close[0]}?" if close else " (the node's flags: python -m nodes --help)"
-        return f"unknown flag {name!r}{hint}"
-    try:
-        parse_value(defn, value)
-    except FlagError as exc:
-        return str(exc)
-    return None
+def flag_problem(name: str, value: Any, system: str = "kuduraft") -> str | None:
+    """Why ``system``'s nodes would refuse flag ``name`` = ``value`` at start (None when they take it).
+    The system's own flag table is the authority (kuduraft: nodes/flags.py, read by its adapter), read
+    here so the mistake is named before any cluster starts instead of as a node exiting 2 mid-setup."""
+    return registry.flag_problem(system, name, value)
 
 
 def _flags(raw: Any, where: str, what: str) -> dict[str, Any]:

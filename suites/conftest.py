@@ -2,7 +2,7 @@
 
 Every suite module carries ``chaos`` (registered by the plugin) and its own marker. The fixtures
 the suites use (``make_cluster``, ``workload``, ``raftchaos_seed``, ``record_verdict``) come from
-the raftchaos pytest plugin (``harness/plugin.py``).
+the raftchaos pytest plugin (``harness/entry/plugin.py``).
 
 ``--nemesis-duration-s S`` lengthens the nemesis suite's random schedules (default 10 s, six
 faults) to S seconds with proportionally more faults; ``benchmarks/nightly.py`` (``make nightly``)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from harness.errors import ConfigError
 from harness.spec import ClusterSpec
 from harness.systems.base import System
 from harness.systems.etcd import EtcdSystem
 from harness.systems.kuduraft import KuduraftSystem
+from harness.systems.kuduraft.flags import flag_problem as kuduraft_flag_problem
 
 # etcd's default election timeout is 10 heartbeat intervals (--heartbeat-interval 100,
 # --election-timeout 1000; it requires at least 5): the cluster's heartbeat from its timing profile
@@ -27,6 +29,12 @@ FACTORIES: dict[str, Callable[[ClusterSpec], System]] = {
 }
 
 
+# Systems with runtime flags: name -> why a flag (name, value) would be refused at start.
+FLAG_TABLES: dict[str, Callable[[str, Any], str | None]] = {
+    "kuduraft": kuduraft_flag_problem,
+}
+
+
 def names() -> list[str]:
     return sorted(FACTORIES)
 
@@ -38,3 +46,14 @@ def system_for(name: str, spec: ClusterSpec) -> System:
     except KeyError:
         raise ConfigError(f"unknown system {name!r} (choose from {', '.join(names())})") from None
     return factory(spec)
+
+
+def flag_problem(system: str, name: str, value: Any) -> str | None:
+    """Why ``system`` would refuse runtime flag ``name`` = ``value`` at start (None when it takes it):
+    checked where a scenario or `raftchaos up` names flags, before any cluster starts."""
+    if system not in FACTORIES:
+        return f"unknown system {system!r} (choose from {', '.join(names())})"
+    table = FLAG_TABLES.get(system)
+    if table is None:
+        return f"system {system} has no runtime flags (got {name!r})"
+    return table(name, value)

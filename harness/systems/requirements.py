@@ -1,6 +1,6 @@
 """What a test says it needs from the system under test, and the one-line reason it skips.
 
-Two pytest markers (registered by ``harness.plugin``): ``@pytest.mark.requires(Capability.X, ...)``
+Two pytest markers (registered by ``harness.entry.plugin``): ``@pytest.mark.requires(Capability.X, ...)``
 for a test that needs capabilities (``harness.systems.base.Capability``), and
 ``@pytest.mark.kuduraft_only`` (optional ``reason=``) for a test that checks kuduraft's own
 behaviour (a spec item B1..B50, the node's internals) that another Raft need not share. Pure:

@@ -9,7 +9,7 @@ import pytest
 from faults.nemesis import read_schedule
 from faults.replay import check_replayable, comparable
 from faults.scenario import parse_scenario
-from harness.cli.runs import execute, replay_run, scenario_plan
+from harness.entry.cli.runs import execute, replay_run, scenario_plan
 from harness.errors import ConfigError
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import pytest
 
 from faults.nemesis import read_schedule
 from faults.replay import comparable
-from harness.cli.runs import replay_run
+from harness.entry.cli.runs import replay_run
 from harness.runinfo import RUN_INFO, comparable_info
 from harness.systems.etcd import find_etcd
 

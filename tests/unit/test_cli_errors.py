@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.entry.cli import main
 
 
 @pytest.fixture(autouse=True)

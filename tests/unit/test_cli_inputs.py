@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
+from harness.entry.cli import main
 from harness.spec import ClusterSpec
 
 SCHEDULE = [
@@ -63,11 +63,11 @@ def _one_line_254(argv: list[str], message: str, capsys: pytest.CaptureFixture[s
 
 def _no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any attempt to start a cluster fails the test: input errors must stop everything first."""
-    import harness.cli.runs
+    import harness.entry.cli.runs
 
     def boom(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("a cluster was started for bad input")
-    monkeypatch.setattr(harness.cli.runs, "execute", boom)
+    monkeypatch.setattr(harness.entry.cli.runs, "execute", boom)
 
 
 # ---- replay: the recorded run's files ----------------------------------------------------------
@@ -221,7 +221,7 @@ def test_options_out_of_range_are_254(argv: list[str], message: str, capsys: pyt
 def test_down_exits_by_the_recorded_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """``down`` after a real node crash: the supervisor's verdicts.json says invalid, so exit 1."""
-    import harness.cli.up as up
+    import harness.entry.cli.up as up
 
     run = _run_dir(tmp_path, verdict="invalid")
     doc = {"pid": 1, "run_id": "r", "run_dir": str(run), "control": "http://127.0.0.1:9"}

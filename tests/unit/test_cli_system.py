@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-import harness.cli.runs
-from harness.cli import main
+import harness.entry.cli.runs
+from harness.entry.cli import main
 from harness.errors import HarnessError
 from harness.spec import ClusterSpec
 
@@ -32,7 +32,7 @@ def _scenario(tmp_path: Path, content: bytes = SCENARIO) -> Path:
 def _no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("a cluster was started for bad input")
-    monkeypatch.setattr(harness.cli.runs, "execute", boom)
+    monkeypatch.setattr(harness.entry.cli.runs, "execute", boom)
 
 
 def _one_line(argv: list[str], code: int, message: str, capsys: pytest.CaptureFixture[str]) -> str:
@@ -70,7 +70,7 @@ def test_run_hands_the_chosen_system_to_the_run(system: str | None, tmp_path: Pa
     def stop(spec: ClusterSpec, *_args: Any, **_kwargs: Any) -> Any:
         seen.append(spec)
         raise HarnessError("stopped before starting (test)")
-    monkeypatch.setattr(harness.cli.runs, "execute", stop)
+    monkeypatch.setattr(harness.entry.cli.runs, "execute", stop)
     argv = ["run", str(_scenario(tmp_path)), "--seed", "7"] + (["--system", system] if system else [])
     assert main(argv) == 2  # nothing was exercised: unknown, never a verdict on the system
     assert [s.system for s in seen] == [system or "kuduraft"] and seen[0].seed == 7
@@ -85,6 +85,6 @@ def test_run_renders_the_report_through_the_run_s_hook(flag: list[str], hook: bo
     def stop(spec: ClusterSpec, *_args: Any, report: Any = None, **_kwargs: Any) -> Any:
         given.append(report)
         raise HarnessError("stopped before starting (test)")
-    monkeypatch.setattr(harness.cli.runs, "execute", stop)
+    monkeypatch.setattr(harness.entry.cli.runs, "execute", stop)
     assert main(["run", str(_scenario(tmp_path)), *flag]) == 2
     assert (given[0] is not None) is hook

@@ -17,7 +17,7 @@ import harness.history as history
 from harness.checkers import Validity
 from harness.checkers.history_ops import HistoryError, read_history
 from harness.checkers.linearizable import check_linearizable
-from harness.cli import main as cli_main
+from harness.entry.cli import main as cli_main
 from harness.finish import MEMORY_LIMIT_ENV, TIME_LIMIT_ENV, standard_verdicts
 
 
@@ -283,7 +283,7 @@ def test_cli_check_answers_within_its_time_limit_counted_from_the_process_start(
     _hard(events, "x", n=18)
     path = _write(tmp_path / "hard.jsonl", events)
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", "check", str(path),
+    proc = subprocess.run([sys.executable, "-c", "from harness.entry.cli import main; main()", "check", str(path),
                            "--time-limit", "2"], capture_output=True, text=True, cwd=root, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(root)})
     print(proc.stdout, proc.stderr)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from test_reports import make_run
 
-from harness.plugin import _render_html, _TestState
+from harness.entry.plugin import _render_html, _TestState
 from harness.store import RunDir
 
 

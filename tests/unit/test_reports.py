@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
+from harness.entry.cli import main
 from harness.history_views import client_ops, node_samples, peer_series
 from reports.derive import REQUEST_KINDS, request_counts
 from reports.html import render_for_pytest, render_run

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from harness.checkers.verdict import Validity, Verdict
-from harness.plugin import _not_a_directory, _TestState
+from harness.entry.plugin import _not_a_directory, _TestState
 from reports.session import EXIT_CODES, build_session, load_session, validate_session, write_session
 from reports.terminal import render_tests_text
 

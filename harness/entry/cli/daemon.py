@@ -1,6 +1,6 @@
 """The detached supervisor ``raftchaos up`` starts: owns one Cluster, serves a loopback control API, writes the state.
 
-``python -m harness.cli.daemon --spec SPEC.json --plan PLAN.json --state STATE.json``. It starts
+``python -m harness.entry.cli.daemon --spec SPEC.json --plan PLAN.json --state STATE.json``. It starts
 the cluster through ``harness.run.Run`` (observer, optional crash supervisor, run.json), the
 optional workload and scenario timeline, then
 serves on 127.0.0.1 (ephemeral port): ``GET /state``, ``GET /faults`` (open faults),
@@ -24,8 +24,8 @@ from typing import Any
 
 from faults.catalog import build_fault
 from faults.nemesis import Nemesis
-from harness.cli.state import write_state
 from harness.cluster import Cluster
+from harness.entry.cli.state import write_state
 from harness.errors import HarnessError
 from harness.run import Run
 from harness.runplan import RunPlan, plan_from_info

@@ -35,7 +35,7 @@ def process_started() -> float:
     return now - age if age is not None else min(_IMPORTED_AT, now)
 
 
-# Set by ``harness.cli.main`` before a command runs: its time limits count from this monotonic time.
+# Set by ``harness.entry.cli.main`` before a command runs: its time limits count from this monotonic time.
 command_started: float | None = None
 
 

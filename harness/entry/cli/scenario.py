@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from harness.cli import app
-from harness.cli.common import (
+from harness.entry.cli import app
+from harness.entry.cli.common import (
     EXIT_BY_VERDICT,
     EXIT_ENVIRONMENT,
     EXIT_UNKNOWN,
@@ -28,7 +28,7 @@ from harness.systems.base import SystemUnavailable
 
 if TYPE_CHECKING:
     from faults.scenario import Scenario
-    from harness.cli.runs import RunOutcome
+    from harness.entry.cli.runs import RunOutcome
 
 
 def _print_outcome(outcome: RunOutcome) -> None:
@@ -106,7 +106,7 @@ def run(
     """Run a scenario once on a fresh cluster (and write its report.html). Exit 0 when every verdict
     is valid (and every expected symptom held), 1 when any verdict is invalid (a node crashing for
     real included), 2 unknown."""
-    from harness.cli.runs import execute, scenario_plan
+    from harness.entry.cli.runs import execute, scenario_plan
 
     chosen = system_choice(system)
     scn = _load(scenario, backend)
@@ -136,7 +136,7 @@ def reproduce(
     """Run an incident N times (seeds s, s+1, ...) and print how often every expected symptom held.
     Exit 1 when any run's verdict is invalid, else 0 when it reproduced at least once, else 2
     (never reproduced, or no run could be carried out: unknown)."""
-    from harness.cli.runs import execute, scenario_plan
+    from harness.entry.cli.runs import execute, scenario_plan
 
     chosen = system_choice(system)
     scn = _load(incident, backend)
@@ -182,7 +182,7 @@ def replay(
     schedule.jsonl, events.jsonl) is checked before anything starts. Exit by the replay's verdict
     (0/1/2); a replay whose schedule differs from the recording is unknown (2) at best."""
     from faults.replay import check_replayable
-    from harness.cli.runs import replay_run
+    from harness.entry.cli.runs import replay_run
 
     if not run_dir.is_dir():
         fail(f"{run_dir}: is not a directory")

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli import app
-from harness.cli.common import (
+from harness.entry.cli import app
+from harness.entry.cli.common import (
     EXIT_BY_VERDICT,
     EXIT_ENVIRONMENT,
     EXIT_UNKNOWN,
@@ -26,7 +26,7 @@ from harness.cli.common import (
     system_choice,
     with_system,
 )
-from harness.cli.state import (
+from harness.entry.cli.state import (
     control,
     daemon_alive,
     home,
@@ -50,7 +50,7 @@ def _spec_and_plan(nodes: int, flags: list[str], seed: int | None, profile: str,
                    workload: bool, scenario: Path | None, backend: BackendName | None,
                    system: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from faults.scenario import PROFILES, flag_problem, load_scenario, parse_scenario
-    from harness.cli.runs import scenario_plan
+    from harness.entry.cli.runs import scenario_plan
 
     if scenario is not None:
         scn = load_scenario(scenario)
@@ -149,7 +149,7 @@ def up(
     log = folder / "daemon.log"
     print(f"seed={spec['seed']}")
     with log.open("ab") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "harness.cli.daemon", "--spec", str(spec_file),
+        proc = subprocess.Popen([sys.executable, "-m", "harness.entry.cli.daemon", "--spec", str(spec_file),
                                  "--plan", str(plan_file), "--state", str(state_path())],
                                 stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:

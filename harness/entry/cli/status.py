@@ -10,9 +10,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from harness.cli import app
-from harness.cli.common import fail, open_faults_table
-from harness.cli.state import control, live_state
+from harness.entry.cli import app
+from harness.entry.cli.common import fail, open_faults_table
+from harness.entry.cli.state import control, live_state
 from harness.errors import ConfigError, HarnessError
 from harness.spec import ClusterSpec
 from harness.systems.base import Observer

@@ -8,9 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness.cli import app
-from harness.cli.common import fail, open_faults_table, parse_pairs
-from harness.cli.state import control, live_state, read_state
+from harness.entry.cli import app
+from harness.entry.cli.common import fail, open_faults_table, parse_pairs
+from harness.entry.cli.state import control, live_state, read_state
 from harness.errors import ConfigError, HarnessError
 
 fault_app = typer.Typer(no_args_is_help=True, help="Inject, heal and list faults on the running cluster.")

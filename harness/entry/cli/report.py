@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli import app
-from harness.cli.common import EXIT_BY_VERDICT, EXIT_UNKNOWN, fail
+from harness.entry.cli import app
+from harness.entry.cli.common import EXIT_BY_VERDICT, EXIT_UNKNOWN, fail
 from harness.errors import ConfigError, HarnessError, read_utf8
 
 
@@ -121,7 +121,7 @@ def check(
     from harness.checkers.history_ops import HistoryError
     from harness.checkers.linearizable import check_linearizable, print_verdict
     from harness.checkers.verdict import Validity
-    from harness.cli.clock import command_start
+    from harness.entry.cli.clock import command_start
 
     started = command_start()  # the limit covers the interpreter, the imports and the reading
     # The verdict is drawn with rich: imported now, inside the limit, so that drawing it past the

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli import app
+from harness.entry.cli import app
 
 EXIT_CLEAN, EXIT_ERRORS = 0, 1
 
@@ -25,7 +25,7 @@ def clean(
     Does not start a Docker daemon. Exit 0 when everything was removed, 1 when something could not be
     (each printed as ``error: ...``)."""
     from harness.cleanup import clean_everything
-    from harness.cli.state import clean_state
+    from harness.entry.cli.state import clean_state
 
     for line in clean_state(include_live=all_runs):  # a `raftchaos up` cluster: stale, or live with --all
         print(line)
