@@ -22,10 +22,10 @@ from harness.nodeclient import KvResult, Outcome
 from harness.runinfo import RunRecord
 from harness.spec import BackendName, ClusterSpec
 from harness.store import RunDir
-from harness.systems.base import Capability, NodeObservation, Role
+from harness.systems.base import Capability, NodeApi, NodeObservation, Role
 from harness.systems.etcd import EtcdSystem
 from harness.systems.handle import NodeHandle
-from harness.systems.kuduraft import KuduraftSystem
+from harness.systems.kuduraft import KuduraftSystem, NodeClient
 from harness.systems.requirements import capabilities_of, requirement_skip
 
 REPO = Path(__file__).resolve().parents[2]
@@ -202,6 +202,16 @@ def test_the_handle_serves_kv_and_state_and_refuses_kuduraft_only_calls_as_unava
             call()
     with pytest.raises(NodeUnreachable):
         NodeHandle("n1", "etcd", _Observer(None), kv).health()
+
+
+def test_both_node_clients_are_what_cluster_node_hands_out() -> None:
+    """``Cluster.node`` is typed by the ``NodeApi`` protocol: kuduraft's client and the handle of
+    any other system both satisfy it, at run time and (the annotated assignments) for mypy."""
+    kuduraft: NodeApi = KuduraftSystem(ClusterSpec()).node_client("n1", "http://127.0.0.1:1", "http://127.0.0.1:2")
+    handle: NodeApi = NodeHandle("n1", "etcd", _Observer(_obs()), _Kv())
+    assert isinstance(kuduraft, NodeClient) and isinstance(kuduraft, NodeApi)
+    assert isinstance(handle, NodeApi)
+    assert not isinstance(_Kv(), NodeApi)  # a bare KV client is not a node: no status, no health
 
 
 # ---- backends -------------------------------------------------------------------------------------
