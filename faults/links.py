@@ -62,12 +62,14 @@ def representative(target: Target, nodes: Sequence[str], exclude: Sequence[str] 
     return tuple(pool[:count])
 
 
-def cut_unavailable(cluster: Cluster, links: Iterable[LinkId]) -> str | None:
+def cut_unavailable(cluster: Cluster, links: Iterable[LinkId], drawn: bool = False) -> str | None:
     """Why editing the proxies of ``links`` would cut other traffic too on this cluster (the
     cluster's topology answers, ``Cluster.cut_unavailable``), None when it would not; client
-    links always have a proxy of their own."""
+    links always have a proxy of their own. ``drawn``: the links are a representative
+    resolution (``representative``), and the reason says its node ids stand for any draw."""
     pairs = sorted({(link.src, link.dst) for link in links if not link.is_client})
-    return cluster.cut_unavailable(pairs) if pairs else None
+    reason = cluster.cut_unavailable(pairs) if pairs else None
+    return f"{reason} (nodes drawn at injection: any draw alike)" if reason and drawn else reason
 
 
 class Endpoints:
@@ -93,7 +95,8 @@ class Endpoints:
         dst = representative(self.dst, cluster.nodes, exclude=src[:1])
         if not src or not dst or src[0] == dst[0]:
             return None  # resolves at injection (FaultError there names it)
-        return cut_unavailable(cluster, [LinkId(src[0], dst[0])])
+        drawn = not (self.src.kind is TargetKind.NODES and self.dst.kind is TargetKind.NODES)
+        return cut_unavailable(cluster, [LinkId(src[0], dst[0])], drawn)
 
     def resolve(self, cluster: Cluster) -> tuple[LinkId, tuple[str, ...], int | None]:
         """The link, the two nodes it joins (the record's targets) and the term, resolved now."""

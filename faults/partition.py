@@ -22,7 +22,7 @@ from faults.shapes import (
 from faults.verify import Verification
 from harness.backend import LinkId
 from harness.errors import FaultError
-from harness.fault import FaultRecord, Target, nemesis_rng, resolve_target
+from harness.fault import FaultRecord, Target, TargetKind, nemesis_rng, resolve_target
 
 if TYPE_CHECKING:
     from harness.cluster import Cluster
@@ -84,7 +84,9 @@ class Partition(ProxyEditFault):
             links = self._representative_links(cluster)
         except FaultError:
             return None  # groups that cannot resolve: injection raises with the reason
-        return cut_unavailable(cluster, links)
+        fixed = self.groups is not None or (self.shape in (ShapeKind.ISOLATE, ShapeKind.ONE_WAY) and all(
+            t is None or t.kind is TargetKind.NODES for t in (self.target, self.dst)))
+        return cut_unavailable(cluster, links, drawn=not fixed)
 
     def _representative_links(self, cluster: Cluster) -> list[LinkId]:
         """The peer links a cut of this shape edits, for the recorded groups or (drawn at injection)

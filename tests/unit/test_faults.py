@@ -373,6 +373,8 @@ def test_link_faults_the_proxies_cannot_express_are_unavailable_before_injection
         reason = fault.available(cluster)  # type: ignore[arg-type]
         assert reason is not None and "proxy peers->" in reason and "would also cut" in reason, (fault.name, reason)
     assert cluster.rng("nemesis").getstate() == before  # the check draws nothing from the run's rng
+    assert "drawn at injection" in str(build_fault("isolate", {"target": "leader"}).available(cluster))  # type: ignore[arg-type]
+    assert "drawn" not in str(build_fault("isolate", {"target": "n3"}).available(cluster))  # type: ignore[arg-type]
     # n3's traffic to n1 crosses peers->n1, which carries n2's too: even one way it is unavailable...
     assert build_fault("one-way", {"src": "n3", "dst": "n1"}).available(cluster) is not None  # type: ignore[arg-type]
     # ...while two nodes cut from each other both ways touch proxies carrying only them.
