@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from faults.base import as_enum, as_target, check_known
+from faults.links import cut_unavailable, representative
 from faults.proxyops import ProxyEditFault
 from faults.shapes import (
     Mode,
@@ -14,11 +16,13 @@ from faults.shapes import (
     from_groups,
     plan_shape,
     proxy_plan,
+    resolve_shape,
     unavailable_reason,
 )
 from faults.verify import Verification
+from harness.backend import LinkId
 from harness.errors import FaultError
-from harness.fault import FaultRecord, Target, nemesis_rng, resolve_target
+from harness.fault import FaultRecord, Target, TargetKind, nemesis_rng, resolve_target
 
 if TYPE_CHECKING:
     from harness.cluster import Cluster
@@ -63,6 +67,10 @@ class Partition(ProxyEditFault):
         super().__init__()
 
     def available(self, cluster: Cluster) -> str | None:
+        """Also whether the cluster's proxies can express this cut (``faults.links.cut_unavailable``):
+        on etcd's ingress proxies (local backend) no node can be isolated without cutting its peers'
+        traffic to each other, and saying so here keeps the fault from being tried and refused at
+        injection (a refused attempt leaves the run's verdicts unknown)."""
         for t in (self.target, self.dst):
             if t is not None:
                 check_known(cluster, t)
@@ -70,7 +78,28 @@ class Partition(ProxyEditFault):
         for t in (self.target, self.dst):
             if reason is None and t is not None:
                 reason = t.unavailable_reason(cluster.nodes)
-        return reason
+        if reason is not None:
+            return reason
+        try:
+            links = self._representative_links(cluster)
+        except FaultError:
+            return None  # groups that cannot resolve: injection raises with the reason
+        fixed = self.groups is not None or (self.shape in (ShapeKind.ISOLATE, ShapeKind.ONE_WAY) and all(
+            t is None or t.kind is TargetKind.NODES for t in (self.target, self.dst)))
+        return cut_unavailable(cluster, links, drawn=not fixed)
+
+    def _representative_links(self, cluster: Cluster) -> list[LinkId]:
+        """The peer links a cut of this shape edits, for the recorded groups or (drawn at injection)
+        a representative resolution of the same sizes (``faults.links.representative``), drawn
+        from a private rng so the run's nemesis sequence does not move."""
+        nodes = cluster.nodes
+        if self.groups is not None:
+            resolved = from_groups(self.shape, nodes, self.groups)
+        else:
+            first = representative(self.target, nodes) if self.target is not None else ()
+            second = representative(self.dst, nodes, exclude=first) if self.dst is not None else ()
+            resolved = resolve_shape(self.shape, nodes, random.Random(0), first, second)
+        return [LinkId.parse(op.link) for op in proxy_plan(compile_cuts(resolved.blocked, self.mode))]
 
     def setup(self, cluster: Cluster) -> None:
         """Nothing to prepare: resetting every link here would heal a fault this one nests in."""

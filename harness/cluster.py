@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,10 +17,9 @@ from harness.errors import ConfigError, FaultUnavailable, HarnessError, NodeUnre
 from harness.exitguard import GUARD
 from harness.history import History
 from harness.link import Link
-from harness.nodeclient import NodeClient
 from harness.spec import BackendName, ClusterSpec
 from harness.store import RunDir, new_run_dir
-from harness.systems.base import Capability, NodeObservation, Observer, System, SystemUnavailable
+from harness.systems.base import Capability, NodeApi, NodeObservation, Observer, System, SystemUnavailable
 from harness.systems.registry import system_for
 from harness.timing import TimingProfile
 from harness.toxi import ToxiproxyClient
@@ -82,7 +81,7 @@ class Cluster(NodeControl):
         self._lock = threading.RLock()
         self._up: set[str] = set()
         self._links: dict[str, Link] = {}
-        self._clients: dict[str, NodeClient] = {}
+        self._clients: dict[str, NodeApi] = {}
         self._observers: dict[str, Observer] = {}
         self._cleanup_errors: list[BaseException] = []
         self._rngs: dict[str, random.Random] = {}
@@ -251,10 +250,10 @@ class Cluster(NodeControl):
             raise ConfigError(f"unknown node {node_id!r} (nodes are {', '.join(self.nodes)})")
         return node_id
 
-    def node(self, node_id: str) -> NodeClient:
-        """The node's client (``System.node_client``): status (and kuduraft's flags) go to the node
-        directly, KV via ``client->id``. For a system other than kuduraft it is a
-        ``harness.systems.handle.NodeHandle``: KV, status and health only."""
+    def node(self, node_id: str) -> NodeApi:
+        """The node's client (``System.node_client``, typed by ``harness.systems.base.NodeApi``):
+        status (and kuduraft's flags, events, step-down) go to the node directly, KV via
+        ``client->id``; a call the system lacks raises FaultUnavailable (the test skips)."""
         return self._need(self._clients.get(self._check(node_id)), f"client for {node_id}")
 
     def log_path(self, node_id: str) -> Path:
@@ -313,11 +312,21 @@ class Cluster(NodeControl):
             raise ConfigError(f"no link from {src} to itself")
         link = self._links.get(LinkId(src, dst).name)
         if link is None:
-            topology = getattr(self.backend, "topology", None)
-            reason = topology.cut([(src, dst)]).reason if topology is not None else None
-            raise FaultUnavailable(f"link {src}->{dst}", f"{self.system.name} on the {self.backend.name} "
-                                   f"backend: {reason or 'no proxy for this directed link'}")
+            reason = self.cut_unavailable([(src, dst)])
+            raise FaultUnavailable(f"link {src}->{dst}", reason or f"{self.system.name} on the {self.backend.name} "
+                                   "backend: no proxy for this directed link")
         return link
+
+    def cut_unavailable(self, pairs: Iterable[tuple[str, str]]) -> str | None:
+        """Why the peer connections ``src->dst`` in ``pairs`` cannot be cut without cutting others
+        on this cluster (one line naming the system, backend and collateral), None when they can:
+        the topology's answer (``Topology.cut``), so a fault's availability check says before
+        injection what ``link`` would refuse at it. None for a backend without a topology."""
+        topology = getattr(self.backend, "topology", None)
+        if topology is None:
+            return None
+        plan = topology.cut(pairs)
+        return None if plan.available else f"{self.system.name} on the {self.backend.name} backend: {plan.reason}"
 
     def client_link(self, node_id: str) -> Link:
         """The proxy clients' KV operations to ``node_id`` go through (``client->n1``)."""

@@ -16,7 +16,7 @@ from harness.supervisor import exit_details
 FATAL_TAIL_LINES = 50  # the node's fatal record is among its last log lines
 
 if TYPE_CHECKING:
-    from harness.nodeclient import NodeClient
+    from harness.systems.base import NodeApi
 
 
 class NodeControl:
@@ -38,7 +38,7 @@ class NodeControl:
 
         def _check(self, node_id: str) -> str: ...
 
-        def node(self, node_id: str) -> NodeClient: ...
+        def node(self, node_id: str) -> NodeApi: ...
 
     # ---- process control (recorded) -----------------------------------------------------------
 

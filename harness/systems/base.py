@@ -20,7 +20,7 @@ from harness.systems.topology import MemberAddresses, ProxyShape, Topology
 
 __all__ = [
     "AppendKvClient", "Capability", "Image", "KvClient", "KvResult", "LaunchContext", "LaunchSpec", "MemberAddresses",
-    "NodeObservation", "Observer", "Outcome", "PeerEvidence", "Role", "System", "SystemUnavailable",
+    "NodeApi", "NodeObservation", "Observer", "Outcome", "PeerEvidence", "Role", "System", "SystemUnavailable",
     "missing_capabilities", "skip_reason",
 ]
 
@@ -195,6 +195,40 @@ class AppendKvClient(KvClient, Protocol):
 
 
 @runtime_checkable
+class NodeApi(AppendKvClient, Protocol):
+    """What ``Cluster.node(n)`` hands out: one object for everything suites, faults and the
+    harness's helpers ask of "a node", whichever system runs it.
+
+    Every system answers the KV calls (``AppendKvClient``; append is FAIL where the system has
+    none), ``status()`` (the observation as a status document, ``NodeObservation.status_document``)
+    and ``health()`` (True once it serves; ``NodeUnreachable`` while it does not answer). The
+    optional calls raise ``harness.errors.FaultUnavailable`` where the system lacks the
+    capability, so a test reaching one is skipped with the reason, never failed:
+    ``events`` (``Capability.NODE_TRACE``), ``set_flag`` (``RUNTIME_FLAGS``; ``flags()`` is then
+    empty: nothing to read, nothing for the final heal to restore) and ``step_down``
+    (``STEP_DOWN``). kuduraft's client (``harness.systems.kuduraft.client.NodeClient``) has them
+    all; any other system gets ``harness.systems.handle.NodeHandle``."""
+
+    node_id: str
+
+    def status(self) -> dict[str, Any]: ...
+
+    def health(self) -> bool: ...
+
+    def events(self, since: int = 0) -> dict[str, Any]:
+        """One page of the node's own trace after ``since``, in the page format of kuduraft's
+        ``GET /events`` (docs/node-api.md: ``events``, ``boot``, ``next_since``, ``complete``,
+        ``truncated``), which ``harness.observer`` copies: the format of ``NODE_TRACE``."""
+        ...
+
+    def flags(self) -> dict[str, Any]: ...
+
+    def set_flag(self, name: str, value: Any) -> Any: ...
+
+    def step_down(self) -> bool: ...
+
+
+@runtime_checkable
 class System(Protocol):
     """One Raft service under test. Implementations are pure planners plus thin clients: they
     start nothing themselves, so every backend can run them."""
@@ -219,7 +253,7 @@ class System(Protocol):
 
     def kv_client(self, node_id: str, url: str, timeout_s: float = 2.0) -> KvClient: ...
 
-    def node_client(self, node_id: str, api_url: str, client_url: str, timeout_s: float = 1.0) -> Any:
+    def node_client(self, node_id: str, api_url: str, client_url: str, timeout_s: float = 1.0) -> NodeApi:
         """The one client a Cluster hands out for a node (``Cluster.node``): KV through
         ``client_url`` (its ``client->n`` proxy), ``status()``/``health()`` from ``api_url``
         directly, and whatever else the system offers (kuduraft: flags, ``/events``, step-down).

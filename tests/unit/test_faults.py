@@ -18,6 +18,7 @@ from faults.process import Kill, Pause, Restart
 from harness.backend import Capabilities, LinkId
 from harness.errors import FaultError, FaultUnavailable, NodeUnreachable, ToxiproxyError
 from harness.history import History, load_history
+from harness.systems.topology import MemberAddresses, ProxyShape, Topology, plan_topology, proxy_names
 from harness.toxi import ProxyInfo, Stream, Toxic
 from harness.waits import WaitStrategy, wait_until
 
@@ -124,6 +125,15 @@ class FakeCluster:
 
     def link(self, src: str, dst: str) -> FakeLink:
         return self.link_map[f"{src}->{dst}"]
+
+    topology: Topology | None = None  # None: one proxy per directed link, every cut expressible
+
+    def cut_unavailable(self, pairs: Any) -> str | None:
+        """``Cluster.cut_unavailable``: the topology's answer (kuduraft's proxies cut anything)."""
+        if self.topology is None:
+            return None
+        plan = self.topology.cut(pairs)
+        return None if plan.available else plan.reason
 
     def client_link(self, node: str) -> FakeLink:
         return self.link_map[f"client->{node}"]
@@ -334,6 +344,44 @@ def test_flag_fault_restores_previous_values(fake: FakeCluster) -> None:
     fault.heal(fake)
     assert all(v["follower_reject_update_consensus_requests"] is False for v in fake.flag_values.values())
     assert FlagFault({"no_such_flag": 1}).available(fake) == "the node does not have flag(s) no_such_flag"
+
+
+def _ingress(nodes: tuple[str, ...]) -> Topology:
+    """etcd's local-backend topology: one ``peers->n`` proxy per destination, shared by its peers."""
+    listen = {n: MemberAddresses(f"127.0.0.1:{8000 + i}", f"127.0.0.1:{7000 + i}") for i, n in enumerate(nodes)}
+    names = proxy_names(nodes, ProxyShape.INGRESS_PER_DESTINATION)
+    return plan_topology(nodes, ProxyShape.INGRESS_PER_DESTINATION, listen,
+                         {name: f"127.0.0.1:{9000 + i}" for i, name in enumerate(names)})
+
+
+def test_link_faults_the_proxies_cannot_express_are_unavailable_before_injection(tmp_path: Path) -> None:
+    """On ingress proxies (etcd, local backend) isolating a node or cutting/slowing one directed
+    link would cut other peers' traffic too: the availability check says so (the daemon refuses
+    the fault with it) instead of the fault being tried and refused at injection. Shapes whose
+    every touched proxy is wholly cut stay available, as do all cuts on per-link proxies."""
+    cluster = FakeCluster(tmp_path, n=3)
+    per_link = [build_fault(name, params) for name, params in (
+        ("isolate", {"target": "leader"}), ("cut-link", {"src": "n1", "dst": "n2"}),
+        ("latency", {"src": "one", "dst": "leader", "latency_ms": 10}), ("halves", {}))]
+    assert [f.available(cluster) for f in per_link] == [None] * 4  # type: ignore[arg-type]
+    cluster.topology = _ingress(cluster.nodes)
+    before = cluster.rng("nemesis").getstate()
+    for fault in (build_fault("isolate", {"target": "one"}), build_fault("isolate", {"target": "n3"}),
+                  build_fault("cut-link", {"src": "leader", "dst": "one"}),
+                  build_fault("latency", {"src": "n1", "dst": "n2", "latency_ms": 10}),
+                  build_fault("majority-minority", {})):
+        reason = fault.available(cluster)  # type: ignore[arg-type]
+        assert reason is not None and "proxy peers->" in reason and "would also cut" in reason, (fault.name, reason)
+    assert cluster.rng("nemesis").getstate() == before  # the check draws nothing from the run's rng
+    assert "drawn at injection" in str(build_fault("isolate", {"target": "leader"}).available(cluster))  # type: ignore[arg-type]
+    assert "drawn" not in str(build_fault("isolate", {"target": "n3"}).available(cluster))  # type: ignore[arg-type]
+    # n3's traffic to n1 crosses peers->n1, which carries n2's too: even one way it is unavailable...
+    assert build_fault("one-way", {"src": "n3", "dst": "n1"}).available(cluster) is not None  # type: ignore[arg-type]
+    # ...while two nodes cut from each other both ways touch proxies carrying only them.
+    two = FakeCluster(tmp_path / "two", n=2)
+    two.topology = _ingress(two.nodes)
+    assert build_fault("isolate", {"target": "n1"}).available(two) is None  # type: ignore[arg-type]
+    assert build_fault("cut-link", {"src": "n1", "dst": "n2"}).available(two) is None  # type: ignore[arg-type]
 
 
 def test_unavailable_fault_raises_fault_unavailable(tmp_path: Path) -> None:

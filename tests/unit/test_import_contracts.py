@@ -34,6 +34,8 @@ def _lint(root: Path) -> subprocess.CompletedProcess[str]:
     ("faults/base.py", "import harness.systems.kuduraft", "faults, reports and suites know no particular system"),
     ("faults/base.py", "from harness.systems.etcd import gateway", "system adapters are reached only through"),
     ("harness/cluster.py", "import faults.base", "the harness core imports no layer above it"),
+    ("harness/cluster.py", "from harness.systems.kuduraft.client import NodeClient",
+     "system adapters are reached only through"),
     ("reports/summary.py", "import faults.base", "layers: the entry points above faults and reports"),
     ("faults/base.py", "import harness.entry.plugin", "layers: the entry points above faults and reports"),
     ("suites/_helpers.py", "import nodes.flags", "suites use the public harness API"),

@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from harness.errors import HarnessError, NodeUnreachable
-from harness.nodeclient import NodeClient, Outcome
+from harness.nodeclient import Outcome
+from harness.systems.kuduraft.client import NodeClient
 
 # path -> (status, body)
 ANSWERS: dict[str, tuple[int, dict]] = {

@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 
 from harness import local
-from harness.nodeclient import NodeClient
 from harness.spec import ClusterSpec
 from harness.store import RunDir
 from harness.systems.base import AppendKvClient, Capability, KvClient, LaunchContext, Observer, Role, System
-from harness.systems.kuduraft import KuduraftSystem, observation
+from harness.systems.kuduraft import KuduraftSystem, NodeClient, observation
 from harness.systems.topology import MemberAddresses, ProxyShape, plan_topology, proxy_names
 
 

@@ -15,18 +15,19 @@ from typing import Any
 import pytest
 
 from harness import local
-from harness.cluster import make_backend
+from harness.cluster import Cluster, make_backend
 from harness.errors import ConfigError, FaultUnavailable, NodeUnreachable
 from harness.history import History
 from harness.nodeclient import KvResult, Outcome
 from harness.runinfo import RunRecord
 from harness.spec import BackendName, ClusterSpec
 from harness.store import RunDir
-from harness.systems.base import Capability, NodeObservation, Role
+from harness.systems.base import Capability, NodeApi, NodeObservation, Role
 from harness.systems.etcd import EtcdSystem
 from harness.systems.handle import NodeHandle
-from harness.systems.kuduraft import KuduraftSystem
+from harness.systems.kuduraft import KuduraftSystem, NodeClient
 from harness.systems.requirements import capabilities_of, requirement_skip
+from harness.systems.topology import MemberAddresses, ProxyShape, plan_topology, proxy_names
 
 REPO = Path(__file__).resolve().parents[2]
 ETCD = EtcdSystem(binary=Path("/bin/true"))  # capabilities and launch specs need no real etcd
@@ -202,6 +203,43 @@ def test_the_handle_serves_kv_and_state_and_refuses_kuduraft_only_calls_as_unava
             call()
     with pytest.raises(NodeUnreachable):
         NodeHandle("n1", "etcd", _Observer(None), kv).health()
+
+
+def test_both_node_clients_are_what_cluster_node_hands_out() -> None:
+    """``Cluster.node`` is typed by the ``NodeApi`` protocol: kuduraft's client and the handle of
+    any other system both satisfy it, at run time and (the annotated assignments) for mypy."""
+    kuduraft: NodeApi = KuduraftSystem(ClusterSpec()).node_client("n1", "http://127.0.0.1:1", "http://127.0.0.1:2")
+    handle: NodeApi = NodeHandle("n1", "etcd", _Observer(_obs()), _Kv())
+    assert isinstance(kuduraft, NodeClient) and isinstance(kuduraft, NodeApi)
+    assert isinstance(handle, NodeApi)
+    assert not isinstance(_Kv(), NodeApi)  # a bare KV client is not a node: no status, no health
+
+
+class _IngressBackend:
+    """Just what ``Cluster.cut_unavailable``/``link`` read: etcd's local-backend topology."""
+
+    name = "local"
+    system = ETCD
+
+    def __init__(self, nodes: tuple[str, ...]) -> None:
+        listen = {n: MemberAddresses(f"127.0.0.1:{8000 + i}", f"127.0.0.1:{7000 + i}") for i, n in enumerate(nodes)}
+        names = proxy_names(nodes, ProxyShape.INGRESS_PER_DESTINATION)
+        self.topology = plan_topology(nodes, ProxyShape.INGRESS_PER_DESTINATION, listen,
+                                      {name: f"127.0.0.1:{9000 + i}" for i, name in enumerate(names)})
+
+
+def test_the_cluster_says_which_cuts_its_proxies_express_before_any_link_is_touched() -> None:
+    """What a fault's availability check asks (``faults.links.cut_unavailable``) and what
+    ``Cluster.link`` refuses with are one answer, the topology's, naming system and backend."""
+    spec = ClusterSpec(system="etcd")
+    cluster = Cluster(spec, backend=_IngressBackend(spec.nodes))  # type: ignore[arg-type]
+    reason = cluster.cut_unavailable([("n1", "n2")])
+    assert reason is not None and reason.startswith("etcd on the local backend: ingress_per_destination topology")
+    assert "would also cut n3->n2" in reason
+    with pytest.raises(FaultUnavailable) as err:
+        cluster.link("n1", "n2")
+    assert reason in str(err.value)
+    assert cluster.cut_unavailable([("n1", "n2"), ("n3", "n2")]) is None  # all of peers->n2: expressible
 
 
 # ---- backends -------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The kuduraft node (``nodes/``) as a System: imported only by ``harness.systems.registry`` and tests."""
 
+from harness.systems.kuduraft.client import NodeClient
 from harness.systems.kuduraft.system import (
     KuduraftObserver,
     KuduraftSystem,
@@ -8,4 +9,4 @@ from harness.systems.kuduraft.system import (
     observation,
 )
 
-__all__ = ["KuduraftObserver", "KuduraftSystem", "cluster_document", "node_args", "observation"]
+__all__ = ["KuduraftObserver", "KuduraftSystem", "NodeClient", "cluster_document", "node_args", "observation"]

@@ -1,5 +1,5 @@
 """KuduraftSystem: our kuduraft-modelled node behind the System seam: its command line
-(``node_args``), cluster file and ``NodeClient``. Both backends start it from ``launch_spec``: a
+(``node_args``), cluster file and ``NodeClient`` (``client``). Both backends start it from ``launch_spec``: a
 local process with this interpreter and checkout, or the node image's ``python3`` in ``/app`` on
 Docker, with the same arguments.
 
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.nodeclient import NodeClient
 from harness.spec import ClusterSpec
 from harness.store import RunDir
 from harness.systems.base import (
@@ -28,6 +27,7 @@ from harness.systems.base import (
     PeerEvidence,
     Role,
 )
+from harness.systems.kuduraft.client import NodeClient
 from harness.systems.topology import ProxyShape
 from harness.toxiproxy_server import REPO_ROOT
 
