@@ -13,11 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from harness.errors import SetupError
 from harness.spec import ClusterSpec
 from harness.store import RunDir
 from harness.toxi import ProxyConfig
+
+if TYPE_CHECKING:
+    from harness.systems.base import System
+    from harness.systems.topology import Topology
 
 CLIENT = "client"
 
@@ -64,6 +69,27 @@ class Capabilities:
     can_terminate: bool = True
     can_pause: bool = True
     can_restart: bool = True
+
+
+class SeamState:
+    """What the System seam adds to every backend: the system it runs (the one given, else the
+    spec's once prepared) and the topology it planned in ``prepare``."""
+
+    name: str
+
+    def __init__(self, system: System | None) -> None:
+        self._system = system
+        self._topology: Topology | None = None
+
+    @property
+    def system(self) -> System | None:
+        return self._system
+
+    @property
+    def topology(self) -> Topology:
+        if self._topology is None:
+            raise SetupError(f"{self.name} backend not prepared")
+        return self._topology
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from harness.backend import Capabilities, start_banner
+from harness.backend import Capabilities, SeamState, start_banner
 from harness.errors import ConfigError, SetupError
 from harness.ports import free_ports
 from harness.spec import ClusterSpec
@@ -21,14 +21,14 @@ from harness.store import RunDir
 from harness.sweep import Registry, labelled_env, sweep_orphans
 from harness.systems.base import LaunchContext, System
 from harness.systems.registry import system_for
-from harness.systems.topology import MemberAddresses, Topology, plan_topology, proxy_names
+from harness.systems.topology import MemberAddresses, plan_topology, proxy_names
 from harness.toxi import ProxyConfig
 from harness.toxiproxy_server import ToxiproxyServer
 
 HOST = "127.0.0.1"
 
 
-class LocalBackend:
+class LocalBackend(SeamState):
     """Node processes on loopback with free ports, data dirs under the run dir, logs appended.
     ``system`` (default: the one the spec names, ``ClusterSpec.system``) says how to start them.
 
@@ -41,8 +41,7 @@ class LocalBackend:
 
     def __init__(self, sweep: bool = True, system: System | None = None) -> None:
         self.sweep = sweep
-        self._system = system
-        self._topology: Topology | None = None
+        super().__init__(system)
         self._listen: dict[str, MemberAddresses] = {}
         self._lock = threading.RLock()
         self._spec: ClusterSpec | None = None
@@ -78,17 +77,6 @@ class LocalBackend:
             self._server.start()
             if self._server.pid is not None:
                 self._registry.add([self._server.pid])
-
-    @property
-    def system(self) -> System | None:
-        """The system this backend runs: the one given, else the spec's once prepared."""
-        return self._system
-
-    @property
-    def topology(self) -> Topology:
-        if self._topology is None:
-            raise SetupError("backend not prepared")
-        return self._topology
 
     def proxy_configs(self) -> list[ProxyConfig]:
         return self._topology.proxy_configs() if self._topology is not None else []

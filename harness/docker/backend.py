@@ -40,7 +40,7 @@ from requests.exceptions import RequestException
 from rich.console import Console
 from rich.progress import Progress
 
-from harness.backend import Capabilities, start_banner
+from harness.backend import Capabilities, SeamState, start_banner
 from harness.docker.containers import addresses_on, create_container, wait_for_api
 from harness.docker.daemon import ensure_daemon
 from harness.docker.images import Images, ensure_host_binary_image, ensure_images
@@ -57,7 +57,6 @@ from harness.systems.registry import system_for
 from harness.systems.topology import (
     MemberAddresses,
     ProxyShape,
-    Topology,
     plan_topology,
 )
 from harness.toxi import ProxyConfig
@@ -71,7 +70,7 @@ FIRST_PROXY_PORT = 20001
 TOXIPROXY_START_TIMEOUT_S = 20.0
 
 
-class DockerBackend:
+class DockerBackend(SeamState):
     """A System's nodes and Toxiproxy as containers on private networks per run; thread-safe.
     ``system`` (default: the one the spec names, ``ClusterSpec.system``) says how to start them."""
 
@@ -80,8 +79,7 @@ class DockerBackend:
 
     def __init__(self, progress: Progress | None = None, sweep_dead_runs: bool = True,
                  system: System | None = None) -> None:
-        self._system = system
-        self._topology: Topology | None = None
+        super().__init__(system)
         self._listen: dict[str, MemberAddresses] = {}
         self._source_networks: dict[str, str] = {}
         self._built: dict[tuple[Image, str], str] = {}
@@ -143,17 +141,6 @@ class DockerBackend:
             self._topology = plan_topology(spec.nodes, shape, self._listen, proxy_listen)
             for node_id in spec.nodes:
                 self._start_sandbox(node_id)
-
-    @property
-    def system(self) -> System | None:
-        """The system this backend runs: the one given, else the spec's once prepared."""
-        return self._system
-
-    @property
-    def topology(self) -> Topology:
-        if self._topology is None:
-            raise SetupError("docker backend not prepared")
-        return self._topology
 
     def _start_toxiproxy(self, seed: int) -> dict[str, str]:
         """Start Toxiproxy on the run network and every source network; returns its IP on each
