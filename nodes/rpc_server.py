@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,63 @@ from nodes.wire import MAX_FRAME_BYTES, FrameDecoder, FrameError, encode_frame
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 """``handler(rpc_name, body) -> response body``; raise RemoteRpcError for an RPC-level failure."""
+
+Eager = Callable[[str, dict[str, Any]], bool]
+"""``eager(rpc_name, body)``: whether that request's handler may start in ``data_received``,
+outside any task (it must not need a current task, e.g. ``asyncio.timeout``, before it first
+suspends)."""
+
+
+class _Suspended:
+    """Awaits the future an eagerly started coroutine suspended on, without taking its outcome:
+    the coroutine reads that itself when it is resumed."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: asyncio.Future[Any] | None) -> None:
+        self.fut = fut
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self.fut is None:
+            yield  # a bare yield (asyncio.sleep(0)): one loop turn
+        elif not self.fut.done():
+            yield self.fut  # its _asyncio_future_blocking is set: the task waits on it
+        else:
+            self.fut._asyncio_future_blocking = False
+
+
+async def _resume(coro: Coroutine[Any, Any, None], waiting: asyncio.Future[Any] | None) -> None:
+    """Drive ``coro`` on this task from the future it suspended on outside any task; the task's
+    cancellation is passed into it, as a task running it from the start would."""
+    while True:
+        try:
+            await _Suspended(waiting)
+        except BaseException as e:  # this task was cancelled: let the coroutine see it
+            try:
+                waiting = coro.throw(e)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return
+
+
+def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Run ``coro`` now, in the caller, up to its first real suspension; only then does it go on
+    a task. None when it finished without suspending.
+
+    Python 3.12's eager tasks (``asyncio.eager_task_factory``) for 3.11: a request whose handler
+    never waits (a follower's commit-only or heartbeat Update) is answered in the
+    ``data_received`` that read it, with no task and no loop turn (issue #14: two of a write's
+    Updates per follower, one of them the commit-only round trip the next write waits for).
+    kuduraft's service threads likewise run UpdateConsensus in the thread that read it."""
+    try:
+        waiting = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.get_running_loop().create_task(_resume(coro, waiting))
 
 
 def _parse_request(frame: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
@@ -94,8 +151,15 @@ class _ServerConn(asyncio.Protocol):
             assert self.transport is not None
             self.transport.close()
             return
+        srv = self._srv
         for rid, rpc, body in requests:
-            task = asyncio.get_running_loop().create_task(self._srv._dispatch(self, rid, rpc, body))
+            coro = srv._dispatch(self, rid, rpc, body)
+            if srv._eager is not None and srv._eager(rpc, body):
+                task = start_eagerly(coro)
+                if task is None:
+                    continue  # answered already
+            else:
+                task = asyncio.get_running_loop().create_task(coro)
             self.tasks.add(task)
             self._srv._request_tasks.add(task)
             task.add_done_callback(self._task_done)
@@ -146,12 +210,14 @@ class RpcServer:
 
     Requests on one connection run concurrently (a proxy node blocks on a downstream RPC while
     others continue); responses are written whole, one at a time. A bad frame or a frame that is
-    not a request closes only that connection, with one error line in ``log``.
+    not a request closes only that connection, with one error line in ``log``. Requests for which
+    ``eager`` says so start in the callback that read them (``start_eagerly``).
     """
 
     def __init__(self, host: str, port: int, handler: Handler, log: logging.Logger,
-                 max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+                 max_frame_bytes: int = MAX_FRAME_BYTES, eager: Eager | None = None) -> None:
         check_listen_host(host)  # ValueError naming the bind rule
+        self._eager = eager
         self._host = host
         self._port = port
         self._handler = handler
@@ -213,8 +279,8 @@ class RpcServer:
             return _error_frame(rid, e.code, e.message)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise  # we are being shut down
+            if task is not None and task.cancelling():
+                raise  # we are being shut down (an eagerly started handler has no task yet)
             # Something inside the handler was cancelled, not us: still answer the caller.
             self.stats.internal_errors += 1
             self._log.error("rpc: handler for %s (id %d) was cancelled", rpc, rid)
