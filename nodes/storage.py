@@ -75,11 +75,10 @@ class WalWriter:
     thread at once; the thread drains everything queued (Log::AppendThread::DoWork,
     BlockingDrainTo), appends it, syncs once and runs each batch's callback (HandleGroup). Here
     the queue lives on the loop: an append with nothing ahead of it and the thread idle is
-    handed over in the call (issue #14: a follower's Update no longer waits a loop turn for a
-    writer task before its fsync starts); otherwise it waits, and the outcome's hand-back
-    submits everything waiting as the next group. The leader's appends (``merge=True``) close
-    their batch at the end of the loop turn instead (see ``append``). One group is on the thread
-    at a time, so the fault draws, which read the WAL's segment state, stay on the loop.
+    handed over in the call (issue #14: an Update's fsync, or the leader's own, no longer waits
+    a loop turn for a writer task before it starts); otherwise it waits, and the outcome's
+    hand-back submits everything waiting as the next group. One group is on the thread at a
+    time, so the fault draws, which read the WAL's segment state, stay on the loop.
 
     Appends and truncations keep their order, so a follower's truncation of a conflicting
     suffix can never be overtaken by an older append.
@@ -95,7 +94,6 @@ class WalWriter:
         self._waiting: list[_Item] = []  # queued on the loop, not yet handed to the thread
         self._open: _Item | None = None  # a merge=True append still waiting, open to more entries
         self._busy: asyncio.Future[None] | None = None  # resolves when the group on the thread ends
-        self._deferred = False  # a submit is scheduled for the end of this loop turn
         self._stopped = False
         self._idle = True  # the thread went idle after its last group (lifecycle latency)
         self._thread = _AppendThread()
@@ -118,14 +116,13 @@ class WalWriter:
         """Queue entries; the returned future resolves once they are fsynced.
 
         ``merge=True`` (the leader's own appends): while the previous merge=True append still
-        waits, nothing queued after it, the entries join it and its future is returned, and a
-        merge=True append is handed over at the end of the loop turn, so the client writes that
-        arrive in one turn become one append with one completion, as one
-        PeerMessageQueue::AppendOperations of several messages is one log append with one
-        callback (consensus_queue.cc; log.cc, Log::AppendThread::HandleGroup syncs each group
-        once). A caller that gets the same future again must not count on one completion per
-        call. Fault points drawn on the way (a segment start, an injected IO error) may end
-        the process here."""
+        waits for the thread, nothing queued after it, the entries join it and its future is
+        returned, so the client writes that arrive while the thread writes become one append
+        with one completion (one local vote), as one PeerMessageQueue::AppendOperations of
+        several messages is one log append with one callback (consensus_queue.cc), and the
+        append thread syncs each group it drained once (log.cc, HandleGroup). A caller that
+        gets the same future again must not count on one completion per call. Fault points
+        drawn on the way (a segment start, an injected IO error) may end the process here."""
         item = self._open
         if merge and item is not None and item.done is not None and not item.done.done():
             item.entries.extend(entries)
@@ -134,10 +131,7 @@ class WalWriter:
         item = _Item(entries=list(entries), done=fut)
         self._waiting.append(item)
         self._open = item if merge else None
-        if merge:
-            self._defer()
-        else:
-            self._kick()
+        self._kick()
         return fut
 
     def truncate_after(self, index: int) -> asyncio.Future[None]:
@@ -147,21 +141,9 @@ class WalWriter:
         self._kick()
         return fut
 
-    def _defer(self) -> None:
-        if not self._deferred:
-            self._deferred = True
-            asyncio.get_running_loop().call_soon(self._end_of_turn)
-
-    def _end_of_turn(self) -> None:
-        self._deferred = False
-        self._kick(at_turn_end=True)
-
-    def _kick(self, at_turn_end: bool = False) -> None:
-        """Hand the next group to the thread if it is idle; a merge batch still open waits for
-        the end of its turn (and whatever queued behind it with it)."""
+    def _kick(self) -> None:
+        """Hand the next group to the thread if it is idle."""
         if self._stopped or self._busy is not None or not self._waiting:
-            return
-        if self._deferred and not at_turn_end and self._open is not None:
             return
         self._submit(self._take_group())
 

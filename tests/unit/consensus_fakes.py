@@ -162,9 +162,9 @@ class GatedWalWriter(WalWriter):
         self.open_gate.set()
         self._kick()
 
-    def _kick(self, at_turn_end: bool = False) -> None:
+    def _kick(self) -> None:
         if self.open_gate.is_set():  # held: nothing more goes to the append thread
-            super()._kick(at_turn_end)
+            super()._kick()
 
 
 class InjectedExit(Exception):
