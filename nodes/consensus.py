@@ -249,7 +249,8 @@ class RaftConsensus:
         last = [entry]
         self._local_batch = (fut, last)
         term = self.term
-        fut.add_done_callback(lambda f: self._local_durable(last[0], term, f))
+        # Straight from the WAL's hand-back, not a done-callback one loop turn later (issue #14).
+        self.writer.on_durable(fut, lambda: self._local_durable(last[0], term, fut))
         return entry
 
     def _local_durable(self, entry: LogEntry, term: int, fut: asyncio.Future[None]) -> None:

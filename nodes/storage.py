@@ -22,6 +22,7 @@ class _Item:
     entries: list[LogEntry] = field(default_factory=list)
     truncate_after: int | None = None
     done: asyncio.Future[None] | None = None
+    then: list[Callable[[], None]] = field(default_factory=list)
 
 
 class _AppendThread:
@@ -94,6 +95,7 @@ class WalWriter:
         self._waiting: list[_Item] = []  # queued on the loop, not yet handed to the thread
         self._open: _Item | None = None  # a merge=True append still waiting, open to more entries
         self._busy: asyncio.Future[None] | None = None  # resolves when the group on the thread ends
+        self._on_thread: list[_Item] = []
         self._stopped = False
         self._idle = True  # the thread went idle after its last group (lifecycle latency)
         self._thread = _AppendThread()
@@ -141,6 +143,16 @@ class WalWriter:
         self._kick()
         return fut
 
+    def on_durable(self, fut: asyncio.Future[None], fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the callback that brings the write of ``fut`` (a future ``append``
+        returned, not yet resolved) back, right after ``fut`` resolves: one loop turn before a
+        done-callback of ``fut`` would run (issue #14: the leader's own vote)."""
+        for it in (*self._on_thread, *self._waiting):
+            if it.done is fut:
+                it.then.append(fn)
+                return
+        raise ValueError("on_durable: not a pending write of this writer")
+
     def _kick(self) -> None:
         """Hand the next group to the thread if it is idle."""
         if self._stopped or self._busy is not None or not self._waiting:
@@ -182,6 +194,7 @@ class WalWriter:
             job = partial(self._append_blocking, batch, self._sync_latency_s(), lifecycle_s)
         loop = asyncio.get_running_loop()
         self._busy = loop.create_future()
+        self._on_thread = items
         self._idle = False
         self._thread.run(job, lambda error: _call_soon_threadsafe(loop, self._settle, items, error))
 
@@ -189,8 +202,10 @@ class WalWriter:
         """On the loop, in the callback that brings the outcome back: the group's waiters are
         released, and whatever waited meanwhile goes to the thread as the next group."""
         busy, self._busy = self._busy, None
+        self._on_thread = []
         if busy is not None and not busy.done():
             busy.set_result(None)
+        loop = asyncio.get_running_loop()
         try:
             if error is not None:
                 # OSError from the disk, WalError/ValueError from a refused write. In the node
@@ -200,6 +215,12 @@ class WalWriter:
             for it in items:
                 if it.done is not None and not it.done.done():
                     it.done.set_result(None)
+                for fn in it.then:
+                    try:
+                        fn()
+                    except Exception as e:  # reported as a future's callback would be
+                        loop.call_exception_handler({"message": "WAL completion callback failed",
+                                                     "exception": e})
             if items[0].truncate_after is None:
                 self.batches += 1
                 self.entries_written += sum(len(it.entries) for it in items)

@@ -224,3 +224,29 @@ def test_with_notification_latency_every_write_keeps_its_own_vote(tmp_path: Path
         n.clock.run_due()
         assert votes == [OpId(1, 2), OpId(1, 3), OpId(1, 4)]
     run_node(tmp_path, body)
+
+
+def test_on_durable_runs_in_the_hand_back_a_turn_before_a_done_callback(tmp_path: Path) -> None:
+    """The leader's own vote is counted from the WAL's hand-back (issue #14), not from a done
+    callback of the write's future, which asyncio runs a loop turn later."""
+    async def main() -> list[object]:
+        writer, wal, started, release = gated_writer(tmp_path)
+        order: list[object] = []
+        try:
+            fut = writer.append([noop(1)], merge=True)
+            fut.add_done_callback(lambda f: order.append("done callback"))
+            writer.on_durable(fut, lambda: order.append(("on_durable", fut.done())))
+            release.set()
+            await asyncio.wait_for(fut, 5)
+            await asyncio.sleep(0)
+            try:
+                writer.on_durable(fut, lambda: None)
+            except ValueError as e:
+                order.append(str(e))
+            return order
+        finally:
+            await writer.stop()
+            wal.close()
+
+    assert asyncio.run(main()) == [("on_durable", True), "done callback",
+                                   "on_durable: not a pending write of this writer"]
