@@ -79,7 +79,10 @@ def _install() -> None:
                last=ops[-1]["index"] if ops else None, committed=body.get("committed_index"))
 
     _wrap(service.PoolPeerTransport, "send_update", send_update)
-    _wrap(rpc_client._ClientConn, "write_now", lambda self, frame: _stamp("send_flush", peer=self.uuid))
+    if hasattr(rpc_client._ClientConn, "write_now"):
+        _wrap(rpc_client._ClientConn, "write_now", lambda self, frame: _stamp("send_flush", peer=self.uuid))
+    else:  # the code before issue #14's third round wrote frames at the end of the loop turn
+        _wrap(rpc_client._ClientConn, "_flush", lambda self: _stamp("send_flush", peer=self.uuid))
 
     def process_response(self: Any, outcome: Any) -> None:
         status = (outcome.body or {}).get("status") or {}
