@@ -97,8 +97,8 @@ def holds(i: int) -> Any:
 
 
 STEPS = [
-    ("http bytes in -> appended", "rx", "app"),
-    ("appended -> request queued (fast peer)", "app", "sq"),
+    ("http bytes in -> Replicate called", "rx", "rep"),
+    ("Replicate -> request queued (fast peer)", "rep", "sq"),
     ("request queued -> written (end of turn)", "sq", "sf"),
     ("written -> follower bytes in", "sf", "frx"),
     ("follower bytes in -> decoded", "frx", "fdec"),
@@ -112,7 +112,7 @@ STEPS = [
     ("Peer has reply -> commit", "ri", "c"),
     ("commit -> HTTP answer written", "c", "tx"),
     ("TOTAL http in -> answer out", "rx", "tx"),
-    ("leader: appended -> WAL thread starts", "app", "lws"),
+    ("leader: Replicate -> WAL thread starts", "rep", "lws"),
     ("leader WAL write+fsync", "lws", "lwe"),
     ("leader: WAL done -> local vote", "lwe", "ld"),
     ("client: answer out -> next request in", "tx", "next_rx"),
@@ -133,7 +133,7 @@ def timeline(traces: dict[str, list[Stamp]], leader: str) -> tuple[list[dict[str
         c = lt.first("commit", app_stamp[0], lambda a, i=i: a["before"] < i <= a["index"])
         if rep is None or rx is None or c is None:
             continue
-        t["rx"], t["c"] = rx[0], c[0]
+        t["rx"], t["c"], t["rep"] = rx[0], c[0], rep[0]
         for pending, kind in rep[2]["peers"].values():
             notes[f"at arrival, peer busy: {pending} ({kind if pending else '-'})"] += 1
         tx = lt.first("http_tx", c[0])
@@ -144,7 +144,7 @@ def timeline(traces: dict[str, list[Stamp]], leader: str) -> tuple[list[dict[str
         per_peer: dict[str, dict[str, int]] = {}
         for f in followers:
             ft = tracks[f]
-            sq = lt.first("send_queued", t["app"], lambda a, f=f, i=i: a["peer"] == f and holds(i)(a))
+            sq = lt.first("send_queued", rep[0], lambda a, f=f, i=i: a["peer"] == f and holds(i)(a))
             if sq is None:
                 continue
             p = {"sq": sq[0]}
@@ -168,7 +168,7 @@ def timeline(traces: dict[str, list[Stamp]], leader: str) -> tuple[list[dict[str
         fast = min(done, key=lambda f: done[f]["ri"])
         t.update(done[fast])
         notes[f"committed by the reply of {fast}"] += 1
-        ws = lt.first("wal_start", t["app"], holds(i))
+        ws = lt.first("wal_start", rep[0], holds(i))
         if ws is not None:
             we = lt.first("wal_end", ws[0])
             ld = lt.first("local_durable", ws[0], lambda a, i=i: a["index"] >= i)
