@@ -103,10 +103,11 @@ WRITE_HIGH_WATER = 256 * 1024
 
 
 class _ServerConn(asyncio.Protocol):
-    """One accepted connection: frames decoded from the receive buffer, each request on its task.
+    """One accepted connection: frames decoded from the receive buffer, each request on its task
+    (or started at once, ``start_eagerly``, where the server's ``eager`` says so).
 
     An ``asyncio.Protocol`` rather than a stream reader task (issue #14): a frame is decoded in
-    ``data_received`` and its handler task created there, so a request costs no reader-task
+    ``data_received`` and its handler started there, so a request costs no reader-task
     wake-up before it is dispatched (a loop turn per request on the follower, twice per write).
     A response goes into the transport's buffer in one ``write``, so responses never interleave;
     only when the peer stops reading (buffer over WRITE_HIGH_WATER, ``pause_writing``) does a
