@@ -227,8 +227,9 @@ class RaftConsensus:
 
     # ----- leader write path -----
     def _append_local(self, kind: str, payload: dict[str, Any] | None) -> LogEntry:
-        """Append to the log and queue the WAL write, merged with the other appends of this loop
-        turn (``WalWriter.append(merge=True)``): one completion per batch, whose local vote
+        """Append to the log and queue the WAL write, merged with the other appends that queue
+        while the append thread is busy (``WalWriter.append(merge=True)``; with the thread idle
+        it goes at once): one completion per batch, whose local vote
         counts the batch's last entry, as kuduraft's PeerMessageQueue::AppendOperations
         (consensus_queue.cc) counts one local vote for the last of the messages it appends.
 
@@ -248,7 +249,8 @@ class RaftConsensus:
         last = [entry]
         self._local_batch = (fut, last)
         term = self.term
-        fut.add_done_callback(lambda f: self._local_durable(last[0], term, f))
+        # Straight from the WAL's hand-back, not a done-callback one loop turn later (issue #14).
+        self.writer.on_durable(fut, lambda: self._local_durable(last[0], term, fut))
         return entry
 
     def _local_durable(self, entry: LogEntry, term: int, fut: asyncio.Future[None]) -> None:

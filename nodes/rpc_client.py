@@ -11,7 +11,7 @@ from typing import Any
 
 from nodes.rpc_errors import RemoteRpcError, RpcLayerError, RpcTimeout
 from nodes.slot import CallbackSlot
-from nodes.wire import MAX_FRAME_BYTES, READ_CHUNK, FrameDecoder, FrameError, encode_frame
+from nodes.wire import MAX_FRAME_BYTES, FrameDecoder, FrameError, encode_frame
 
 
 def split_host_port(addr: str) -> tuple[str, int]:
@@ -36,49 +36,103 @@ class RpcClientStats:
     oversized_requests: int = 0
 
 
-class _ClientConn:
-    """One TCP connection to one destination; responses matched to calls by id."""
+class _ClientConn(asyncio.Protocol):
+    """One TCP connection to one destination; responses matched to calls by id.
 
-    def __init__(self, uuid: str, addr: str, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    An ``asyncio.Protocol`` (issue #14): a reply is decoded in ``data_received`` and handed to its
+    call there, with no reader-task wake-up in between (the leader reads four replies per write
+    at one client). A reset, EOF or protocol error drops the connection through the pool.
+    """
+
+    def __init__(self, pool: RpcClientPool, uuid: str, addr: str) -> None:
+        self.pool = pool
         self.uuid = uuid
         self.addr = addr
-        self.reader = reader
-        self.writer = writer
+        self.transport: asyncio.Transport | None = None
         self.pending: dict[int, Pending] = {}
         self.lost: str | None = None
-        self.reader_task: asyncio.Task[None] | None = None
-        self._outbox: list[bytes] = []
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._decoder = FrameDecoder(pool._max_frame_bytes)
+        self._drained: asyncio.Future[None] | None = None
 
-    def queue(self, frame: bytes, loop: asyncio.AbstractEventLoop) -> None:
-        """Write ``frame`` at the end of this loop turn, together with any others queued meanwhile.
+    # ----- asyncio.Protocol -----
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
-        kuduraft's Peer hands its request to the RPC layer, whose reactor thread does the socket
-        write later; so do we: the leader's answer to its client (written in the same turn that
-        committed) goes out first, and frames for one peer share a single send.
-        """
-        if not self._outbox:
-            loop.call_soon(self._flush)
-        self._outbox.append(frame)
-
-    def _flush(self) -> None:
-        data, self._outbox = b"".join(self._outbox), []
-        if self.lost is not None or self.writer.is_closing():
-            return  # the calls waiting on these frames fail with the connection
+    def data_received(self, data: bytes) -> None:
+        stats = self.pool.stats
         try:
-            self.writer.write(data)
-        except OSError:
-            self.writer.close()
+            for frame in self._decoder.feed(data):  # one read may complete several frames
+                rid, outcome = _parse_response(frame)
+                fut = self.pending.pop(rid, None)
+                if fut is None or fut.done():
+                    stats.late_responses += 1  # its call timed out or was cancelled
+                elif isinstance(outcome, RemoteRpcError):
+                    fut.set_exception(outcome)
+                else:
+                    fut.set_result(outcome)
+        except FrameError as e:
+            self.pool._log.warning("rpc: dropping connection to %s at %s: %s", self.uuid, self.addr, e)
+            self.pool._drop(self, f"protocol error: {e}")
+
+    def eof_received(self) -> bool:
+        if self._decoder.buffered:
+            reason = (f"protocol error: connection closed mid-frame ({self._decoder.buffered} "
+                      "bytes of an incomplete frame)")
+            self.pool._log.warning("rpc: dropping connection to %s at %s: %s", self.uuid,
+                                   self.addr, reason)
+        else:
+            reason = "closed by the server"
+        self.pool._drop(self, reason)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pool._drop(self, f"connection error: {exc}" if exc is not None else "closed by the server")
+        self._wake_writers()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    # ----- sending -----
+    def is_closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    def write_now(self, frame: bytes) -> None:
+        """Hand ``frame`` to the transport at once (it sends what the socket takes right away).
+
+        kuduraft's Peer hands its request to the messenger, whose reactor thread writes it as
+        soon as it runs. An earlier version held the frame to the end of the loop turn to
+        coalesce frames for one peer; with one request in flight per Peer there is at most one
+        such frame per turn, and the hold cost a write's request up to a whole turn at one
+        client (issue #14's timeline: 0.1-0.2 ms on the critical path, twice per write). The
+        leader's answer to its client still goes out first where both happen in one turn: the
+        commit runs, and answers, before the Peer builds its next request."""
+        if self.lost is not None or self.transport is None or self.transport.is_closing():
+            return  # the call waiting on this frame fails with the connection
+        self.transport.write(frame)
 
     async def send(self, data: bytes) -> None:
-        if self.lost is not None:
+        """Write one frame and wait while the socket lags; RpcLayerError once the connection is lost."""
+        if self.lost is not None or self.transport is None:
             raise RpcLayerError(f"connection to {self.uuid} at {self.addr} lost: {self.lost}")
-        try:
-            # write() buffers the whole frame at once, so a cancelled drain never splits a frame.
-            self.writer.write(data)
-            await self.writer.drain()
-        except OSError as e:
-            raise RpcLayerError(f"send to {self.uuid} at {self.addr} failed: {e}") from None
+        # write() buffers the whole frame at once, so a cancelled wait never splits a frame.
+        self.transport.write(data)
+        if self._drained is not None:
+            await self._drained
+        if self.lost is not None:
+            raise RpcLayerError(f"send to {self.uuid} at {self.addr} failed: {self.lost}")
 
 
 def _parse_response(frame: dict[str, Any]) -> tuple[int, dict[str, Any] | RemoteRpcError]:
@@ -209,8 +263,8 @@ class RpcClientPool:
         """
         loop = asyncio.get_running_loop()
         conn = self._conns.get(uuid)
-        if conn is None or conn.lost is not None or self._closed or conn.writer.is_closing() \
-                or conn.writer.transport.get_write_buffer_size() > 0:
+        if conn is None or conn.lost is not None or self._closed or conn.is_closing() \
+                or conn.transport is None or conn.transport.get_write_buffer_size() > 0:
             task = loop.create_task(self.call(uuid, rpc, body, timeout_s))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -241,7 +295,7 @@ class RpcClientPool:
             slot.set_exception(RpcTimeout(f"{rpc} to {uuid} at {addr} timed out after {timeout_s:.3f}s"))
 
         slot.timer = loop.call_later(timeout_s, expire)
-        conn.queue(data, loop)
+        conn.write_now(data)
 
     async def close(self) -> None:
         """Close every connection; outstanding calls fail with RpcLayerError. Idempotent."""
@@ -249,11 +303,11 @@ class RpcClientPool:
         tasks: list[asyncio.Task[Any]] = list(self._tasks)
         for task in tasks:
             task.cancel()
+        closing: list[asyncio.Future[Any]] = []
         for conn in list(self._conns.values()):
             self._drop(conn, "client pool closed")
-            if conn.reader_task is not None:
-                tasks.append(conn.reader_task)
-        await asyncio.gather(*tasks, return_exceptions=True)
+            closing.append(conn.closed)
+        await asyncio.gather(*tasks, *closing, return_exceptions=True)
 
     async def _connection(self, uuid: str, addr: str) -> _ClientConn:
         conn = self._conns.get(uuid)
@@ -266,46 +320,19 @@ class RpcClientPool:
                 return conn
             host, port = split_host_port(addr)
             try:
-                reader, writer = await asyncio.open_connection(host, port)
+                _, conn = await asyncio.get_running_loop().create_connection(
+                    lambda: _ClientConn(self, uuid, addr), host, port)
             except OSError as e:
                 self.stats.connect_failures += 1
                 raise RpcLayerError(f"connect to {uuid} at {addr} failed: {e}") from None
             if self._closed:
-                writer.close()
+                self._drop(conn, "client pool is closed")
                 raise RpcLayerError("client pool is closed")
-            conn = _ClientConn(uuid, addr, reader, writer)
-            conn.reader_task = asyncio.create_task(self._read_responses(conn))
+            if conn.lost is not None:  # reset before we got here
+                raise RpcLayerError(f"connection to {uuid} at {addr} lost: {conn.lost}")
             self._conns[uuid] = conn
             self.stats.connections_opened += 1
             return conn
-
-    async def _read_responses(self, conn: _ClientConn) -> None:
-        reason = "closed by the server"
-        decoder = FrameDecoder(self._max_frame_bytes)
-        try:
-            while True:
-                data = await conn.reader.read(READ_CHUNK)  # may complete several frames at once
-                if not data:
-                    if decoder.buffered:
-                        raise FrameError(f"connection closed mid-frame ({decoder.buffered} bytes "
-                                         "of an incomplete frame)")
-                    break
-                for frame in decoder.feed(data):
-                    rid, outcome = _parse_response(frame)
-                    fut = conn.pending.pop(rid, None)
-                    if fut is None or fut.done():
-                        self.stats.late_responses += 1  # its call timed out or was cancelled
-                    elif isinstance(outcome, RemoteRpcError):
-                        fut.set_exception(outcome)
-                    else:
-                        fut.set_result(outcome)
-        except FrameError as e:
-            reason = f"protocol error: {e}"
-            self._log.warning("rpc: dropping connection to %s at %s: %s", conn.uuid, conn.addr, e)
-        except OSError as e:
-            reason = f"connection error: {e}"
-        finally:
-            self._drop(conn, reason)
 
     def _drop(self, conn: _ClientConn, reason: str) -> None:
         """Mark ``conn`` dead, close it and fail its outstanding calls; safe to call twice."""
@@ -314,13 +341,8 @@ class RpcClientPool:
             self.stats.connections_lost += 1
         if self._conns.get(conn.uuid) is conn:
             del self._conns[conn.uuid]
-        conn.writer.close()
-        try:
-            current = asyncio.current_task()
-        except RuntimeError:  # called outside the event loop
-            current = None
-        if conn.reader_task is not None and conn.reader_task is not current:
-            conn.reader_task.cancel()
+        if conn.transport is not None:
+            conn.transport.close()
         for fut in list(conn.pending.values()):
             if not fut.done():
                 fut.set_exception(RpcLayerError(

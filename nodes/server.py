@@ -86,7 +86,8 @@ class NodeServer:
         self.consensus = c
         elections = Elections(c)
         service = ConsensusService(c, elections)
-        rpc_server = RpcServer(me.rpc.host, me.rpc.port, service.handle, self.logger)
+        rpc_server = RpcServer(me.rpc.host, me.rpc.port, service.handle, self.logger,
+                               eager=service.runs_eagerly)
         http_server = HttpServer(me.http.host, me.http.port, NodeApi(c, service).dispatch, self.logger)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)

@@ -98,6 +98,14 @@ class ConsensusService:
         self.elections = elections
         self.proxy_counters = ProxyCounters()
 
+    @staticmethod
+    def runs_eagerly(rpc: str, body: dict[str, Any]) -> bool:
+        """Which requests the RPC server may start outside a task (``rpc_server.start_eagerly``):
+        a direct UpdateConsensus, whose handler awaits only futures (the update lock, the
+        metadata flush, the WAL). A proxied one calls onwards under a timeout scope, which needs
+        its task."""
+        return rpc == "UpdateConsensus" and not body.get("proxy_dest_uuid")
+
     async def handle(self, rpc: str, body: dict[str, Any]) -> dict[str, Any]:
         """Answer one consensus RPC, never before the term and vote it was decided on are durable.
 

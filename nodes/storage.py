@@ -1,4 +1,4 @@
-"""Durable writes off the event loop: group-committed WAL appends and truncations, in order."""
+"""Durable writes off the event loop: WAL appends and truncations handed to one append thread, in order."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class _Item:
     entries: list[LogEntry] = field(default_factory=list)
     truncate_after: int | None = None
     done: asyncio.Future[None] | None = None
+    then: list[Callable[[], None]] = field(default_factory=list)
 
 
 class _AppendThread:
@@ -68,7 +69,17 @@ class _AppendThread:
 
 
 class WalWriter:
-    """One writer task: consecutive appends merge into one fsync (group commit under load).
+    """Hands WAL appends and truncations to the append thread; what queues while it writes goes
+    as the next group, with one fsync (group commit under load).
+
+    kuduraft's Log::AsyncAppend (log.cc) puts the batch on the log's queue and wakes the append
+    thread at once; the thread drains everything queued (Log::AppendThread::DoWork,
+    BlockingDrainTo), appends it, syncs once and runs each batch's callback (HandleGroup). Here
+    the queue lives on the loop: an append with nothing ahead of it and the thread idle is
+    handed over in the call (issue #14: an Update's fsync, or the leader's own, no longer waits
+    a loop turn for a writer task before it starts); otherwise it waits, and the outcome's
+    hand-back submits everything waiting as the next group. One group is on the thread at a
+    time, so the fault draws, which read the WAL's segment state, stay on the loop.
 
     Appends and truncations keep their order, so a follower's truncation of a conflicting
     suffix can never be overtaken by an older append.
@@ -81,84 +92,86 @@ class WalWriter:
         self._faults = faults
         self._rng = rng
         self._logger = logger
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._open: _Item | None = None  # a merge=True append still queued, open to more entries
+        self._waiting: list[_Item] = []  # queued on the loop, not yet handed to the thread
+        self._open: _Item | None = None  # a merge=True append still waiting, open to more entries
+        self._busy: asyncio.Future[None] | None = None  # resolves when the group on the thread ends
+        self._on_thread: list[_Item] = []
+        self._stopped = False
+        self._idle = True  # the thread went idle after its last group (lifecycle latency)
         self._thread = _AppendThread()
         self.batches = 0
         self.entries_written = 0
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="wal-writer")
+        """Accept writes from now on (they are handed over on the running loop)."""
+        self._stopped = False
 
     async def stop(self) -> None:
-        """Cancel the writer task, then wait for a write already on the append thread to end,
-        so the WAL can be closed after this returns."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        if self._thread.started:
-            loop = asyncio.get_running_loop()
-            idle: asyncio.Future[None] = loop.create_future()
-            self._thread.run(lambda: None, lambda _: _call_soon_threadsafe(loop, idle.set_result, None))
-            await idle
-            self._thread.close()
+        """Hand nothing more to the thread, then wait for a write already on it to end, so the
+        WAL can be closed after this returns. What still waits is never written."""
+        self._stopped = True
+        if self._busy is not None:
+            await asyncio.shield(self._busy)
+        self._thread.close()
 
     def append(self, entries: Sequence[LogEntry], merge: bool = False) -> asyncio.Future[None]:
         """Queue entries; the returned future resolves once they are fsynced.
 
-        ``merge=True`` (the leader's own appends): while the previous merge=True append is still
-        queued, nothing queued after it, the entries join it and its future is returned, so the
-        client writes that arrive in one loop turn become one append with one completion, as
-        one PeerMessageQueue::AppendOperations of several messages is one log append with one
-        callback (consensus_queue.cc; log.cc, Log::AppendThread::HandleGroup syncs each group
-        once). A caller that gets the same future again must not count on one completion per
-        call."""
+        ``merge=True`` (the leader's own appends): while the previous merge=True append still
+        waits for the thread, nothing queued after it, the entries join it and its future is
+        returned, so the client writes that arrive while the thread writes become one append
+        with one completion (one local vote), as one PeerMessageQueue::AppendOperations of
+        several messages is one log append with one callback (consensus_queue.cc), and the
+        append thread syncs each group it drained once (log.cc, HandleGroup). A caller that
+        gets the same future again must not count on one completion per call. Fault points
+        drawn on the way (a segment start, an injected IO error) may end the process here."""
         item = self._open
         if merge and item is not None and item.done is not None and not item.done.done():
             item.entries.extend(entries)
             return item.done
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         item = _Item(entries=list(entries), done=fut)
-        self._queue.put_nowait(item)
+        self._waiting.append(item)
         self._open = item if merge else None
+        self._kick()
         return fut
 
     def truncate_after(self, index: int) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(truncate_after=index, done=fut))
+        self._waiting.append(_Item(truncate_after=index, done=fut))
         self._open = None
+        self._kick()
         return fut
 
-    def _take(self, item: _Item) -> _Item:
-        """The writer took ``item`` off the queue: no more entries may join it."""
-        if item is self._open:
-            self._open = None
-        return item
+    def on_durable(self, fut: asyncio.Future[None], fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the callback that brings the write of ``fut`` (a future ``append``
+        returned, not yet resolved) back, right after ``fut`` resolves: one loop turn before a
+        done-callback of ``fut`` would run (issue #14: the leader's own vote)."""
+        for it in (*self._on_thread, *self._waiting):
+            if it.done is fut:
+                it.then.append(fn)
+                return
+        raise ValueError("on_durable: not a pending write of this writer")
 
-    async def _run(self) -> None:
-        while True:
-            if self._queue.empty():  # going idle, then woken by the next append
-                await self._pause(self._lifecycle_latency_s())
-                first = self._take(await self._queue.get())
-                await self._pause(self._lifecycle_latency_s())
-            else:
-                first = self._take(self._queue.get_nowait())
-            items = [first]
-            while not self._queue.empty() and first.truncate_after is None:
-                nxt = self._take(self._queue.get_nowait())
-                if nxt.truncate_after is not None:
-                    await self._write(items)
-                    items = [nxt]
-                    break
-                items.append(nxt)
-            await self._write(items)
+    def _kick(self) -> None:
+        """Hand the next group to the thread if it is idle."""
+        if self._stopped or self._busy is not None or not self._waiting:
+            return
+        self._submit(self._take_group())
 
-    async def _write(self, items: list[_Item]) -> None:
+    def _take_group(self) -> list[_Item]:
+        """The waiting items up to the first truncation (a truncation goes alone)."""
+        first = self._waiting[0]
+        n = 1
+        if first.truncate_after is None:
+            while n < len(self._waiting) and self._waiting[n].truncate_after is None:
+                n += 1
+        items, self._waiting = self._waiting[:n], self._waiting[n:]
+        if self._open is not None and self._open in items:
+            self._open = None  # on its way to the thread: no more entries may join it
+        return items
+
+    def _submit(self, items: list[_Item]) -> None:
         """A failed local append or truncation is fatal, as in kuduraft (log.cc): exit 74 (fatal
         storage) with a record, never 85 (the status of the fault_crash_* flags)."""
         truncate = items[0].truncate_after
@@ -169,40 +182,51 @@ class WalWriter:
             # log.cc, Log::DoAppend: MAYBE_RETURN_FAILURE(..., IOError), and the append fails.
             self._faults.storage_fatal("wal_append_io_error", "injected WAL IO error "
                                        "(log_inject_io_error_on_append_fraction)")
+        lifecycle_s = 0.0
+        if self._idle:
+            # log.cc, Log::AppendThread::GoIdle, then the wake-up: the thread's lifecycle
+            # latency, slept on the thread before it writes, as kuduraft's append thread does.
+            lifecycle_s = self._lifecycle_latency_s() + self._lifecycle_latency_s()
         job: Callable[[], None]
         if truncate is not None:
-            job = partial(self._wal.truncate_after, truncate)
+            job = partial(self._truncate_blocking, truncate, lifecycle_s)
         else:
-            job = partial(self._append_blocking, batch, self._sync_latency_s())
+            job = partial(self._append_blocking, batch, self._sync_latency_s(), lifecycle_s)
         loop = asyncio.get_running_loop()
-        written: asyncio.Future[None] = loop.create_future()
+        self._busy = loop.create_future()
+        self._on_thread = items
+        self._idle = False
+        self._thread.run(job, lambda error: _call_soon_threadsafe(loop, self._settle, items, error))
 
-        def settle(error: Exception | None) -> None:
-            """On the loop, in the callback that brings the outcome back: the batch's waiters are
-            released here, not one turn later by this task."""
-            if written.done():
-                return  # this task was cancelled (the node is stopping)
-            if error is not None:
-                written.set_exception(error)
-                return
-            for it in items:
-                if it.done is not None and not it.done.done():
-                    it.done.set_result(None)
-            written.set_result(None)
-
-        self._thread.run(job, lambda error: _call_soon_threadsafe(loop, settle, error))
+    def _settle(self, items: list[_Item], error: Exception | None) -> None:
+        """On the loop, in the callback that brings the outcome back: the group's waiters are
+        released, and whatever waited meanwhile goes to the thread as the next group."""
+        busy, self._busy = self._busy, None
+        self._on_thread = []
+        if busy is not None and not busy.done():
+            busy.set_result(None)
+        loop = asyncio.get_running_loop()
         try:
-            await written
-        except Exception as e:  # OSError from the disk, WalError/ValueError from a refused write
-            self._faults.storage_fatal("wal_write_failed", f"WAL write failed: {e!r}")
-            # settle released the waiters on success; after a failure that did not end the
-            # process (a test's fault stub), they are released here as before.
+            if error is not None:
+                # OSError from the disk, WalError/ValueError from a refused write. In the node
+                # this does not return; after a test's fault stub that returns, the waiters are
+                # released as on success.
+                self._faults.storage_fatal("wal_write_failed", f"WAL write failed: {error!r}")
             for it in items:
                 if it.done is not None and not it.done.done():
                     it.done.set_result(None)
-        if truncate is None:
-            self.batches += 1
-            self.entries_written += len(batch)
+                for fn in it.then:
+                    try:
+                        fn()
+                    except Exception as e:  # reported as a future's callback would be
+                        loop.call_exception_handler({"message": "WAL completion callback failed",
+                                                     "exception": e})
+            if items[0].truncate_after is None:
+                self.batches += 1
+                self.entries_written += sum(len(it.entries) for it in items)
+        finally:
+            self._idle = not self._waiting
+            self._kick()
 
     def _new_segment_faults(self) -> None:
         """The fault points of starting a segment, drawn on the loop before the write.
@@ -231,15 +255,17 @@ class WalWriter:
                              float(self._flags["log_inject_latency_ms_stddev"]))
         return max(0.0, ms) / 1000.0
 
-    @staticmethod
-    async def _pause(delay_s: float) -> None:
-        if delay_s > 0:
-            await asyncio.sleep(delay_s)  # injected writer latency (a fault, not a wait)
-
-    def _append_blocking(self, batch: list[LogEntry], delay_s: float) -> None:
+    def _append_blocking(self, batch: list[LogEntry], delay_s: float, lifecycle_s: float = 0.0) -> None:
         """Write the batch, sleep the injected sync latency (on the writer thread), then fsync:
         kuduraft sleeps inside ``Log::Sync``, after the batch was written (see ``Wal.append``)."""
+        if lifecycle_s > 0:
+            time.sleep(lifecycle_s)  # injected append-thread latency (a fault, not a wait)
         self._wal.append(batch, before_sync=(lambda: time.sleep(delay_s)) if delay_s > 0 else None)
+
+    def _truncate_blocking(self, index: int, lifecycle_s: float) -> None:
+        if lifecycle_s > 0:
+            time.sleep(lifecycle_s)
+        self._wal.truncate_after(index)
 
 
 def _call_soon_threadsafe(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: object) -> None:

@@ -17,9 +17,6 @@ MAX_FRAME_DEPTH = MAX_VALUE_DEPTH + 16
 (frame, body, ops list, op, payload) with room to spare. Deeper frames are protocol errors, so a
 peer cannot hand the WAL a value the HTTP edge would have refused."""
 
-READ_CHUNK = 256 * 1024
-"""Bytes asked of the socket per read by the frame readers (nodes.rpc_server, nodes.rpc_client)."""
-
 _HEADER = struct.Struct(">I")
 HEADER_BYTES = _HEADER.size
 

@@ -160,10 +160,11 @@ class GatedWalWriter(WalWriter):
 
     def release(self) -> None:
         self.open_gate.set()
+        self._kick()
 
-    async def _write(self, items: list[Any]) -> None:
-        await self.open_gate.wait()
-        await super()._write(items)
+    def _kick(self) -> None:
+        if self.open_gate.is_set():  # held: nothing more goes to the append thread
+            super()._kick()
 
 
 class InjectedExit(Exception):

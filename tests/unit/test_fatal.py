@@ -110,16 +110,13 @@ async def _write_one(tmp_path: Path, flags: dict, segment_bytes: int = 1 << 20,
     try:
         for i in range(1, existing + 1):
             await writer.append([LogEntry(1, i, "NO_OP", None)])
-        writer.append([LogEntry(1, existing + 1, "NO_OP", None)])
-        task = writer._task
-        assert task is not None
         try:
-            await asyncio.wait_for(asyncio.shield(task), 5)  # the writer task ends in the exit
+            # The draws are made as the append is handed to the append thread, here at once.
+            await asyncio.wait_for(writer.append([LogEntry(1, existing + 1, "NO_OP", None)]), 5)
         except (InjectedExit, TimeoutError) as e:
             error = e
     finally:
-        if writer._task is not None and not writer._task.done():
-            await writer.stop()
+        await writer.stop()
         wal.close()
     return exits, faults, error
 

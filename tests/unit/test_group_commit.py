@@ -1,5 +1,5 @@
-"""Leader group commit (issue #14): client writes arriving in one loop turn become one WAL append
-with one completion, as one kuduraft PeerMessageQueue::AppendOperations of several messages is;
+"""Leader group commit (issue #14): client writes queued while the WAL's append thread is busy become
+one WAL append with one completion, as one kuduraft PeerMessageQueue::AppendOperations of several messages is;
 the leader's own vote then counts the batch's last entry (per write again when notification
 latency is injected, where kuduraft's per-round notifications are observable). The follower's appends and
 truncations are never merged into it, so WAL order stays the order of the calls."""
@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from consensus_fixture import ModelFollower, Node, pump, run_node
 
@@ -40,37 +40,74 @@ def record_local_votes(n: Node) -> list[OpId]:
     setattr(n.c.queue, "local_peer_appended", counting)  # noqa: B010 - instance patch
     return votes
 
-def test_merge_joins_appends_still_queued_and_nothing_else(tmp_path: Path) -> None:
-    async def main() -> tuple[list[bool], int, list[int]]:
-        flags = Flags()
-        wal = Wal(tmp_path / "wal", fsync=False)
-        wal.recover()
-        writer = WalWriter(wal, flags, FaultPoints(flags, random.Random(3), LOG), random.Random(3), LOG)
-        writer.start()
+def gated_writer(tmp_path: Path) -> tuple[WalWriter, Wal, threading.Event, threading.Event]:
+    """A WalWriter whose first write, once on the append thread, waits for ``release``
+    (``started`` says it got there): meanwhile later appends wait on the loop."""
+    flags = Flags()
+    wal = Wal(tmp_path / "wal", fsync=False)
+    wal.recover()
+    writer = WalWriter(wal, flags, FaultPoints(flags, random.Random(3), LOG), random.Random(3), LOG)
+    started, release = threading.Event(), threading.Event()
+    real = writer._append_blocking
+
+    def gated(batch: list[LogEntry], *delays: float) -> None:
+        started.set()
+        release.wait(10)
+        real(batch, *delays)
+    setattr(writer, "_append_blocking", gated)  # noqa: B010 - a disk the test holds
+    writer.start()
+    return writer, wal, started, release
+
+
+def test_an_append_with_the_thread_idle_is_handed_over_in_the_call(tmp_path: Path) -> None:
+    """kuduraft's Log::AsyncAppend wakes the append thread itself (log.cc): the write starts
+    while the loop has not turned once since the call (issue #14)."""
+    async def main() -> bool:
+        writer, wal, started, release = gated_writer(tmp_path)
         try:
-            a = writer.append([noop(1)], merge=True)
-            b = writer.append([noop(2)], merge=True)  # joins a: still queued
-            c = writer.append([noop(3)])               # not a merge: its own item
-            d = writer.append([noop(4)], merge=True)   # cannot join a (c is queued after it)
-            t = writer.truncate_after(4)
-            e = writer.append([noop(5)], merge=True)   # never joins anything before a truncation
-            await asyncio.wait_for(asyncio.gather(a, b, c, d, t, e), 5)
-            f = writer.append([noop(6)], merge=True)   # e was written already: a new item
+            fut = writer.append([noop(1)], merge=True)
+            on_thread = started.wait(10)  # blocks the loop: no turn can hand it over meanwhile
+            release.set()
+            await asyncio.wait_for(fut, 5)
+            return on_thread
+        finally:
+            await writer.stop()
+            wal.close()
+
+    assert asyncio.run(main())
+
+
+def test_merge_joins_appends_still_waiting_and_nothing_else(tmp_path: Path) -> None:
+    async def main() -> tuple[list[bool], int, list[int]]:
+        writer, wal, started, release = gated_writer(tmp_path)
+        try:
+            first = writer.append([noop(1)], merge=True)  # the thread is idle: goes at once
+            assert await asyncio.to_thread(started.wait, 10)
+            a = writer.append([noop(2)], merge=True)  # the thread is busy: waits
+            b = writer.append([noop(3)], merge=True)  # joins a: still waiting
+            c = writer.append([noop(4)])               # not a merge: its own item
+            d = writer.append([noop(5)], merge=True)   # cannot join a (c is queued after it)
+            t = writer.truncate_after(5)
+            e = writer.append([noop(6)], merge=True)   # never joins anything before a truncation
+            release.set()
+            await asyncio.wait_for(asyncio.gather(first, a, b, c, d, t, e), 5)
+            f = writer.append([noop(7)], merge=True)   # e was written already: a new item
             await asyncio.wait_for(f, 5)
-            same = [a is b, c is not a, d is not a, e is not d, f is not e]
+            same = [first is not a, a is b, c is not a, d is not a, e is not d, f is not e]
             return same, wal.stats.entries, [x.index for x in Wal(tmp_path / "wal", fsync=False).recover()]
         finally:
             await writer.stop()
             wal.close()
 
     same, entries, recovered = asyncio.run(main())
-    assert same == [True] * 5
-    assert entries == 6 and recovered == [1, 2, 3, 4, 5, 6]
+    assert same == [True] * 6
+    assert entries == 7 and recovered == [1, 2, 3, 4, 5, 6, 7]
 
 
-def test_writes_of_one_turn_make_one_wal_append_and_one_local_vote(tmp_path: Path) -> None:
-    """Five client writes in one turn: one WAL append (group commit), the leader's own ack covers
-    the last of them, and after a majority they all commit and resolve in order."""
+def test_writes_queued_while_the_wal_is_busy_make_one_append_and_one_local_vote(tmp_path: Path) -> None:
+    """Five client writes queued while the append thread cannot take them: one WAL append
+    (group commit), the leader's own ack covers the last of them, and after a majority they all
+    commit and resolve in order."""
     async def body(n: Node) -> None:
         await n.win_election()
         f2 = ModelFollower("n2")
@@ -78,7 +115,9 @@ def test_writes_of_one_turn_make_one_wal_append_and_one_local_vote(tmp_path: Pat
         assert n.c.commit_index == 1
         appends_before = n.wal.stats.appends
         votes = record_local_votes(n)
+        n.writer.hold()  # the thread is busy as far as the queue can tell
         futs = [n.c.replicate({"op": "put", "key": "k", "value": str(i)}) for i in range(5)]
+        n.writer.release()
         await n.drain()
         n.clock.run_due()
         assert n.wal.stats.appends == appends_before + 1 and n.c.durable_index == 6
@@ -96,7 +135,7 @@ class _Exit(Exception):
 
 
 def test_a_failed_write_on_the_append_thread_is_fatal_and_releases_no_waiter(tmp_path: Path) -> None:
-    """An OSError on the append thread comes back to the writer task: exit 74 with the record
+    """An OSError on the append thread comes back to the loop: exit 74 with the record
     ``wal_write_failed`` (as before, with asyncio.to_thread), and the batch's waiters are never
     told it is durable."""
     codes: list[int] = []
@@ -112,18 +151,20 @@ def test_a_failed_write_on_the_append_thread_is_fatal_and_releases_no_waiter(tmp
         wal.recover()
         writer = WalWriter(wal, flags, faults, random.Random(3), LOG)
 
-        def failing(batch: list[LogEntry], delay_s: float) -> None:
+        def failing(batch: list[LogEntry], *_: float) -> None:
             raise OSError(5, "Input/output error")
         setattr(writer, "_append_blocking", failing)  # noqa: B010 - the disk fails
         writer.start()
+        loop = asyncio.get_running_loop()
+        raised: asyncio.Future[BaseException] = loop.create_future()
+
+        def handler(_loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+            if not raised.done():  # the outcome comes back in a loop callback: the stub's exit
+                raised.set_result(ctx["exception"])
+        loop.set_exception_handler(handler)
         fut = writer.append([noop(1)], merge=True)
-        task = writer._task
-        assert task is not None
-        try:
-            await asyncio.wait_for(asyncio.shield(task), 5)
-            error: BaseException | None = None
-        except _Exit as e:
-            error = e
+        error: BaseException | None = await asyncio.wait_for(raised, 5)
+        await writer.stop()
         wal.close()
         return faults, fut, error
 
@@ -147,10 +188,10 @@ def test_stop_waits_for_the_write_on_the_append_thread(tmp_path: Path) -> None:
         started = threading.Event()
         real = writer._append_blocking
 
-        def slow(batch: list[LogEntry], delay_s: float) -> None:
+        def slow(batch: list[LogEntry], *delays: float) -> None:
             started.set()
             release.wait(10)
-            real(batch, delay_s)
+            real(batch, *delays)
             ended.append("write")
         setattr(writer, "_append_blocking", slow)  # noqa: B010 - a slow disk
         writer.start()
@@ -183,3 +224,29 @@ def test_with_notification_latency_every_write_keeps_its_own_vote(tmp_path: Path
         n.clock.run_due()
         assert votes == [OpId(1, 2), OpId(1, 3), OpId(1, 4)]
     run_node(tmp_path, body)
+
+
+def test_on_durable_runs_in_the_hand_back_a_turn_before_a_done_callback(tmp_path: Path) -> None:
+    """The leader's own vote is counted from the WAL's hand-back (issue #14), not from a done
+    callback of the write's future, which asyncio runs a loop turn later."""
+    async def main() -> list[object]:
+        writer, wal, started, release = gated_writer(tmp_path)
+        order: list[object] = []
+        try:
+            fut = writer.append([noop(1)], merge=True)
+            fut.add_done_callback(lambda f: order.append("done callback"))
+            writer.on_durable(fut, lambda: order.append(("on_durable", fut.done())))
+            release.set()
+            await asyncio.wait_for(fut, 5)
+            await asyncio.sleep(0)
+            try:
+                writer.on_durable(fut, lambda: None)
+            except ValueError as e:
+                order.append(str(e))
+            return order
+        finally:
+            await writer.stop()
+            wal.close()
+
+    assert asyncio.run(main()) == [("on_durable", True), "done callback",
+                                   "on_durable: not a pending write of this writer"]

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodes.rpc import RemoteRpcError, RpcClientPool, RpcLayerError, RpcServer
+from nodes.rpc import INTERNAL, RemoteRpcError, RpcClientPool, RpcLayerError, RpcServer
+from nodes.rpc_server import start_eagerly
 from nodes.wire import encode_frame, read_frame
 
 T = TypeVar("T")
@@ -391,5 +392,164 @@ def test_call_soon_callback_that_raises_is_only_reported() -> None:
             assert [c["exception"].args for c in reported] == [("callback failed",)]
             assert pool.connected("s") and pool.stats.connections_opened == 1
             assert await call_soon(pool, "s", "Echo", {"i": 3}, 5) == {"echo": {"i": 3}}
+
+    run(scenario())
+
+
+def test_eager_requests_start_in_the_read_callback_and_suspend_onto_a_task() -> None:
+    """``eager`` requests run in the ``data_received`` that read them (issue #14): one that never
+    waits is answered with no task at all; one that waits goes on a task from where it suspended
+    and still answers; an error is still an RPC error, and the connection stays up."""
+    async def scenario() -> None:
+        service = Service()
+        seen_tasks: dict[str, asyncio.Task[Any] | None] = {}
+
+        async def handler(rpc: str, body: dict[str, Any]) -> dict[str, Any]:
+            seen_tasks[rpc] = asyncio.current_task()
+            return await service(rpc, body)
+
+        server = RpcServer("127.0.0.1", 0, handler, LOG, eager=lambda rpc, body: rpc != "Gate")
+        await server.start()
+        pool = RpcClientPool({"s": f"127.0.0.1:{server.port}"})
+        try:
+            assert await pool.call("s", "Echo", {"n": 1}, 5) == {"echo": {"n": 1}}
+            assert seen_tasks["Echo"] is None  # ran in the protocol callback
+            held = asyncio.ensure_future(pool.call("s", "Hold", {}, 5))
+            await wait_until(lambda: service.held == 1, what="Hold to reach the server")
+            assert seen_tasks["Hold"] is None and len(server._request_tasks) == 1
+            service.release.set()
+            assert await held == {"released": True}
+            with pytest.raises(RemoteRpcError) as e:
+                await pool.call("s", "Crash", {}, 5)
+            assert e.value.code == INTERNAL and "boom" in e.value.message
+            service.gate_size = 1
+            assert await pool.call("s", "Gate", {"n": 2}, 5) == {"n": 2}
+            assert seen_tasks["Gate"] is not None  # not eager: on its own task from the start
+            assert pool.stats.connections_opened == 1
+        finally:
+            await pool.close()
+            await server.close()
+
+    run(scenario())
+
+
+def test_start_eagerly_hands_outcomes_and_cancellation_to_the_coroutine() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        steps: list[str] = []
+        first: asyncio.Future[int] = loop.create_future()
+        second: asyncio.Future[int] = loop.create_future()
+
+        async def coro() -> None:
+            steps.append(f"first {await first}")
+            await asyncio.sleep(0)  # a bare yield
+            try:
+                await second
+            except ValueError as e:
+                steps.append(f"second raised {e}")
+            try:
+                await loop.create_future()
+            except asyncio.CancelledError:
+                steps.append("cancelled")
+                raise
+
+        task = start_eagerly(coro())
+        assert task is not None and steps == []
+        first.set_result(1)
+        await wait_until(lambda: steps == ["first 1"], what="the first resume")
+        second.set_exception(ValueError("boom"))
+        await wait_until(lambda: len(steps) == 2, what="the second resume")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert steps == ["first 1", "second raised boom", "cancelled"]
+
+        async def quick() -> None:
+            steps.append("quick")
+        assert start_eagerly(quick()) is None and steps[-1] == "quick"
+
+    run(scenario())
+
+
+def test_a_request_in_flight_is_answered_after_the_client_half_closes() -> None:
+    """EOF from the client ends reading, not the requests already running: their answers still
+    go out on the half-closed connection, which closes after the last one (the Protocol server's
+    ``eof_received``)."""
+    async def scenario() -> None:
+        service = Service()
+        async with serving(service) as (server, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(encode_frame({"id": 7, "rpc": "Hold", "body": {}}))
+            await wait_until(lambda: service.held == 1, what="Hold to reach the server")
+            writer.write_eof()
+            await asyncio.sleep(0.05)
+            service.release.set()
+            assert await asyncio.wait_for(read_frame(reader), 5) == {"id": 7, "body": {"released": True}}
+            assert await asyncio.wait_for(read_frame(reader), 5) is None  # then the server closes
+            writer.close()
+            assert server.stats.protocol_errors == 0
+
+    run(scenario())
+
+
+def test_eof_inside_a_frame_is_a_protocol_error_on_both_sides(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with serving(Service()) as (server, pool):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(encode_frame({"id": 1, "rpc": "Echo", "body": {}})[:-3])
+            writer.write_eof()
+            assert await asyncio.wait_for(read_frame(reader), 5) is None
+            writer.close()
+            assert server.stats.protocol_errors == 1
+            assert await pool.call("s", "Echo", {}, 5) == {"echo": {}}  # others unaffected
+
+        async def cut_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            request = await read_frame(reader)
+            assert request is not None
+            writer.write(encode_frame({"id": request["id"], "body": {}})[:-2])
+            writer.write_eof()
+            await reader.read()
+            writer.close()
+
+        bad = await asyncio.start_server(cut_server, "127.0.0.1", 0)
+        pool2 = RpcClientPool({"cut": f"127.0.0.1:{bad.sockets[0].getsockname()[1]}"})
+        with pytest.raises(RpcLayerError, match="protocol error: connection closed mid-frame"):
+            await pool2.call("cut", "Echo", {}, 5)
+        assert not pool2.connected("cut")
+        await pool2.close()
+        bad.close()
+        await bad.wait_closed()
+
+    with caplog.at_level(logging.ERROR, logger="test.rpc"):
+        run(scenario())
+
+
+def test_responses_to_a_client_that_does_not_read_wait_for_the_socket_and_arrive_whole() -> None:
+    """Past the write buffer's high-water mark a response waits (``pause_writing``) instead of
+    piling up; once the client reads, every response arrives whole and in one piece each."""
+    async def scenario() -> None:
+        blob = "x" * 1_000_000
+
+        async def handler(rpc: str, body: dict[str, Any]) -> dict[str, Any]:
+            return {"n": body["n"], "blob": blob}
+
+        server = RpcServer("127.0.0.1", 0, handler, LOG)
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=2**22)
+            for n in range(8):
+                writer.write(encode_frame({"id": n, "rpc": "Big", "body": {"n": n}}))
+            # The client reads nothing meanwhile: the kernel's buffers fill, then the server waits.
+            await wait_until(lambda: any(c._drained is not None for c in server._conns),
+                             what="the server to wait for the socket")
+            got = []
+            for _ in range(8):
+                frame = await asyncio.wait_for(read_frame(reader), 5)
+                assert frame is not None and len(frame["body"]["blob"]) == len(blob)
+                got.append(frame["body"]["n"])
+            assert sorted(got) == list(range(8))
+            writer.close()
+        finally:
+            await server.close()
 
     run(scenario())
