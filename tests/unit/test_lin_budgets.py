@@ -214,10 +214,11 @@ def test_parallel_workers_share_the_deadline(parallel: str) -> None:
     assert verdict.validity is Validity.UNKNOWN
     keys = verdict.details["keys"]
     assert set(keys) == {"x", "y", "z"} and all(r["validity"] == "unknown" for r in keys.values())
-    # Every key carries its own figures; how many a loaded machine reached before the shared
-    # deadline varies (a worker holding two keys may not start the second), at least one did.
+    # Every key carries its own figures. How many a loaded machine reached before the shared
+    # deadline varies: a worker holding two keys may not start the second, and in a fresh-clone CI
+    # run beside the suites no worker process had started within the 0.5 s (that workers do search
+    # is shown by the tests above that reach a verdict).
     assert all(r["elapsed_s"] >= 0 and r["states"] >= 0 for r in keys.values())
-    assert any(r["elapsed_s"] > 0 and r["states"] > 0 for r in keys.values())
 
 
 def _write(path: Path, events: list[dict[str, Any]]) -> Path:
