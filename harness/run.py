@@ -239,8 +239,16 @@ class Run:
             close_error = exc
             self._errors.append(f"{type(exc).__name__}: {exc}")
         run = cluster.run
-        events = load_history(run.events_path)
-        verdicts = standard_verdicts(events, run_dir=run.path) + self.verdicts
+        try:
+            events = load_history(run.events_path)
+            verdicts = standard_verdicts(events, run_dir=run.path) + self.verdicts
+        except Exception as exc:  # noqa: BLE001 - a checker or reader bug: unknown, never no verdict
+            first = (str(exc).splitlines() or [""])[0]
+            events = []
+            verdicts = [Verdict(checker="judging", validity=Validity.UNKNOWN,
+                                summary=f"the history could not be judged: {type(exc).__name__}: {first}"),
+                        *self.verdicts]
+            self._errors.append(f"judging failed: {type(exc).__name__}: {first}")
         teardown = [*self._errors, *errors]
         extra: dict[str, Any] = {"test": self.name, "seed": self.spec.seed, "teardown_errors": teardown,
                                  "outcome": "passed" if compose(verdicts) is Validity.VALID else "failed"}

@@ -130,7 +130,9 @@ class _ClientConn(asyncio.Protocol):
         # write() buffers the whole frame at once, so a cancelled wait never splits a frame.
         self.transport.write(data)
         if self._drained is not None:
-            await self._drained
+            # Shared by every sender waiting on this socket: shielded, so a waiter's own timeout
+            # or cancellation cancels only that waiter, never the others' wait.
+            await asyncio.shield(self._drained)
         if self.lost is not None:
             raise RpcLayerError(f"send to {self.uuid} at {self.addr} failed: {self.lost}")
 
@@ -342,7 +344,13 @@ class RpcClientPool:
         if self._conns.get(conn.uuid) is conn:
             del self._conns[conn.uuid]
         if conn.transport is not None:
-            conn.transport.close()
+            # Unsent bytes of a dropped connection help no one (its calls fail now), and close()
+            # would wait for a peer that does not read (a stopped follower) to take them: the
+            # connection, and pool.close(), would never finish.
+            if conn.transport.get_write_buffer_size() > 0:
+                conn.transport.abort()
+            else:
+                conn.transport.close()
         for fut in list(conn.pending.values()):
             if not fut.done():
                 fut.set_exception(RpcLayerError(

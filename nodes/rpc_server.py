@@ -65,7 +65,9 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     never waits (a follower's commit-only or heartbeat Update) is answered in the
     ``data_received`` that read it, with no task and no loop turn (issue #14: two of a write's
     Updates per follower, one of them the commit-only round trip the next write waits for).
-    kuduraft's service threads likewise run UpdateConsensus in the thread that read it."""
+    This is a cost measure with no kuduraft counterpart: kuduraft's reactor thread reads the call
+    and queues it to the service pool, whose worker threads run UpdateConsensus. What a peer can
+    observe is the same (the handler's order within one request, the reply after it)."""
     try:
         waiting = coro.send(None)
     except StopIteration:
@@ -202,7 +204,9 @@ class _ServerConn(asyncio.Protocol):
             return False
         transport.write(data)
         if self._drained is not None:
-            await self._drained
+            # Shared by every sender waiting on this socket: shielded, so a waiter's own timeout
+            # or cancellation cancels only that waiter, never the others' wait.
+            await asyncio.shield(self._drained)
         return True
 
 

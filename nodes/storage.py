@@ -98,6 +98,7 @@ class WalWriter:
         self._on_thread: list[_Item] = []
         self._stopped = False
         self._idle = True  # the thread went idle after its last group (lifecycle latency)
+        self._idle_pause_ends = 0.0  # loop time when the going-idle pause of the thread ends
         self._thread = _AppendThread()
         self.batches = 0
         self.entries_written = 0
@@ -183,16 +184,17 @@ class WalWriter:
             self._faults.storage_fatal("wal_append_io_error", "injected WAL IO error "
                                        "(log_inject_io_error_on_append_fraction)")
         lifecycle_s = 0.0
+        loop = asyncio.get_running_loop()
         if self._idle:
             # log.cc, Log::AppendThread::GoIdle, then the wake-up: the thread's lifecycle
-            # latency, slept on the thread before it writes, as kuduraft's append thread does.
-            lifecycle_s = self._lifecycle_latency_s() + self._lifecycle_latency_s()
+            # latency, slept on the thread before it writes. The going-idle pause began when the
+            # last group ended (``_settle``): a write pays only what is left of it, plus the wake.
+            lifecycle_s = max(0.0, self._idle_pause_ends - loop.time()) + self._lifecycle_latency_s()
         job: Callable[[], None]
         if truncate is not None:
             job = partial(self._truncate_blocking, truncate, lifecycle_s)
         else:
             job = partial(self._append_blocking, batch, self._sync_latency_s(), lifecycle_s)
-        loop = asyncio.get_running_loop()
         self._busy = loop.create_future()
         self._on_thread = items
         self._idle = False
@@ -226,6 +228,8 @@ class WalWriter:
                 self.entries_written += sum(len(it.entries) for it in items)
         finally:
             self._idle = not self._waiting
+            if self._idle:
+                self._idle_pause_ends = loop.time() + self._lifecycle_latency_s()
             self._kick()
 
     def _new_segment_faults(self) -> None:

@@ -307,7 +307,24 @@ def make_cluster(request: pytest.FixtureRequest, raftchaos_seed: int) -> Iterato
         return run.cluster
 
     yield make
-    problems = [p for run in reversed(state.clusters) if (p := _finish(run, state))]
+    # Each run is torn down on its own: one that raises (a checker bug, an unwritable run
+    # directory) is aborted and reported, the others are still judged and closed; on Ctrl-C
+    # the ones not reached yet are closed before it propagates.
+    problems: list[str] = []
+    pending = list(reversed(state.clusters))
+    try:
+        while pending:
+            run = pending.pop(0)
+            try:
+                problem = _finish(run, state)
+            except Exception as exc:  # noqa: BLE001 - reported as this test's failure
+                run.abort(exc)
+                problem = f"teardown of {run.run_dir.path} failed: {type(exc).__name__}: {exc}"
+            if problem:
+                problems.append(problem)
+    finally:
+        for run in pending:
+            run.abort()
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 

@@ -250,3 +250,39 @@ def test_on_durable_runs_in_the_hand_back_a_turn_before_a_done_callback(tmp_path
 
     assert asyncio.run(main()) == [("on_durable", True), "done callback",
                                    "on_durable: not a pending write of this writer"]
+
+
+def test_a_write_after_the_thread_went_idle_pays_only_the_wake_up_latency(tmp_path: Path) -> None:
+    """log.cc, Log::AppendThread::GoIdle: the lifecycle latency is drawn when the append thread
+    goes idle and again when it wakes. The going-idle pause starts when the last group ends, so a
+    write arriving after it is over waits for the wake-up draw alone (at most the flag's
+    maximum), not two draws in a row (review finding on the issue #14 writer)."""
+    max_ms = 40
+
+    async def main() -> list[float]:
+        flags = Flags({"log_inject_thread_lifecycle_latency_ms": max_ms})
+        wal = Wal(tmp_path / "wal", fsync=False)
+        wal.recover()
+        writer = WalWriter(wal, flags, FaultPoints(flags, random.Random(3), LOG), random.Random(11), LOG)
+        paid: list[float] = []
+        real = writer._append_blocking
+
+        def recording(batch: list[LogEntry], delay_s: float, lifecycle_s: float = 0.0) -> None:
+            paid.append(lifecycle_s)
+            real(batch, delay_s, lifecycle_s)
+        setattr(writer, "_append_blocking", recording)  # noqa: B010 - observe what each write pays
+        writer.start()
+        loop = asyncio.get_running_loop()
+        try:
+            for i in range(1, 13):
+                await asyncio.wait_for(writer.append([noop(i)]), 5)
+                # until the going-idle pause drawn at the end of this write is over (node time)
+                await asyncio.sleep(max(0.0, getattr(writer, "_idle_pause_ends", 0.0) - loop.time()) + 0.001)
+            return paid
+        finally:
+            await writer.stop()
+            wal.close()
+
+    paid = asyncio.run(main())
+    assert len(paid) == 12 and all(0.0 <= s <= max_ms / 1000 for s in paid), paid
+    assert any(s > 0 for s in paid)

@@ -553,3 +553,41 @@ def test_responses_to_a_client_that_does_not_read_wait_for_the_socket_and_arrive
             await server.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("drop_on_timeout", [True, False])
+def test_a_timed_out_sender_does_not_cancel_the_others_waiting_for_the_socket(drop_on_timeout: bool) -> None:
+    """Two calls wait for a socket the peer does not read (a stopped follower); the first times
+    out. The second must end as an RPC failure of its own (its timeout, or the dropped
+    connection), never a bare cancellation: a cancelled call task is dropped by ``call_soon``'s
+    delivery, so the Peer would never hear back and keep its request pending for good (review
+    of the issue #14 Protocol client: one shared drain future was cancelled with the first)."""
+    async def scenario() -> None:
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def never_read(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(writer)  # keep it open, never read: the client's send buffer fills
+
+        server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = RpcClientPool({"s": f"127.0.0.1:{port}"}, drop_on_timeout=drop_on_timeout,
+                             max_frame_bytes=16 << 20)
+        big = {"pad": "x" * (4 << 20)}
+        try:
+            first = asyncio.ensure_future(pool.call("s", "Echo", big, 0.3))
+            second = asyncio.ensure_future(pool.call("s", "Echo", big, 2.0))
+            results = await asyncio.gather(first, second, return_exceptions=True)
+            assert not second.cancelled()
+            assert all(isinstance(r, RpcLayerError) for r in results), results
+            late: list[Any] = []
+            pool.call_soon("s", "Echo", big, 0.5, late.append)
+            await wait_until(lambda: bool(late), timeout_s=5, what="call_soon's outcome")
+            assert isinstance(late[0], RpcLayerError), late
+        finally:
+            await pool.close()
+            for writer in accepted:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+
+    run(scenario())

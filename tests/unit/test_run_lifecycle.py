@@ -187,6 +187,23 @@ def test_a_cleanup_failure_is_reported_and_the_run_still_judged(tmp_path: Path, 
     assert run.run_dir.verdicts_path.exists()
 
 
+def test_a_checker_that_raises_still_leaves_an_unknown_verdict(tmp_path: Path, calls: list[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in a checker (or an unreadable history) after the cluster closed: verdicts.json is
+    still written, unknown with the reason, never missing (review of the Run lifecycle)."""
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise KeyError("term")
+    monkeypatch.setattr(run_module, "standard_verdicts", broken)
+    run = Run(_spec(tmp_path), cluster_factory=_factory(calls))
+    run.start()
+    result = run.finish()
+    assert calls[-1] == "close"
+    assert [v.validity for v in result.verdicts] == [Validity.UNKNOWN]
+    assert "could not be judged: KeyError" in result.verdicts[0].summary
+    doc = json.loads(run.run_dir.verdicts_path.read_text())
+    assert "judging failed: KeyError: 'term'" in doc["teardown_errors"]
+
+
 def test_an_error_in_the_block_closes_the_cluster_without_a_verdict(tmp_path: Path, calls: list[str]) -> None:
     boom = RuntimeError("the body broke")
     with pytest.raises(RuntimeError), Run(_spec(tmp_path), cluster_factory=_factory(calls)) as run:
