@@ -34,13 +34,18 @@ class LocalNodes:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, node: str) -> None:
-        args = [sys.executable, "-m", "nodes", "--config", str(self.config), "--id", node,
+        self.start_with(node, ["-m", "nodes"])
+
+    def start_with(self, node: str, launcher: list[str], env: dict[str, str] | None = None) -> None:
+        """Start ``node`` as ``python LAUNCHER --config ...`` (``-m nodes``, or a wrapper script that
+        instruments the node in its own process), with ``env`` on top of ours."""
+        args = [sys.executable, *launcher, "--config", str(self.config), "--id", node,
                 "--data", str(self.dir / node)]
         for k, v in self.flags.items():
             args += ["--flag", f"{k}={v}"]
         log = open(self.dir / f"{node}.log", "ab")  # noqa: SIM115 - handed to the child
         self.procs[node] = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=log,
-                                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                                            env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})))
 
     def start_all(self) -> None:
         for n in self.ids:

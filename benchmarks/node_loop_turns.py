@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,11 +37,8 @@ class CountedNodes(LocalNodes):
         return self.dir / f"{node}.loop-counts"
 
     def start(self, node: str) -> None:
-        args = [sys.executable, str(ROOT / "benchmarks" / "_countednode.py"), "--config",
-                str(self.config), "--id", node, "--data", str(self.dir / node)]
-        log = open(self.dir / f"{node}.log", "ab")  # noqa: SIM115 - handed to the child
-        env = dict(os.environ, PYTHONPATH=str(ROOT), RAFTCHAOS_LOOP_COUNTS=str(self.counts_path(node)))
-        self.procs[node] = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=log, env=env)
+        self.start_with(node, [str(ROOT / "benchmarks" / "_countednode.py")],
+                        {"RAFTCHAOS_LOOP_COUNTS": str(self.counts_path(node))})
 
     def snapshot(self, timeout_s: float = 5.0) -> dict[str, dict[str, int]]:
         """Every node's counters now (SIGUSR1, then wait for each node's new line)."""

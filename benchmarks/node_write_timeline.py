@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -43,11 +42,8 @@ class TracedNodes(LocalNodes):
         return self.dir / f"{node}.trace"
 
     def start(self, node: str) -> None:
-        args = [sys.executable, str(ROOT / "benchmarks" / "_tracednode.py"), "--config",
-                str(self.config), "--id", node, "--data", str(self.dir / node)]
-        log = open(self.dir / f"{node}.log", "ab")  # noqa: SIM115 - handed to the child
-        env = dict(os.environ, PYTHONPATH=str(ROOT), RAFTCHAOS_TRACE=str(self.trace_path(node)))
-        self.procs[node] = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=log, env=env)
+        self.start_with(node, [str(ROOT / "benchmarks" / "_tracednode.py")],
+                        {"RAFTCHAOS_TRACE": str(self.trace_path(node))})
 
     def collect(self, timeout_s: float = 10.0) -> dict[str, list[Stamp]]:
         """Every node's stamps since the last collect (SIGUSR1, then wait for its dump line)."""
@@ -90,6 +86,22 @@ class Track:
         times = self.times.get(step, [])
         i = bisect.bisect_right(times, t)
         return self.by_step[step][i - 1] if i else None
+
+
+Step = tuple[str, Track, str, Any]
+
+
+def walk(steps: list[Step], start: int) -> dict[str, int] | None:
+    """Follow ``steps`` (key, track, step, predicate) from ``start``, each the first stamp at or
+    after the previous one: the stamp time per key, or None where the chain breaks."""
+    found: dict[str, int] = {}
+    prev = start
+    for key, track, step, pred in steps:
+        s = track.first(step, prev, pred)
+        if s is None:
+            return None
+        found[key] = prev = s[0]
+    return found
 
 
 def holds(i: int) -> Any:
@@ -154,14 +166,9 @@ def timeline(traces: dict[str, list[Stamp]], leader: str) -> tuple[list[dict[str
                      ("fwe", ft, "wal_end", None), ("fdur", ft, "follower_durable", None),
                      ("ftx", ft, "reply_tx", None), ("crx", lt, "client_rx", None),
                      ("ri", lt, "reply_in", lambda a, f=f, i=i: a["peer"] == f and a["last"] >= i)]
-            prev = sq[0]
-            for key, track, step, pred in steps:
-                s = track.first(step, prev, pred)
-                if s is None:
-                    break
-                p[key] = prev = s[0]
-            else:
-                per_peer[f] = p
+            found = walk(steps, sq[0])
+            if found is not None:
+                per_peer[f] = {**p, **found}
         done = {f: p for f, p in per_peer.items() if p["ri"] <= t["c"]}
         if not done:
             continue
@@ -215,14 +222,9 @@ def commit_only_trips(traces: dict[str, list[Stamp]], leader: str) -> list[dict[
                  ("fue", ft, "update_end", None), ("ftx", ft, "reply_tx", None),
                  ("crx", lt, "client_rx", None),
                  ("ri", lt, "reply_in", lambda a, f=f: a["peer"] == f)]
-        prev = sq[0]
-        for key, track, step, pred in steps:
-            s = track.first(step, prev, pred)
-            if s is None:
-                break
-            p[key] = prev = s[0]
-        else:
-            rows.append(p)
+        found = walk(steps, sq[0])
+        if found is not None:
+            rows.append({**p, **found})
     return rows
 
 
