@@ -9,7 +9,6 @@ cluster file's ``dial`` map); status polling and flag changes go to the node dir
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,12 +171,6 @@ def log_tail(path: Path, lines: int = 20) -> list[str]:
 
 
 # ---- what every backend writes ----------------------------------------------------------------
-
-
-def client_proxy_listen(proxies: Sequence[ProxyConfig], node_id: str) -> str:
-    """The ``host:port`` where the ``client->node_id`` proxy listens (StopIteration if there is none)."""
-    name = LinkId(CLIENT, node_id).name
-    return next(p.listen for p in proxies if p.name == name)
 
 
 def start_banner(node_id: str, incarnation: int, note: str = "") -> bytes:
