@@ -55,5 +55,5 @@ def flag_problem(system: str, name: str, value: Any) -> str | None:
         return f"unknown system {system!r} (choose from {', '.join(names())})"
     table = FLAG_TABLES.get(system)
     if table is None:
-        return f"system {system} has no runtime flags (got {name!r})"
+        return f"node flags are not available for system {system} (got {name!r})"
     return table(name, value)

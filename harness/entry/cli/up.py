@@ -59,7 +59,7 @@ def _spec_and_plan(nodes: int, flags: list[str], seed: int | None, profile: str,
             fail(f"--profile: must be one of {', '.join(PROFILES)}, got {profile!r}")
         pairs = parse_pairs(flags, "--flag")
         for name, value in pairs.items():
-            problem = flag_problem(name, value)
+            problem = flag_problem(name, value, system)
             if problem:
                 fail(f"--flag {name}: {problem}")
         lines = ["name = \"up\"", "[cluster]", f"nodes = {nodes}", f"profile = \"{profile}\"",
