@@ -168,7 +168,7 @@ class WalWriter:
             while n < len(self._waiting) and self._waiting[n].truncate_after is None:
                 n += 1
         items, self._waiting = self._waiting[:n], self._waiting[n:]
-        if self._open is not None and self._open in items:
+        if self._open is not None and any(it is self._open for it in items):
             self._open = None  # on its way to the thread: no more entries may join it
         return items
 
